@@ -1,0 +1,1 @@
+"""raysweep: compute-scaling studies of image models on Ray."""

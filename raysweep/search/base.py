@@ -1,0 +1,73 @@
+"""The searcher contract every raysweep searcher implements, free of Ray.
+
+A searcher proposes (cell, lr) trials and learns their outcomes. The Ray Tune adapter
+(`raysweep.sweep.tune_searcher`) and the replay benchmark both drive searchers through this
+contract only, which is what lets the benchmark replay a searcher without a cluster.
+
+`suggest` returns a `Proposal`, `None` ("nothing to run until a running trial finishes") or
+`FINISHED` ("every cell is settled"), mirroring Ray Tune's `Searcher`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Literal
+
+from raysweep.space import Cell, Lattice
+
+Status = Literal["ok", "diverged", "failed"]
+
+
+class _Finished:
+    def __repr__(self) -> str:
+        return "FINISHED"
+
+
+FINISHED: Final = _Finished()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    cell: Cell
+    lr: float
+    reason: str  # why this trial was chosen; lands in MLflow as the tag `raysweep.reason`
+
+
+@dataclass(frozen=True)
+class Outcome:
+    val_loss: float  # +inf for diverged or failed trials
+    status: Status = "ok"
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "ok" and math.isfinite(self.val_loss)
+
+
+class CellSearcher(ABC):
+    """Proposes learning rates for the cells of a lattice."""
+
+    name: ClassVar[str]
+
+    def __init__(self, lattice: Lattice) -> None:
+        self.lattice = lattice
+
+    @abstractmethod
+    def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+        """The next trial to run, None to ask again later, or FINISHED."""
+
+    @abstractmethod
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        """Learn the outcome of a trial `suggest` returned under `trial_id`."""
+
+    @abstractmethod
+    def settled(self) -> dict[Cell, float]:
+        """The settled optimal LR of each cell settled so far."""
+
+    def get_state(self) -> dict[str, Any]:
+        """A JSON-able snapshot for resuming (searchers backed by Optuna storage may return {})."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore from `get_state`."""
