@@ -1,22 +1,69 @@
 """Searchers: which learning rate to try next in which (model, epoch budget) cell.
 
 `make_searcher` is the registry the CLI and the benchmark use; each algorithm lives in its own
-private module behind `CellSearcher` (see `base`).
+private module behind `CellSearcher` (see `base`):
+
+- `grid`: every LR of the grid in every cell (the exhaustive baseline).
+- `monotone` (default): the paper's 2-trial rule. A cell's optimum is at most its bound (the
+  smallest settled optimum of its predecessors) and at most `slowness` steps below it.
+- `bracket`: monotone, then keep stepping down while the lowest tried LR wins.
+- `verify`: monotone plus one step above the bound.
+- `trend`: start from the fitted trend of settled cells, clipped to the bound; one trial when it
+  agrees with the bound.
+- `tpe`, `random`: Optuna's TPESampler / RandomSampler, `trials_per_cell` trials in each cell.
+
+The prior searchers, tpe and random keep their trials in Optuna storage (`storage`, a URL; in
+memory when None): constructing one again over the same storage and `study_name` resumes it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from raysweep.search._grid import GridSearcher
+from raysweep.search._per_cell import RandomSearcher, TPESearcher
+from raysweep.search._prior import pick_best
+from raysweep.search._prior_sampler import (
+    BracketSearcher,
+    MonotoneSearcher,
+    PriorSampler,
+    PriorSearcher,
+    TrendSearcher,
+    VerifySearcher,
+)
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal
 from raysweep.space import Lattice
 
-__all__ = ["FINISHED", "CellSearcher", "GridSearcher", "Outcome", "Proposal", "SEARCHERS", "make_searcher"]
+__all__ = [
+    "FINISHED",
+    "SEARCHERS",
+    "BracketSearcher",
+    "CellSearcher",
+    "GridSearcher",
+    "MonotoneSearcher",
+    "Outcome",
+    "PriorSampler",
+    "PriorSearcher",
+    "Proposal",
+    "RandomSearcher",
+    "TPESearcher",
+    "TrendSearcher",
+    "VerifySearcher",
+    "make_searcher",
+    "pick_best",
+]
 
-# name -> factory(lattice, **options); options come from SearchSpec fields a searcher uses.
+# name -> factory(lattice, **options). Options (all keyword): start_lr, slowness, tie_tolerance,
+# trials_per_cell, seed, storage, study_name; each searcher takes the ones it uses.
 SEARCHERS: dict[str, Callable[..., CellSearcher]] = {
-    "grid": lambda lattice, **_: GridSearcher(lattice),
+    "grid": lambda lattice, *, tie_tolerance=0.0, **_: GridSearcher(lattice, tie_tolerance=tie_tolerance),
+    "monotone": MonotoneSearcher,
+    "bracket": BracketSearcher,
+    "verify": VerifySearcher,
+    "trend": TrendSearcher,
+    "tpe": TPESearcher,
+    "random": RandomSearcher,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from raysweep.search._prior import pick_best
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
 from raysweep.space import Cell, Lattice
 
@@ -12,14 +13,17 @@ from raysweep.space import Cell, Lattice
 class GridSearcher(CellSearcher):
     name = "grid"
 
-    def __init__(self, lattice: Lattice) -> None:
+    def __init__(self, lattice: Lattice, *, tie_tolerance: float = 0.0) -> None:
         super().__init__(lattice)
+        self.tie_tolerance = tie_tolerance
         self._queue = [(cell, lr) for cell in lattice.cells() for lr in lattice.lrs]
         self._next = 0
         self._pending: dict[str, tuple[Cell, float]] = {}
         self._results: dict[Cell, dict[float, float]] = {}
 
     def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+        if trial_id in self._pending:
+            raise ValueError(f"trial id {trial_id!r} is already running; every suggest needs a new one")
         if self._next >= len(self._queue):
             return FINISHED if not self._pending else None
         cell, lr = self._queue[self._next]
@@ -36,8 +40,7 @@ class GridSearcher(CellSearcher):
         out = {}
         for cell, by_lr in self._results.items():
             if len(by_lr) == len(self.lattice.lrs):
-                # ties go to the larger LR, as in every raysweep searcher
-                out[cell] = min(by_lr, key=lambda lr: (by_lr[lr], -lr))
+                out[cell] = pick_best(by_lr, self.tie_tolerance)  # ties go to the larger LR
         return out
 
     def get_state(self) -> dict[str, Any]:

@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv when it is
+# missing or older than pyproject.toml, install the project into it, then do their job.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.raysweep-installed
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PYTEST_ARGS ?=
+
+.PHONY: demo test env data lint bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Fashion-MNIST comes from Debian (offline-safe): installed when we may, skipped tests say why otherwise.
+data:
+	@if [ ! -f $(FASHION) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+	      || echo "make: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
+	  else echo "make: not root: run 'apt-get install dataset-fashion-mnist' for the Fashion-MNIST set"; fi; \
+	fi
+
+demo: env
+	$(BIN)/raysweep run search_spaces/demo.yaml
+
+test: env data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: env
+	$(BIN)/ruff check raysweep tests
+	$(BIN)/mypy raysweep
+
+clean:
+	rm -rf raysweep_results mlruns mlflow.db

@@ -1,0 +1,1 @@
+"""Analysis of finished sweeps: per-cell summaries (and, later, frontier, fits and figures). No Ray."""

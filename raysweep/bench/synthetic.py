@@ -1,0 +1,59 @@
+"""Synthetic results tables shaped like the paper's finding 3, for trying the replay benchmark.
+
+The optimal LR is 1.6 at small budgets for every model and falls past a knee as the budget grows,
+faster for larger models; the loss is a parabola in log LR around it, and LRs far enough above it
+diverge. `write_table` writes one such table as CSV in the format `bench.table` reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Callable, Sequence
+
+from raysweep.search.testing import LRS
+
+EPOCHS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the paper's budgets
+
+
+def paper_optimum(m: int, epochs: float) -> float:
+    """log2 of the optimal LR: flat at 1.6 up to 0.5 epochs, then falling 0.35 + 0.1 m grid steps per
+    doubling of the budget (each rung falls a little faster than the one below)."""
+    return math.log2(1.6) - (0.35 + 0.1 * m) * max(0.0, math.log2(epochs / 0.5))
+
+
+def write_table(
+    path: str,
+    *,
+    n_models: int = 6,
+    epochs: Sequence[float] = EPOCHS,
+    lrs: Sequence[float] = LRS,
+    seeds: int = 2,
+    noise: float = 0.0,
+    seed: int = 0,
+    optimum: Callable[[int, float], float] = paper_optimum,
+    diverge_steps: float | None = 1.5,
+) -> None:
+    """Write a full grid (every model, budget, LR and seed); `noise` is the loss's per-seed std dev.
+
+    A run diverges when its LR is more than `diverge_steps` grid steps (factors of 2) above the optimum.
+    """
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours"])
+        for m in range(n_models):
+            params = 1e6 * 2**m
+            for e in epochs:
+                flops = 6 * params * 60_000 * e * 3  # forward + backward, 60k images per epoch
+                best = optimum(m, e)
+                for lr in lrs:
+                    off = math.log2(lr) - best
+                    for s in range(seeds):
+                        if diverge_steps is not None and off > diverge_steps:
+                            loss = math.inf
+                        else:
+                            loss = 4.0 * (1 + m) ** -0.3 * e**-0.1 + 0.02 * off**2 + rng.gauss(0, noise)
+                        w.writerow([f"r{m}", int(params), e, lr, s, f"{loss:.6f}", f"{flops:.4g}",
+                                    f"{flops / 1e15:.4g}"])

@@ -1,0 +1,167 @@
+"""A results table read from CSV: the ground truth the replay benchmark replays searchers against.
+
+Columns: `model,epochs,lr,val_loss` are required; `model_params,seed,flops,core_hours` are used when
+present. One row is one finished (or diverged) trial; several seeds of one (model, epochs, lr) are
+several rows. An empty, `inf` or `nan` val_loss is a diverged trial. Rungs are ordered by
+`model_params` when that column exists, else by first appearance; budgets and LRs ascending.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from raysweep.errors import SpecError
+from raysweep.search._prior import pick_best
+from raysweep.space import Cell, Lattice
+
+REQUIRED = ("model", "epochs", "lr", "val_loss")
+OPTIONAL = ("model_params", "seed", "flops", "core_hours")
+
+
+@dataclass(frozen=True)
+class Row:
+    loss: float  # inf when diverged
+    flops: float | None
+    core_hours: float | None
+
+
+@dataclass(frozen=True)
+class Table:
+    path: str
+    lattice: Lattice
+    runs: Mapping[tuple[Cell, int], tuple[Row, ...]]  # (cell, lr index) -> one row per seed
+    has_flops: bool
+    n_rows: int
+
+    def mean_loss(self, cell: Cell, lr_index: int) -> float | None:
+        """Mean loss over seeds (inf if any seed diverged); None when the table lacks the run."""
+        rows = self.runs.get((cell, lr_index))
+        if not rows:
+            return None
+        return sum(r.loss for r in rows) / len(rows)
+
+    def sample_loss(self, cell: Cell, lr_index: int, rng: random.Random) -> float | None:
+        """The loss of one seed drawn at random; None when the table lacks the run."""
+        rows = self.runs.get((cell, lr_index))
+        return rng.choice(rows).loss if rows else None
+
+    def duration(self, cell: Cell, lr_index: int) -> float:
+        """A run's cost as the replay's clock sees it: mean core hours, else mean FLOPs, else 1."""
+        rows = self.runs.get((cell, lr_index), ())
+        for values in ([r.core_hours for r in rows], [r.flops for r in rows]):
+            known = [v for v in values if v is not None]
+            if known:
+                return sum(known) / len(known)
+        return 1.0 if rows else 0.0
+
+    def flops(self, cell: Cell, lr_index: int) -> float:
+        known = [r.flops for r in self.runs.get((cell, lr_index), ()) if r.flops is not None]
+        return sum(known) / len(known) if known else 0.0
+
+    def best(self, cell: Cell, tie_tolerance: float = 0.0) -> int | None:
+        """The grid index of the cell's best mean loss (ties to the larger LR); None without data."""
+        losses = {}
+        for i in range(len(self.lattice.lrs)):
+            loss = self.mean_loss(cell, i)
+            if loss is not None:
+                losses[i] = loss
+        return pick_best(losses, tie_tolerance) if losses else None
+
+
+def load_table(path: str) -> Table:
+    """Read and check a results CSV; every problem is a `SpecError` naming the file, line and column."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise SpecError(
+                    f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}: expected a header "
+                    f"with at least {', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)}), got {header}",
+                    file=path,
+                    key="header",
+                )
+            raw = [({k.strip(): (v or "").strip() for k, v in rec.items() if k}, reader.line_num) for rec in reader]
+    except OSError as e:
+        raise SpecError(f"cannot read the table: {e.strerror}", file=path) from None
+    if not raw:
+        raise SpecError("expected at least one data row, got none", file=path)
+
+    params: dict[str, float] = {}
+    parsed: list[tuple[str, float, float, Row]] = []
+    for rec, line in raw:
+        model = rec["model"]
+        if not model:
+            raise SpecError("expected a model name, got an empty value", file=path, key=f"line {line}, column model")
+        epochs = _number(rec["epochs"], path, line, "epochs", positive=True)
+        lr = _number(rec["lr"], path, line, "lr", positive=True)
+        loss = _loss(rec["val_loss"], path, line)
+        flops = _optional(rec.get("flops", ""), path, line, "flops")
+        hours = _optional(rec.get("core_hours", ""), path, line, "core_hours")
+        size = _optional(rec.get("model_params", ""), path, line, "model_params")
+        if size is not None:
+            params.setdefault(model, size)
+        parsed.append((model, epochs, lr, Row(loss, flops, hours)))
+
+    models = list(dict.fromkeys(p[0] for p in parsed))  # first appearance
+    if "model_params" in header:
+        unsized = [m for m in models if m not in params]
+        if unsized:
+            raise SpecError(
+                f"expected a number for every model, got none for {unsized}", file=path, key="column model_params"
+            )
+        models.sort(key=lambda m: params[m])  # stable: equal sizes keep their first-appearance order
+    lattice = Lattice(
+        models=tuple(models),
+        epochs=tuple(sorted({p[1] for p in parsed})),
+        lrs=tuple(sorted({p[2] for p in parsed})),
+    )
+    runs: dict[tuple[Cell, int], list[Row]] = {}
+    for model, epochs, lr, row in parsed:
+        runs.setdefault((lattice.cell_of(model, epochs), lattice.lr_index(lr)), []).append(row)
+    return Table(
+        path=path,
+        lattice=lattice,
+        runs={k: tuple(v) for k, v in runs.items()},
+        has_flops="flops" in header,
+        n_rows=len(parsed),
+    )
+
+
+def _number(text: str, path: str, line: int, column: str, *, positive: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or (positive and value <= 0):
+        want = "a positive number" if positive else "a finite number"
+        raise SpecError(f"expected {want}, got {text!r}", file=path, key=f"line {line}, column {column}")
+    return value
+
+
+def _optional(text: str, path: str, line: int, column: str) -> float | None:
+    if not text:
+        return None
+    value = _number(text, path, line, column)
+    if value < 0:
+        raise SpecError(f"expected a number >= 0, got {text!r}", file=path, key=f"line {line}, column {column}")
+    return value
+
+
+def _loss(text: str, path: str, line: int) -> float:
+    if not text or text.lower() in ("inf", "+inf", "infinity", "nan"):
+        return math.inf  # diverged
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(
+            f"expected a number, or inf / nan / empty for a diverged run, got {text!r}",
+            file=path,
+            key=f"line {line}, column val_loss",
+        ) from None
+    return value if math.isfinite(value) else math.inf

@@ -1,0 +1,172 @@
+"""The `raysweep` command line: run a sweep, preview it, replay searchers, list ladders.
+
+Bad input (a YAML typo, an unknown model, a malformed override) ends in one line naming the file,
+the key and what was expected, with exit code 2, before Ray is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from raysweep.errors import SpecError
+
+EPILOG_RUN = """examples:
+  raysweep run search_spaces/demo.yaml
+  raysweep run search_spaces/demo.yaml --set search.searcher=grid --set resources.concurrent_trials=1
+  raysweep run --dry-run search_spaces/fashion_ladder.yaml
+  RAY_ADDRESS=auto raysweep run search_spaces/demo.yaml      # on a running cluster
+
+Results: every trial is a nested MLflow run under the sweep's parent run. Open them with
+  mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raysweep",
+        description="Compute-scaling sweeps of image models on Ray: model size x epoch budget x learning rate, "
+                    "tracked in MLflow.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a sweep described by a search-space YAML file",
+                         description="Validate a search space, start (or join, via RAY_ADDRESS) a Ray cluster and "
+                                     "run every trial the searcher proposes as a Ray Tune trial driving a Ray Train run.",
+                         epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("space", help="search-space YAML file (see search_spaces/)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a field by dotted path, e.g. --set optim.momentum=0.8 (repeatable; "
+                          "validated like the file)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the cells, the trial count and the estimated training FLOPs; start nothing")
+    run.add_argument("--tracking-uri", default=None,
+                     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else tracking.uri in the YAML, "
+                          "else sqlite:///$PWD/mlflow.db)")
+    run.add_argument("--results", default="raysweep_results", type=Path,
+                     help="folder for Ray Tune/Train results, checkpoints and the Optuna study (default: %(default)s)")
+    run.add_argument("--quiet", action="store_true", help="no live trial table, only the final summary")
+
+    ladders = sub.add_parser("ladders", help="list the model ladders and their rungs with parameter counts",
+                             description="List every registered ladder; parameter counts are measured from the "
+                                         "built model (on the meta device, so the paper's F7+ costs nothing).")
+    ladders.add_argument("--family", default=None, help="only this family")
+    ladders.add_argument("--classes", type=int, default=10, help="classifier size (default: %(default)s)")
+    ladders.add_argument("--image-size", type=int, default=32, help="input resolution (default: %(default)s)")
+    ladders.add_argument("--in-chans", type=int, default=1, help="input channels (default: %(default)s)")
+
+    bench = sub.add_parser("bench", help="benchmarks that need no cluster",
+                           description="Benchmarks that need no cluster.")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    bench_sub.add_parser("searcher", add_help=False,
+                         help="replay every searcher against a recorded results table (CSV)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] == "searcher":
+        return _guard(lambda: _bench_searcher(argv[2:]))
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _guard(lambda: _run(args))
+    if args.command == "ladders":
+        return _guard(lambda: _ladders(args))
+    raise AssertionError(args.command)
+
+
+def _guard(fn) -> int:  # type: ignore[no-untyped-def]
+    try:
+        return int(fn() or 0)
+    except SpecError as err:
+        print(f"raysweep: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"raysweep: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("raysweep: interrupted", file=sys.stderr)
+        return 130
+
+
+def _bench_searcher(argv: list[str]) -> int:
+    from raysweep.bench.replay import main as bench_main
+
+    return bench_main(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from raysweep.config import load_spec
+    from raysweep.tracking import resolve_tracking_uri
+
+    spec = load_spec(args.space, args.overrides)
+    from raysweep.search import SEARCHERS
+
+    if spec.search.searcher not in SEARCHERS:
+        raise SpecError(f"expected one of the available searchers {sorted(SEARCHERS)}, got {spec.search.searcher!r}",
+                        file=args.space, key="search.searcher")
+    if args.dry_run:
+        print(dry_run_report(spec))
+        return 0
+    uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
+    from raysweep.sweep.runner import run_sweep
+
+    print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
+          f"searcher {spec.search.searcher}; tracking at {uri}", flush=True)
+    out = run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
+                    verbose=0 if args.quiet else 1)
+    from raysweep.analysis.summary import format_summary
+
+    print()
+    print(format_summary(out.rows))
+    print()
+    print(f"{out.trials} trials in {out.wall_s:.1f} s; per trial (median): wall {out.median_trial_wall_s:.2f} s, "
+          f"in the training loop {out.median_loop_s:.2f} s, overhead {out.median_overhead_s:.2f} s")
+    print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
+    print(f"  mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def dry_run_report(spec) -> str:  # type: ignore[no-untyped-def]
+    from raysweep.data import load_splits
+    from raysweep.models import flops_per_example, param_count
+    from raysweep.space import format_epochs
+    from raysweep.train.recipe import plan_steps
+
+    splits = load_splits(spec.data)
+    grid = spec.lr_grid()
+    per_cell = {"grid": len(grid), "monotone": 2, "bracket": 2, "verify": 3, "trend": 2,
+                "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]
+    kw = dict(num_classes=splits.num_classes, in_chans=splits.in_chans, image_size=splits.image_size)
+    lines = [f"sweep {spec.name}: dataset {spec.data.dataset} ({len(splits.train)} train / {len(splits.val)} val, "
+             f"{splits.num_classes} classes), batch {spec.batch_size}",
+             f"LR grid ({len(grid)}): {', '.join(f'{g:g}' for g in grid)}",
+             f"searcher {spec.search.searcher}: about {per_cell} trials per cell",
+             "",
+             f"{'cell':<24} {'params':>12} {'steps':>7} {'examples':>10} {'FLOPs/trial':>12}"]
+    total = 0.0
+    cells = 0
+    for model in spec.ladder.rungs:
+        fpe = flops_per_example(spec.ladder.family, model, **kw)
+        n = param_count(spec.ladder.family, model, **kw)
+        for e in spec.epochs:
+            plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
+                              warmup_fraction=spec.optim.warmup_fraction)
+            flops = fpe * plan.examples
+            total += flops * per_cell
+            cells += 1
+            lines.append(f"{model + '@' + format_epochs(e):<24} {n:>12,} {plan.total_steps:>7} {plan.examples:>10,} "
+                         f"{flops:>12.3g}")
+    trials = cells * per_cell
+    lines += ["", f"{cells} cells, about {trials} trials, about {total:.3g} training FLOPs "
+                  f"({total / max(trials, 1):.3g} per trial on average)"]
+    if not math.isfinite(total):
+        lines.append("(FLOPs could not be estimated)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Model ladders for the sweep: registry, one factory, and measured size and cost.
+
+Free of Ray, MLflow and Optuna, so the models can be built, counted and tested alone.
+"""
+
+from raysweep.models.flops import flops_per_example, forward_flops_per_example
+from raysweep.models.ladder import (
+    LADDERS,
+    ArchCfg,
+    Ladder,
+    Rung,
+    VitCfg,
+    build_model,
+    classifier_param_names,
+    count_params,
+    is_gain_or_bias,
+    ladder,
+    no_weight_decay_names,
+    param_count,
+)
+
+__all__ = [
+    "LADDERS",
+    "ArchCfg",
+    "Ladder",
+    "Rung",
+    "VitCfg",
+    "build_model",
+    "classifier_param_names",
+    "count_params",
+    "flops_per_example",
+    "forward_flops_per_example",
+    "is_gain_or_bias",
+    "ladder",
+    "no_weight_decay_names",
+    "param_count",
+]

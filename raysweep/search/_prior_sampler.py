@@ -1,0 +1,237 @@
+"""The monotone prior as an Optuna sampler, and the searchers that drive it: monotone, bracket, verify, trend.
+
+`PriorSampler` holds the prior (`_prior.PriorRule`): it reads the study's trials, works out which
+cells are settled and which are ready (every predecessor settled), and proposes the next (cell, lr)
+of the first ready cell along the wavefront. Its state is the study itself, so a sampler created
+anew over a stored study (Optuna does not persist samplers) carries on where the last one stopped.
+
+`PriorSearcher` is the `CellSearcher` over it: `suggest` asks the study for a trial whose `cell` and
+`lr` params the sampler fills in; `on_trial_complete` tells the study the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
+
+from raysweep.search import _trend
+from raysweep.search._prior import Bound, Mode, PriorRule, Propose, Settle, Step
+from raysweep.search._study import (
+    lattice_attrs,
+    loss_of,
+    lr_distribution,
+    open_storage,
+    open_study,
+    record,
+    recover,
+)
+from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
+from raysweep.space import Cell, Lattice
+
+
+@dataclass
+class CellView:
+    """What the study says about one cell."""
+
+    tried: dict[int, float] = field(default_factory=dict)  # grid index -> loss (inf: diverged/failed)
+    pending: set[int] = field(default_factory=set)  # grid indices still running
+    step: Step | None = None  # None while a predecessor is unsettled
+
+
+class PriorSampler(optuna.samplers.BaseSampler):
+    """Samples `cell` and `lr` from the prior; any other parameter is an error."""
+
+    def __init__(self, lattice: Lattice, rule: PriorRule) -> None:
+        self.lattice = lattice
+        self.rule = rule
+        self._by_name = {lattice.name(c): c for c in lattice.cells()}
+        # the wavefront: cells by anti-diagonal, so the longest remaining chains start first
+        self._order = sorted(lattice.cells(), key=lambda c: (c.m + c.e, c.m))
+        self._planned: Proposal | None = None
+        self._current: dict[int, Proposal] = {}  # optuna trial id -> its proposal
+
+    def derive(self, study: optuna.Study) -> tuple[dict[Cell, CellView], dict[Cell, int]]:
+        """Every cell's trials and next step, and the settled grid index of each settled cell."""
+        views = {cell: CellView() for cell in self.lattice.cells()}
+        for trial in study.get_trials(deepcopy=False):
+            if "cell" not in trial.params or "lr" not in trial.params:
+                continue  # the trial being created right now
+            view = views[self._cell_of(trial)]
+            index = self.lattice.lr_index(trial.params["lr"])
+            loss = loss_of(trial)
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                view.pending.add(index)
+            elif loss is not None:
+                view.tried[index] = loss
+        settled: dict[Cell, int] = {}
+        estimates: dict[Cell, tuple[float, bool]] = {}  # trend mode: (fractional optimum, measured)
+        curv: float | None = None  # trend mode: the loss's curvature in grid steps, from the first cell
+        for cell in self._order:
+            preds = self.lattice.predecessors(cell)
+            if any(p not in settled for p in preds):
+                continue
+            view = views[cell]
+            bound = None
+            if preds:
+                src = min(preds, key=lambda p: settled[p])  # (m-1, e) first on a tie
+                bound = Bound(settled[src], self.lattice.name(src))
+            prediction = None
+            if self.rule.mode == "trend" and preds:
+                prediction = _trend.predict(cell, estimates, self.lattice.epochs)
+            view.step = self.rule.step(bound, view.tried, view.pending, prediction)
+            if isinstance(view.step, Settle):
+                won = settled[cell] = view.step.index
+                if self.rule.mode == "trend":
+                    if not preds:
+                        curv = _trend.curvature(view.tried, won)
+                    estimates[cell] = _trend.estimate(view.tried, won, curv, prediction)
+        return views, settled
+
+    def plan(self, study: optuna.Study) -> Proposal | None | _Finished:
+        """The next trial along the wavefront, None while nothing is ready, FINISHED when all settled."""
+        views, settled = self.derive(study)
+        self._planned = None
+        for cell in self._order:
+            step = views[cell].step
+            if isinstance(step, Propose):
+                self._planned = Proposal(cell, self.rule.lrs[step.index], step.reason)
+                return self._planned
+        return FINISHED if len(settled) == self.lattice.n_cells() else None
+
+    def _cell_of(self, trial: FrozenTrial) -> Cell:
+        name = trial.params["cell"]
+        if name not in self._by_name:
+            raise ValueError(f"trial {trial.number} is for cell {name!r}, which is not in the lattice")
+        return self._by_name[name]
+
+    # Optuna's sampler interface
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        proposal = self._planned if self._planned is not None else self.plan(study)
+        self._planned = None
+        if not isinstance(proposal, Proposal):  # a driver that asks without a plan: a bug, not bad input
+            raise RuntimeError(f"the prior has no trial to propose now (plan: {proposal!r})")  # noqa: TRY004
+        self._current[trial._trial_id] = proposal
+        # written here, by the sampler, so the study explains itself however it is driven
+        study._storage.set_trial_user_attr(trial._trial_id, "reason", proposal.reason)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        proposal = self._current[trial._trial_id]
+        if param_name == "cell":
+            return self.lattice.name(proposal.cell)
+        if param_name == "lr":
+            return proposal.lr
+        raise ValueError(f"the prior samples only `cell` and `lr`, but got {param_name!r}")
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: Any, values: Sequence[float] | None
+    ) -> None:
+        self._current.pop(trial._trial_id, None)
+        self._planned = None
+
+
+class PriorSearcher(CellSearcher):
+    """A `CellSearcher` over `PriorSampler`; subclasses fix the mode."""
+
+    mode: ClassVar[Mode]
+
+    def __init__(
+        self,
+        lattice: Lattice,
+        *,
+        start_lr: float = 1.6,
+        slowness: int = 1,
+        tie_tolerance: float = 0.0,
+        storage: str | None = None,
+        study_name: str = "raysweep",
+        **_: Any,
+    ) -> None:
+        super().__init__(lattice)
+        try:
+            start = lattice.lr_index(start_lr)
+        except KeyError:
+            raise ValueError(f"`start_lr` must be a point of the LR grid {list(lattice.lrs)}, but got {start_lr}")
+        rule = PriorRule(lattice.lrs, start, self.mode, slowness, tie_tolerance)
+        self.sampler = PriorSampler(lattice, rule)
+        attrs = {
+            "raysweep.searcher": self.name,
+            "raysweep.lattice": lattice_attrs(lattice),
+            "raysweep.rule": {"start_lr": start_lr, "slowness": slowness, "tie_tolerance": tie_tolerance},
+        }
+        self.study = open_study(open_storage(storage), study_name, self.sampler, attrs)
+        self.interrupted = recover(self.study)  # trials a dead driver left running: proposed again
+        self._names = [lattice.name(c) for c in lattice.cells()]
+        self._lr_dist = lr_distribution(lattice.lrs)
+        self._live: dict[str, optuna.Trial] = {}
+        self._idle = False  # the last plan was "wait" and no trial has finished since
+
+    def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+        if trial_id in self._live:
+            raise ValueError(f"trial id {trial_id!r} is already running; every suggest needs a new one")
+        if self._idle:
+            return None
+        planned = self.sampler.plan(self.study)
+        if not isinstance(planned, Proposal):
+            self._idle = planned is None
+            return planned
+        trial = self.study.ask()
+        cell = self.sampler._by_name[trial.suggest_categorical("cell", self._names)]
+        lr = trial.suggest_float("lr", self._lr_dist.low, self._lr_dist.high, log=True)
+        assert (cell, lr) == (planned.cell, planned.lr), "the sampler must fill in the planned trial"
+        trial.set_user_attr("trial_id", trial_id)
+        self._live[trial_id] = trial
+        return planned
+
+    def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
+        if trial_id not in self._live:
+            raise KeyError(f"trial id {trial_id!r} was not proposed by this searcher (or already completed)")
+        record(self.study, self._live.pop(trial_id), outcome)
+        self._idle = False
+
+    def settled(self) -> dict[Cell, float]:
+        _, settled = self.sampler.derive(self.study)
+        return {cell: self.lattice.lrs[i] for cell, i in settled.items()}
+
+
+class MonotoneSearcher(PriorSearcher):
+    """The paper's 2-trial rule: the bound and `slowness` steps below it, the better one settles."""
+
+    name = "monotone"
+    mode = "monotone"
+
+
+class BracketSearcher(PriorSearcher):
+    """monotone, then keep stepping down while the lowest tried LR wins."""
+
+    name = "bracket"
+    mode = "bracket"
+
+
+class VerifySearcher(PriorSearcher):
+    """monotone plus one step above the bound, to catch an optimum that rose."""
+
+    name = "verify"
+    mode = "verify"
+
+
+class TrendSearcher(PriorSearcher):
+    """Start from the fitted trend of the settled cells (clipped to the bound); one trial when it
+    agrees with the bound, two otherwise."""
+
+    name = "trend"
+    mode = "trend"

@@ -1,0 +1,107 @@
+"""Optuna storage plumbing shared by the Optuna-backed searchers.
+
+How a raysweep trial reads in a study, so the study makes sense on its own (in `optuna-dashboard`):
+- params `cell` (categorical, the cell's name, prior searchers only) and `lr` (log-float on the grid);
+- user attrs `reason` (why it was proposed), `trial_id` (the driver's id) and `status`
+  ('ok' | 'diverged' | 'failed' | 'interrupted');
+- COMPLETE with the validation loss as value when it finished; FAIL otherwise. A trial left RUNNING by
+  a driver that died is marked FAIL with status 'interrupted' when the next driver opens the study,
+  and only those are proposed again.
+- study user attrs `raysweep.*` record the searcher and lattice; reopening a study with a different
+  one is an error rather than a silent mix of two searches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from raysweep.search.base import Outcome
+from raysweep.space import Lattice
+
+INTERRUPTED = "interrupted"
+
+
+def open_storage(url: str | None) -> BaseStorage:
+    """The storage at `url` (e.g. `sqlite:////abs/path/optuna.db`), or a fresh in-memory one."""
+    return optuna.storages.get_storage(url)
+
+
+def open_study(
+    storage: BaseStorage, name: str, sampler: optuna.samplers.BaseSampler, attrs: Mapping[str, Any]
+) -> optuna.Study:
+    """Create the study or load it (with a new sampler: Optuna does not persist samplers).
+
+    `attrs` describe the search; a loaded study must carry the same ones.
+    """
+    study = optuna.create_study(
+        storage=storage, study_name=name, sampler=sampler, direction="minimize", load_if_exists=True
+    )
+    have = study.user_attrs
+    for key, value in attrs.items():
+        want = json.loads(json.dumps(value))  # tuples come back from storage as lists
+        if key not in have:
+            study.set_user_attr(key, want)
+        elif have[key] != want:
+            raise ValueError(
+                f"study {name!r} was created with {key} = {have[key]!r}, but this searcher has {want!r}; "
+                "use another study name to start a new search"
+            )
+    return study
+
+
+def lattice_attrs(lattice: Lattice) -> dict[str, Any]:
+    return {"models": list(lattice.models), "epochs": list(lattice.epochs), "lrs": list(lattice.lrs)}
+
+
+def recover(study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a dead driver as FAIL ('interrupted'); returns how many."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        # Optuna's own samplers write through the study's storage the same way
+        study._storage.set_trial_user_attr(trial._trial_id, "status", INTERRUPTED)
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(running)
+
+
+def record(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
+    """Tell the study how a trial ended."""
+    status = outcome.status if outcome.status != "ok" or outcome.finished else "diverged"
+    trial.set_user_attr("status", status)
+    if outcome.finished:
+        study.tell(trial, outcome.val_loss)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def loss_of(trial: FrozenTrial) -> float | None:
+    """The loss a trial counts with: its value, inf when diverged or failed, None when it does not
+    count (still running, interrupted, or not one of ours)."""
+    if trial.state == TrialState.COMPLETE:
+        return float(trial.value) if trial.value is not None else math.inf
+    if trial.state in (TrialState.FAIL, TrialState.PRUNED):
+        return None if trial.user_attrs.get("status") == INTERRUPTED else math.inf
+    return None
+
+
+def lr_distribution(lrs: tuple[float, ...]) -> FloatDistribution:
+    """Log-uniform over the grid widened by half a step at each end, so that snapping a sample to
+    the nearest grid point gives every point the same mass."""
+    if len(lrs) == 1:
+        return FloatDistribution(lrs[0], lrs[0], log=True)
+    lo = lrs[0] / math.sqrt(lrs[1] / lrs[0])
+    hi = lrs[-1] * math.sqrt(lrs[-1] / lrs[-2])
+    return FloatDistribution(lo, hi, log=True)
+
+
+def nearest(lrs: tuple[float, ...], x: float, exclude: Collection[int] = ()) -> int:
+    """Grid index nearest to `x` in log distance, skipping `exclude`; ties go to the larger LR."""
+    free = [i for i in range(len(lrs)) if i not in exclude] or list(range(len(lrs)))
+    return min(free, key=lambda i: (round(abs(math.log(lrs[i] / x)), 12), -i))

@@ -1,0 +1,4 @@
+"""The Ray edge of raysweep: Tune experiment, trial trainable, searcher adapter, MLflow callback.
+
+Nothing outside this package (and `raysweep.train.worker`) imports Ray.
+"""

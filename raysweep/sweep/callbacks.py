@@ -1,0 +1,90 @@
+"""A Ray Tune callback that records every trial as a nested MLflow run, from the driver.
+
+It also times each trial from the driver's side (start to completion), so the per-trial overhead
+(wall time minus time inside the training loop) is measured, not guessed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Callback
+
+from raysweep.config import SweepSpec
+from raysweep.sweep.trainable import trial_config
+from raysweep.tracking import SweepTracker
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    run_id: str
+    model: str
+    epochs: float
+    lr: float
+    cell: str
+    reason: str
+    started: float
+    status: str = "running"
+    last: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = math.nan
+
+    @property
+    def val_loss(self) -> float:
+        return float(self.last.get("val/loss", math.inf)) if self.status == "ok" else math.inf
+
+    @property
+    def loop_s(self) -> float:
+        return float(self.last.get("time/loop_s", math.nan))
+
+    @property
+    def overhead_s(self) -> float:
+        return self.wall_s - self.loop_s
+
+
+class MlflowTrialCallback(Callback):
+    def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec) -> None:
+        self.tracker = tracker
+        self.parent_run_id = parent_run_id
+        self.spec = spec
+        self.records: dict[str, TrialRecord] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.records:  # a restarted trial keeps its run
+            return
+        cfg = trial_config(self.spec, trial.config)
+        run_id = self.tracker.start_trial(self.parent_run_id, cfg, trial_id=trial.trial_id)
+        self.records[trial.trial_id] = TrialRecord(trial.trial_id, run_id, cfg.model, cfg.epochs, cfg.lr, cfg.cell,
+                                                   cfg.reason, started=time.monotonic())
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        rec = self.records.get(trial.trial_id)
+        if rec is None:
+            return
+        rec.last = {k: v for k, v in result.items() if k != "curve"}
+        self.tracker.log_result(rec.run_id, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rec = self.records.get(trial.trial_id)
+        if rec is None:
+            return
+        status = rec.last.get("status", "failed")
+        self._finish(rec, "ok" if status == "ok" else "diverged" if status == "diverged" else "failed")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rec = self.records.get(trial.trial_id)
+        if rec is not None:
+            self._finish(rec, "failed")
+
+    def _finish(self, rec: TrialRecord, status: str) -> None:
+        rec.wall_s = time.monotonic() - rec.started
+        rec.status = status
+        extra = {"time/trial_wall_s": rec.wall_s}
+        if math.isfinite(rec.loop_s):
+            extra["time/overhead_s"] = rec.overhead_s
+        if status == "diverged":
+            extra["val/loss"] = math.inf
+        self.tracker.end_trial(rec.run_id, status=status, metrics=extra)

@@ -1,0 +1,170 @@
+"""Runs one sweep: MLflow parent run, searcher, Ray Tune experiment, summary.
+
+`run_sweep` is the only function the CLI calls to launch work; everything it needs has been
+validated before it is called, so a typo never starts Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median, summarize
+from raysweep.config import SweepSpec
+from raysweep.errors import SpecError
+from raysweep.search import make_searcher
+from raysweep.space import Lattice
+from raysweep.tracking import SweepTracker
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    parent_run_id: str
+    tracking_uri: str
+    rows: list[CellRow]
+    trials: int
+    wall_s: float
+    median_trial_wall_s: float
+    median_loop_s: float
+    median_overhead_s: float
+
+
+def lattice_of(spec: SweepSpec) -> Lattice:
+    return Lattice(models=spec.ladder.rungs, epochs=spec.epochs, lrs=spec.lr_grid())
+
+
+def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path,
+              verbose: int = 1) -> SweepOutcome:
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the record
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # Short trials checkpoint often; Tune's warning about snapshot frequency is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+    from ray import tune
+
+    from ray.tune.logger import JsonLoggerCallback
+
+    from raysweep.sweep.callbacks import MlflowTrialCallback
+    from raysweep.sweep.trainable import run_trial, trial_resources
+    from raysweep.sweep.tune_searcher import TuneCellSearcher
+
+    lattice = lattice_of(spec)
+    results_dir = results_dir.resolve()
+    sweep_dir = results_dir / spec.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
+    searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base, slowness=spec.search.slowness,
+                             tie_tolerance=spec.search.tie_tolerance, trials_per_cell=spec.search.trials_per_cell,
+                             seed=spec.search.seed, storage=storage, study_name=spec.name)
+
+    started_ray = False
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=True)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        started_ray = True
+    try:
+        _check_capacity(spec, ray.cluster_resources())
+        tracker = SweepTracker(tracking_uri, spec.tracking.experiment)
+        parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells())
+        callback = MlflowTrialCallback(tracker, parent, spec)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train")),
+            trial_resources(spec),
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=TuneCellSearcher(searcher, lattice),
+                num_samples=-1,  # until the searcher says FINISHED
+                max_concurrent_trials=spec.resources.concurrent_trials,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(results_dir / "tune"),
+                callbacks=[callback, JsonLoggerCallback()],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=verbose,
+            ),
+        )
+        t0 = time.monotonic()
+        failed = False
+        try:
+            tuner.fit()
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            wall = time.monotonic() - t0
+            outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return outcome
+
+
+def _trial_dirname(trial: Any) -> str:
+    c = trial.config
+    return f"{trial.trial_id}_{c['model']}_e{c['epochs']:g}_lr{c['lr']:g}"
+
+
+def _check_capacity(spec: SweepSpec, cluster: dict[str, float]) -> None:
+    res = spec.resources
+    per_trial_cpu = res.cpus_per_worker * max(1, res.workers_per_trial)
+    need = per_trial_cpu  # at least one trial must fit, or nothing ever starts
+    if cluster.get("CPU", 0) < need:
+        raise SpecError(f"expected a trial to fit the cluster's {cluster.get('CPU', 0):g} CPUs, "
+                        f"got {need:g} CPUs per trial", key="resources.cpus_per_worker")
+    gpus = res.gpus_per_worker * max(1, res.workers_per_trial)
+    if gpus and cluster.get("GPU", 0) < gpus:
+        raise SpecError(f"expected a trial to fit the cluster's {cluster.get('GPU', 0):g} GPUs, got {gpus}",
+                        key="resources.gpus_per_worker")
+
+
+def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str, callback: Any, wall: float,
+           tracking_uri: str, failed: bool) -> SweepOutcome:
+    records = list(callback.records.values())
+    for rec in records:  # a trial cut off by an interrupt is still closed in MLflow
+        if rec.status == "running":
+            callback._finish(rec, "failed")
+    trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
+                       val_acc=float(r.last.get("val/acc", math.nan)), flops=float(r.last.get("compute/flops", 0.0)),
+                       run_id=r.run_id) for r in records]
+    rows = summarize(trials, models=lattice.models, epochs=lattice.epochs)
+    for row in rows:
+        if row.best_run_id:
+            tracker.set_tags(row.best_run_id, {"raysweep.best_in_cell": "true", "raysweep.settled_lr": f"{row.best_lr:g}"})
+    med_wall = median(r.wall_s for r in records if r.status != "failed")
+    med_loop = median(r.loop_s for r in records if r.status != "failed")
+    med_over = median(r.overhead_s for r in records if r.status != "failed")
+    metrics = {"sweep/wall_s": wall, "sweep/trials": len(records), "sweep/cells": len(rows),
+               "sweep/median_trial_wall_s": med_wall, "sweep/median_loop_s": med_loop,
+               "sweep/median_overhead_s": med_over,
+               "sweep/total_flops": sum(t.flops for t in trials)}
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    # MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes raysweep.settled.nfnet_t0:0.5
+    tags = {f"raysweep.settled.{row.cell.replace('@', ':')}": (f"{row.best_lr:g}" if row.best_lr is not None else "none") for row in rows}
+    with tempfile.TemporaryDirectory() as d:
+        txt = Path(d) / "summary.txt"
+        txt.write_text(format_summary(rows) + "\n")
+        csv = Path(d) / "trials.csv"
+        csv.write_text("model,epochs,lr,status,val_loss,val_acc,flops,wall_s,loop_s,run_id\n" + "".join(
+            f"{r.model},{r.epochs:g},{r.lr:g},{r.status},{r.val_loss},{r.last.get('val/acc', '')},"
+            f"{r.last.get('compute/flops', '')},{r.wall_s:.3f},{r.loop_s:.3f},{r.run_id}\n" for r in records))
+        tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
+                          tags=tags, artifacts=[txt, csv], failed=failed)
+    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over)
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf or NaN: a cell with no finished trial reads as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

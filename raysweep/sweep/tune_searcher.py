@@ -1,0 +1,68 @@
+"""Adapts any `raysweep.search.CellSearcher` to Ray Tune's `Searcher` contract."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from raysweep.search import FINISHED, CellSearcher, Outcome
+from raysweep.space import Lattice
+
+METRIC = "val/loss"
+
+
+class TuneCellSearcher(Searcher):
+    def __init__(self, searcher: CellSearcher, lattice: Lattice) -> None:
+        super().__init__(metric=METRIC, mode="min")
+        self.cell_searcher = searcher  # not `searcher`: Tune walks `.searcher` chains of wrappers
+        self.lattice = lattice
+        self.proposals: dict[str, dict[str, Any]] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        proposal = self.cell_searcher.suggest(trial_id)
+        if proposal is None:
+            return None
+        if proposal is FINISHED:
+            return Searcher.FINISHED
+        cell = proposal.cell  # type: ignore[union-attr]
+        config = {
+            "model": self.lattice.models[cell.m],
+            "epochs": self.lattice.epochs[cell.e],
+            "lr": proposal.lr,  # type: ignore[union-attr]
+            "reason": proposal.reason,  # type: ignore[union-attr]
+        }
+        self.proposals[trial_id] = config
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.proposals:
+            return
+        if error or result is None:
+            outcome = Outcome(math.inf, "failed")
+        else:
+            status = result.get("status", "ok")
+            loss = float(result.get(METRIC, math.inf))
+            if status == "diverged" or not math.isfinite(loss):
+                outcome = Outcome(math.inf, "diverged")
+            else:
+                outcome = Outcome(loss, "ok")
+        self.cell_searcher.on_trial_complete(trial_id, outcome)
+
+    # Tune checkpoints its searcher through get_state / set_state (and save / restore).
+    def get_state(self) -> dict[str, Any]:
+        return {"searcher": self.cell_searcher.get_state(), "proposals": self.proposals}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.cell_searcher.set_state(state["searcher"])
+        self.proposals = dict(state["proposals"])
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            self.set_state(json.load(f))

@@ -1,0 +1,176 @@
+"""The training loop of one trial, free of Ray: build, train over the budget, evaluate, report.
+
+The caller (the Ray Train worker entry, or a test) passes a `report` function; the loop calls it
+at every evaluation point with flat metrics and a state dict worth checkpointing, and once more
+at the end. A loss that becomes NaN or infinite stops the trial at once; it is reported as
+`status = diverged` with `val/loss = inf` and the loop returns normally so the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raysweep.data import load_splits
+from raysweep.models import build_model, classifier_param_names, count_params, flops_per_example
+from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
+from raysweep.trial import TrialConfig
+
+Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this copy of the loop runs: its device, rank and world, and how to flush lazy work."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    devices_in_group: int = 1  # accelerator devices (or CPU workers) the trial holds, for core-hours
+    sync: Callable[[], None] = lambda: None  # torch_xla.sync on XLA: cuts the lazy graph once per step
+    lazy: bool = False  # XLA: avoid .item() inside the step, check the loss at log points only
+
+
+def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train `cfg` over its whole budget and return the final metrics."""
+    loop_start = time.perf_counter()
+    spec = cfg.spec
+    torch.manual_seed(spec.seed)
+    splits = load_splits(spec.data)
+    model_kw = dict(num_classes=splits.num_classes, in_chans=splits.in_chans, image_size=splits.image_size)
+    model = build_model(spec.ladder.family, cfg.model, **model_kw).to(place.device)
+    n_params = count_params(model)
+    fpe = flops_per_example(spec.ladder.family, cfg.model, **model_kw)
+    plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
+                      warmup_fraction=spec.optim.warmup_fraction)
+    groups, agc_params = param_groups(model, weight_decay=spec.optim.weight_decay,
+                                      head_names=classifier_param_names(model))
+    opt = make_optimizer(groups, lr=cfg.lr, momentum=spec.optim.momentum, nesterov=spec.optim.nesterov)
+    step = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        step = int(resume["step"])
+    train_model: nn.Module = model
+    if place.world > 1 and not place.lazy:
+        train_model = nn.parallel.DistributedDataParallel(model)
+
+    static = {"model_params": n_params, "flops_per_example": fpe, "total_steps": plan.total_steps}
+    train_seconds = float(resume.get("train_seconds", 0.0)) if resume else 0.0
+    curve: list[tuple[int, float, float]] = []
+    window_sum = torch.zeros((), device=place.device)
+    window_n = 0
+    loss_val = math.nan
+
+    def metrics(status: str, val: tuple[float, float] | None) -> dict[str, Any]:
+        examples = step * spec.batch_size
+        out: dict[str, Any] = {
+            **static,
+            "step": step,
+            "epoch": examples / len(splits.train),
+            "train/loss": loss_val,
+            "lr": lr_at(max(step - 1, 0), peak=cfg.lr, total_steps=plan.total_steps, warmup_steps=plan.warmup_steps),
+            "compute/examples": examples,
+            "compute/flops": fpe * examples,
+            "compute/core_hours": place.devices_in_group * train_seconds / 3600.0,
+            "time/train_s": train_seconds,  # optimiser steps only (core-hours count this)
+            "time/loop_s": time.perf_counter() - loop_start,  # the loop's whole wall time so far
+            "status": status,
+            "curve": list(curve),
+        }
+        if val is not None:
+            out["val/loss"], out["val/acc"] = val
+        curve.clear()
+        return out
+
+    epoch_seed = spec.seed
+    batches = None
+    epoch = step // plan.steps_per_epoch
+    skip = step % plan.steps_per_epoch
+    t0 = time.perf_counter()
+    while step < plan.total_steps:
+        if batches is None:
+            batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.rank,
+                                           world=place.world)
+            for _ in range(skip):  # resuming mid-epoch: the same order, minus what was seen
+                next(batches)
+            skip = 0
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches, epoch = None, epoch + 1
+            continue
+        x, y = x.to(place.device), y.to(place.device)
+        set_lr(opt, lr_at(step, peak=cfg.lr, total_steps=plan.total_steps, warmup_steps=plan.warmup_steps))
+        train_model.train()
+        loss = F.cross_entropy(train_model(x), y, label_smoothing=spec.optim.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if spec.optim.agc_clip > 0:
+            adaptive_grad_clip(agc_params, clip=spec.optim.agc_clip, eps=spec.optim.agc_eps)
+        opt.step()
+        place.sync()
+        step += 1
+        window_sum += loss.detach()
+        window_n += 1
+        check_now = not place.lazy or step % plan.log_every == 0 or step == plan.total_steps
+        if check_now and not math.isfinite(float(loss.detach())):
+            train_seconds += time.perf_counter() - t0
+            loss_val = float(loss.detach())
+            curve.append((step, loss_val, lr_at(step - 1, peak=cfg.lr, total_steps=plan.total_steps,
+                                                warmup_steps=plan.warmup_steps)))
+            final = metrics("diverged", (math.inf, 0.0))
+            report(final, None)
+            return final
+        if step % plan.log_every == 0 or step == plan.total_steps:
+            loss_val = float(window_sum) / window_n
+            curve.append((step, loss_val, lr_at(step - 1, peak=cfg.lr, total_steps=plan.total_steps,
+                                                warmup_steps=plan.warmup_steps)))
+            window_sum.zero_()
+            window_n = 0
+        if step in plan.eval_steps:
+            train_seconds += time.perf_counter() - t0
+            val = evaluate(model, splits.val, spec.eval_batch_size, place)
+            if not math.isfinite(val[0]):  # finite training loss but a blown-up eval still diverged
+                final = metrics("diverged", (math.inf, val[1]))
+                report(final, None)
+                return final
+            done = step == plan.total_steps
+            out = metrics("ok" if done else "running", val)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                     "train_seconds": train_seconds}
+            report(out, state)
+            if done:
+                return out
+            t0 = time.perf_counter()
+    raise AssertionError("the loop ends at the last eval step")  # plan.eval_steps always holds total_steps
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, val_set: Any, batch_size: int, place: Placement) -> tuple[float, float]:
+    """Unsmoothed cross-entropy and top-1 over the whole validation split (fixed batch, masked tail)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=place.device, dtype=torch.float64)
+    correct = torch.zeros((), device=place.device, dtype=torch.float64)
+    n = 0
+    for x, y in val_set.batches(batch_size, seed=0, epoch=0, drop_last=False, shuffle=False):
+        real = len(y)
+        if place.lazy and real < batch_size:  # keep one static shape for the XLA compiler
+            pad = batch_size - real
+            x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+            y = torch.cat([y, y.new_zeros(pad)])
+        x, y = x.to(place.device), y.to(place.device)
+        logits = model(x).float()
+        mask = (torch.arange(len(y), device=place.device) < real).to(logits.dtype)
+        loss_sum += (F.cross_entropy(logits, y, reduction="none") * mask).sum().double()
+        correct += ((logits.argmax(1) == y).to(logits.dtype) * mask).sum().double()
+        n += real
+        place.sync()
+    loss = float(loss_sum) / n
+    return (loss if math.isfinite(loss) else math.inf), float(correct) / n

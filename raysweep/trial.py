@@ -1,0 +1,39 @@
+"""One trial's configuration: the sweep spec plus the (model, epochs, lr) point and why it was chosen.
+
+It crosses process boundaries (driver -> Tune trial -> Train workers) as a plain dict and is
+rebuilt into typed objects on the other side, so nothing pickles project classes through Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from raysweep.config import SweepSpec, spec_from_dict
+from raysweep.space import format_epochs
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    spec: SweepSpec
+    model: str  # rung name within spec.ladder.family
+    epochs: float  # the epoch budget
+    lr: float  # peak learning rate
+    reason: str = ""  # why the searcher chose it (MLflow tag raysweep.reason)
+
+    @property
+    def cell(self) -> str:
+        return f"{self.model}@{format_epochs(self.epochs)}"
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "model": self.model, "epochs": self.epochs, "lr": self.lr,
+                "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        return cls(spec=spec_from_dict(d["spec"], file="<trial config>"), model=d["model"],
+                   epochs=float(d["epochs"]), lr=float(d["lr"]), reason=d.get("reason", ""))

@@ -1,0 +1,84 @@
+"""End to end on a real local Ray cluster: YAML -> Tune -> Train -> MLflow, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from raysweep.config import spec_from_dict
+from raysweep.sweep.runner import run_sweep
+from raysweep.tracking import read_metric
+
+pytestmark = pytest.mark.slow
+
+CHILD_PARAMS = {"model", "model_params", "epochs", "lr", "batch_size", "dataset", "seed", "optim.momentum",
+                "optim.agc_clip", "resources.device", "lr.factor"}
+CHILD_METRICS = {"train/loss", "val/loss", "val/acc", "lr", "compute/examples", "compute/flops", "compute/core_hours"}
+
+
+def small_spec(**over: object) -> dict:
+    d: dict = {
+        "name": "itest",
+        "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0", "nfnet_t1"]},
+        "epochs": [0.5, 1.0],
+        # 0.1 and 10 train; 1000 with AGC off blows up within a step or two
+        "lr": {"base": 0.1, "factor": 100, "low": 0.1, "high": 1000},
+        "data": {"dataset": "mnist5k", "train_subset": 640},
+        "batch_size": 64,
+        "optim": {"agc_clip": 0.0},
+        "resources": {"device": "cpu", "workers_per_trial": 0, "concurrent_trials": 2},
+        "search": {"searcher": "grid"},
+        "tracking": {"experiment": "itest"},
+    }
+    d.update(over)
+    return d
+
+
+def children(client: MlflowClient, parent_id: str) -> list:
+    exp = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=1000)
+
+
+def test_grid_sweep_records_parent_children_metrics_and_divergence(ray_cluster: None, tmp_path: Path) -> None:
+    spec = spec_from_dict(small_spec(epochs=[0.5], lr={"base": 0.1, "factor": 100, "low": 0.1, "high": 1000}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_sweep(spec, source="test", tracking_uri=uri, results_dir=tmp_path / "results", verbose=0)
+
+    assert out.trials == 6  # 2 models x 1 budget x 3 LRs
+    client = MlflowClient(uri)
+    parent = client.get_run(out.parent_run_id)
+    assert parent.data.tags["raysweep.kind"] == "sweep" and parent.info.status == "FINISHED"
+    assert parent.data.metrics["sweep/trials"] == 6
+    runs = children(client, out.parent_run_id)
+    assert len(runs) == 6
+    by_lr: dict[float, list] = {}
+    for run in runs:
+        by_lr.setdefault(float(run.data.params["lr"]), []).append(run)
+        assert CHILD_PARAMS <= set(run.data.params), CHILD_PARAMS - set(run.data.params)
+        assert run.data.tags["raysweep.cell"] == f"{run.data.params['model']}@0.5"
+        assert int(run.data.params["model_params"]) > 1000
+        assert run.data.params["dataset"] == "mnist5k"
+    for run in by_lr[0.1]:
+        assert run.data.tags["raysweep.status"] == "ok"
+        assert CHILD_METRICS <= set(run.data.metrics), CHILD_METRICS - set(run.data.metrics)
+        m = run.data.metrics
+        assert 0 < m["val/loss"] < 5 and 0 <= m["val/acc"] <= 1
+        assert m["compute/examples"] == 5 * 64  # floor(0.5 * 576 / 64) steps of 64
+        assert m["compute/flops"] > 0 and m["compute/core_hours"] > 0
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        assert [h.step for h in history] == sorted(h.step for h in history) and len(history) == 5
+        assert client.get_metric_history(run.info.run_id, "lr")[-1].value < 0.1
+    for run in by_lr[1000.0]:
+        assert run.data.tags["raysweep.status"] == "diverged"
+        assert math.isinf(read_metric(run.data.metrics["val/loss"]))
+    # the summary tags the best run of each cell and the parent holds the settled LR per cell
+    best = [r for r in runs if r.data.tags.get("raysweep.best_in_cell") == "true"]
+    assert len(best) == 2
+    for r in best:
+        settled = parent.data.tags[f"raysweep.settled.{r.data.tags['raysweep.cell'].replace('@', ':')}"]
+        assert float(settled) == float(r.data.params["lr"]) == float(r.data.tags["raysweep.settled_lr"])
+    assert out.rows and all(row.best_lr is not None for row in out.rows)
+    assert math.isfinite(out.median_overhead_s)

@@ -1,0 +1,35 @@
+"""Lattice geometry and the per-cell summary."""
+
+from __future__ import annotations
+
+import math
+
+from raysweep.analysis.summary import TrialRow, format_summary, summarize
+from raysweep.space import Cell, Lattice
+
+
+def test_lattice_predecessors_and_names() -> None:
+    lat = Lattice(models=("a", "b"), epochs=(0.25, 1.0, 2.0), lrs=(0.1, 0.2))
+    assert list(lat.cells())[:4] == [Cell(0, 0), Cell(0, 1), Cell(0, 2), Cell(1, 0)]
+    assert lat.predecessors(Cell(0, 0)) == ()
+    assert set(lat.predecessors(Cell(1, 1))) == {Cell(0, 1), Cell(1, 0)}
+    assert lat.name(Cell(1, 0)) == "b@0.25" and lat.name(Cell(0, 1)) == "a@1"
+    assert lat.cell_of("b", 2.0) == Cell(1, 2)
+    assert lat.lr_index(0.2) == 1
+
+
+def test_summary_picks_best_lr_ties_to_larger_and_counts_states() -> None:
+    rows = summarize(
+        [
+            TrialRow("a", 1.0, 0.1, "ok", 0.5, 0.9),
+            TrialRow("a", 1.0, 0.2, "ok", 0.5, 0.91),
+            TrialRow("a", 1.0, 0.4, "diverged", math.inf),
+            TrialRow("b", 1.0, 0.4, "failed", math.inf),
+        ],
+        models=("a", "b"), epochs=(1.0,),
+    )
+    assert [r.cell for r in rows] == ["a@1", "b@1"]
+    assert rows[0].best_lr == 0.2 and rows[0].trials == 3 and rows[0].diverged == 1
+    assert rows[1].best_lr is None and rows[1].failed == 1 and math.isinf(rows[1].val_loss)
+    text = format_summary(rows)
+    assert "a@1" in text and "0.2" in text
