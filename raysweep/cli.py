@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from raysweep.errors import SpecError
 
@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "else sqlite:///$PWD/mlflow.db)")
     run.add_argument("--results", default="raysweep_results", type=Path,
                      help="folder for Ray Tune/Train results, checkpoints and the Optuna study (default: %(default)s)")
-    run.add_argument("--quiet", action="store_true", help="no live trial table, only the final summary")
+    run.add_argument("--quiet", action="store_true", help="no line per finished trial, only the final summary")
+    run.add_argument("--ray-output", action="store_true",
+                     help="also show Ray Tune's own trial tables (verbose; useful when debugging a cluster)")
 
     ladders = sub.add_parser("ladders", help="list the model ladders and their rungs with parameter counts",
                              description="List every registered ladder; parameter counts are measured from the "
@@ -92,6 +94,23 @@ def _guard(fn) -> int:  # type: ignore[no-untyped-def]
         return 130
 
 
+def _ladders(args: argparse.Namespace) -> int:
+    from raysweep.models import LADDERS, flops_per_example, param_count
+
+    if args.family is not None and args.family not in LADDERS:
+        raise SpecError(f"expected one of {sorted(LADDERS)}, got {args.family!r}", key="--family")
+    for family, ladder in LADDERS.items():
+        if args.family and family != args.family:
+            continue
+        print(f"{family}: {ladder.description}")
+        print(f"  {'rung':<14} {'params':>14} {'train FLOPs/example':>20}")
+        kw = {"num_classes": args.classes, "in_chans": args.in_chans, "image_size": args.image_size}
+        for name in ladder.rung_names():
+            print(f"  {name:<14} {param_count(family, name, **kw):>14,} {flops_per_example(family, name, **kw):>20.4g}")
+        print()
+    return 0
+
+
 def _bench_searcher(argv: list[str]) -> int:
     from raysweep.bench.replay import main as bench_main
 
@@ -117,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
           f"searcher {spec.search.searcher}; tracking at {uri}", flush=True)
     out = run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else 2 if args.ray_output else 1)
     from raysweep.analysis.summary import format_summary
 
     print()
@@ -125,6 +144,9 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(f"{out.trials} trials in {out.wall_s:.1f} s; per trial (median): wall {out.median_trial_wall_s:.2f} s, "
           f"in the training loop {out.median_loop_s:.2f} s, overhead {out.median_overhead_s:.2f} s")
+    if out.ideal_s > 0:
+        print(f"makespan {out.wall_s:.1f} s against an ideal of {out.ideal_s:.1f} s (loop time / concurrent trials): "
+              f"{out.wall_s / out.ideal_s:.2f}x")
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
     print(f"  mlflow ui --backend-store-uri {uri}")
     return 0
@@ -140,9 +162,9 @@ def dry_run_report(spec) -> str:  # type: ignore[no-untyped-def]
     grid = spec.lr_grid()
     per_cell = {"grid": len(grid), "monotone": 2, "bracket": 2, "verify": 3, "trend": 2,
                 "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]
-    kw = dict(num_classes=splits.num_classes, in_chans=splits.in_chans, image_size=splits.image_size)
-    lines = [f"sweep {spec.name}: dataset {spec.data.dataset} ({len(splits.train)} train / {len(splits.val)} val, "
-             f"{splits.num_classes} classes), batch {spec.batch_size}",
+    kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
+    lines = [(f"sweep {spec.name}: dataset {spec.data.dataset} ({len(splits.train)} train / {len(splits.val)} val, "
+             f"{splits.num_classes} classes), batch {spec.batch_size}"),
              f"LR grid ({len(grid)}): {', '.join(f'{g:g}' for g in grid)}",
              f"searcher {spec.search.searcher}: about {per_cell} trials per cell",
              "",
@@ -161,8 +183,8 @@ def dry_run_report(spec) -> str:  # type: ignore[no-untyped-def]
             lines.append(f"{model + '@' + format_epochs(e):<24} {n:>12,} {plan.total_steps:>7} {plan.examples:>10,} "
                          f"{flops:>12.3g}")
     trials = cells * per_cell
-    lines += ["", f"{cells} cells, about {trials} trials, about {total:.3g} training FLOPs "
-                  f"({total / max(trials, 1):.3g} per trial on average)"]
+    lines += ["", (f"{cells} cells, about {trials} trials, about {total:.3g} training FLOPs "
+                  f"({total / max(trials, 1):.3g} per trial on average)")]
     if not math.isfinite(total):
         lines.append("(FLOPs could not be estimated)")
     return "\n".join(lines)

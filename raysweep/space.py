@@ -6,8 +6,8 @@ analysis can share it. Cell (m, e): m indexes rungs in ascending size, e budgets
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 
 @dataclass(frozen=True, order=True)

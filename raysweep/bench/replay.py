@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import optuna
 
 from raysweep.bench.table import Table, load_table
 from raysweep.search import SEARCHERS, Outcome, make_searcher
+from raysweep.search._study import quiet_optuna
 from raysweep.search.simulate import simulate
 from raysweep.space import Cell
 
@@ -47,6 +45,14 @@ def run_replay(
 ) -> dict[str, Any]:
     """Replay each searcher `repetitions` times over the table; a JSON-able summary.
 
+    `result["searchers"][name]` holds, averaged over repetitions: `mean_trials_per_cell`,
+    `hit_rate` (share of cells settled on the table's best LR), `mean_regret` / `max_regret`
+    ((loss - best) / best over cells settled on a finished run), `settled_diverged` (cells settled on
+    a diverged or missing run), `total_flops`, `makespan` (simulated time to finish),
+    `missing_trials` (runs the table lacks, replayed as failed), `cells`, `misses` (cells settled
+    off the best in some repetition) and `prior_violations` (a property of the table, repeated
+    from the top level). `result["trend"]` checks trend mode against its 1.6 trials-per-cell goal.
+
     Losses are the mean over seeds, or with `sample_seeds` one seed drawn per run and repetition.
     tpe and random get `trials_per_cell` trials per cell, by default monotone's mean rounded up.
     `start_lr` is snapped to the table's nearest LR. Non-finite numbers come out as None.
@@ -55,7 +61,9 @@ def run_replay(
     if unknown:
         raise ValueError(f"unknown searcher(s) {unknown}; expected some of {sorted(SEARCHERS)}")
     if repetitions < 1 or concurrency < 1:
-        raise ValueError(f"`repetitions >= 1` and `concurrency >= 1` must hold, got {repetitions}, {concurrency}")
+        raise ValueError(
+            f"`repetitions >= 1` and `concurrency >= 1` must hold, got {repetitions}, {concurrency}"
+        )
     table = load_table(table_csv)
     lat = table.lattice
     start = min(lat.lrs, key=lambda lr: (abs(math.log(lr / start_lr)), -lr))
@@ -66,17 +74,24 @@ def run_replay(
     order = sorted(searchers, key=lambda s: s != "monotone")  # monotone first: it sizes tpe / random
     if budget_from_monotone and {"tpe", "random"} & set(searchers) and "monotone" not in searchers:
         order.insert(0, "monotone")
-    with _quiet_optuna():
+    with quiet_optuna():
         for name in order:
             if name in ("tpe", "random") and trials_per_cell is None:
                 trials_per_cell = math.ceil(round(entries["monotone"]["mean_trials_per_cell"], 6))
             reps = 1 if name in DETERMINISTIC and not sample_seeds else repetitions
             runs = [
-                _replay_once(table, name, rep, seed, sample_seeds, concurrency,
-                             dict(options, trials_per_cell=trials_per_cell or 2, seed=seed + rep))
+                _replay_once(
+                    table,
+                    name,
+                    rep,
+                    seed,
+                    sample_seeds,
+                    concurrency,
+                    dict(options, trials_per_cell=trials_per_cell or 2, seed=seed + rep),
+                )
                 for rep in range(reps)
             ]
-            entries[name] = _summarise(table, best, runs, tie_tolerance)
+            entries[name] = _summarise(table, best, runs)
     violations, too_fast = _prior_checks(table, best, slowness)
     for entry in entries.values():
         entry["prior_violations"] = violations
@@ -91,8 +106,13 @@ def run_replay(
             "cells_without_data": [lat.name(c) for c, b in best.items() if b is None],
         },
         "settings": {
-            "repetitions": repetitions, "concurrency": concurrency, "seed": seed, "sample_seeds": sample_seeds,
-            "slowness": slowness, "tie_tolerance": tie_tolerance, "trials_per_cell": trials_per_cell,
+            "repetitions": repetitions,
+            "concurrency": concurrency,
+            "seed": seed,
+            "sample_seeds": sample_seeds,
+            "slowness": slowness,
+            "tie_tolerance": tie_tolerance,
+            "trials_per_cell": trials_per_cell,
             "start_lr": start,
         },
         "searchers": {name: entries[name] for name in searchers},
@@ -116,7 +136,13 @@ def run_replay(
 
 
 def _replay_once(
-    table: Table, name: str, rep: int, seed: int, sample_seeds: bool, concurrency: int, options: dict[str, Any]
+    table: Table,
+    name: str,
+    rep: int,
+    seed: int,
+    sample_seeds: bool,
+    concurrency: int,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     lat = table.lattice
     rng = random.Random(f"{seed}/{rep}")
@@ -135,8 +161,12 @@ def _replay_once(
         return Outcome(loss, "ok") if math.isfinite(loss) else Outcome(math.inf, "diverged")
 
     searcher = make_searcher(name, lat, storage=None, study_name=f"replay-{name}-{rep}", **options)
-    run = simulate(searcher, evaluate, concurrency=concurrency,
-                   duration=lambda cell, lr: table.duration(cell, lat.lr_index(lr)))
+    run = simulate(
+        searcher,
+        evaluate,
+        concurrency=concurrency,
+        duration=lambda cell, lr: table.duration(cell, lat.lr_index(lr)),
+    )
     return {
         "trials": len(run.trials),
         "flops": sum(table.flops(t.proposal.cell, lat.lr_index(t.proposal.lr)) for t in run.trials),
@@ -146,36 +176,40 @@ def _replay_once(
     }
 
 
-def _summarise(
-    table: Table, best: dict[Cell, int | None], runs: list[dict[str, Any]], tie_tolerance: float
-) -> dict[str, Any]:
+def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, Any]]) -> dict[str, Any]:
     lat = table.lattice
-    scored = [c for c in lat.cells() if best[c] is not None]
+    known = {c: i for c, i in best.items() if i is not None}  # cells the table has data for
+    scored = [c for c in lat.cells() if c in known]
     hits, regrets = [], []
     settled_at: dict[Cell, collections.Counter[int]] = collections.defaultdict(collections.Counter)
     for run in runs:
         for c in scored:
             got = run["settled"][c]
             settled_at[c][got] += 1
-            hits.append(got == best[c])
-            regrets.append(_regret(table.mean_loss(c, got), table.mean_loss(c, best[c])))  # type: ignore[arg-type]
+            hits.append(got == known[c])
+            regrets.append(_regret(table.mean_loss(c, got), table.mean_loss(c, known[c])))
     n = len(runs)
     misses = []
     for c in scored:
-        wrong = collections.Counter({i: k for i, k in settled_at[c].items() if i != best[c]})
+        wrong = collections.Counter({i: k for i, k in settled_at[c].items() if i != known[c]})
         if wrong:
-            misses.append({
-                "cell": lat.name(c),
-                "settled": lat.lrs[wrong.most_common(1)[0][0]],  # the most frequent wrong LR
-                "best": lat.lrs[best[c]],  # type: ignore[index]
-                "miss_rate": sum(wrong.values()) / n,
-            })
+            misses.append(
+                {
+                    "cell": lat.name(c),
+                    "settled": lat.lrs[wrong.most_common(1)[0][0]],  # the most frequent wrong LR
+                    "best": lat.lrs[known[c]],
+                    "miss_rate": sum(wrong.values()) / n,
+                }
+            )
     trials = sum(r["trials"] for r in runs) / n
+    finite = [x for x in regrets if math.isfinite(x)]
     return {
         "mean_trials_per_cell": trials / lat.n_cells(),
         "hit_rate": sum(hits) / len(hits) if hits else None,
-        "mean_regret": sum(regrets) / len(regrets) if regrets else None,
-        "max_regret": max(regrets, default=None),
+        # regret over cells settled on a finished run; the others are counted apart
+        "mean_regret": sum(finite) / len(finite) if finite else None,
+        "max_regret": max(finite, default=None),
+        "settled_diverged": (len(regrets) - len(finite)) / n,
         "total_flops": sum(r["flops"] for r in runs) / n,
         "cells": lat.n_cells(),
         "mean_trials": trials,
@@ -201,20 +235,27 @@ def _prior_checks(table: Table, best: dict[Cell, int | None], slowness: int) -> 
     """Cells whose best LR rises above a predecessor's, and cells that fall more than `slowness`
     steps below their bound: where the table breaks the prior the searchers assume."""
     lat = table.lattice
+    known = {c: i for c, i in best.items() if i is not None}
     rises, falls = [], []
-    for c in lat.cells():
-        i = best[c]
-        preds = [p for p in lat.predecessors(c) if best[p] is not None]
-        if i is None or not preds:
+    for c, i in known.items():
+        preds = [p for p in lat.predecessors(c) if p in known]
+        if not preds:
             continue
         for p in preds:
-            if i > best[p]:  # type: ignore[operator]
-                rises.append({"cell": lat.name(c), "lr": lat.lrs[i], "predecessor": lat.name(p),
-                              "predecessor_lr": lat.lrs[best[p]]})  # type: ignore[index]
-        bound = min(best[p] for p in preds)  # type: ignore[type-var]
-        if i < bound - slowness:  # type: ignore[operator]
-            falls.append({"cell": lat.name(c), "lr": lat.lrs[i], "bound": lat.lrs[bound],  # type: ignore[index]
-                          "steps_below": bound - i})  # type: ignore[operator]
+            if i > known[p]:
+                rises.append(
+                    {
+                        "cell": lat.name(c),
+                        "lr": lat.lrs[i],
+                        "predecessor": lat.name(p),
+                        "predecessor_lr": lat.lrs[known[p]],
+                    }
+                )
+        bound = min(known[p] for p in preds)
+        if i < bound - slowness:
+            falls.append(
+                {"cell": lat.name(c), "lr": lat.lrs[i], "bound": lat.lrs[bound], "steps_below": bound - i}
+            )
     return rises, falls
 
 
@@ -226,17 +267,6 @@ def _json_safe(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_json_safe(v) for v in x]
     return x
-
-
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Hundreds of throwaway in-memory studies: keep Optuna's per-study INFO lines out of the output."""
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -253,14 +283,14 @@ def format_table(result: dict[str, Any]) -> str:
         ),
         (
             f"{'searcher':<10} {'trials/cell':>11} {'hit rate':>8} {'mean regret':>11} {'max regret':>10} "
-            f"{'total flops':>11} {'makespan':>10} {'misses':>6}"
+            f"{'total flops':>11} {'makespan':>10} {'misses':>6} {'diverged':>8}"
         ),
     ]
     for name, e in result["searchers"].items():
         lines.append(
             f"{name:<10} {e['mean_trials_per_cell']:>11.2f} {num(e['hit_rate'], '.3f'):>8} "
             f"{num(e['mean_regret'], '.4f'):>11} {num(e['max_regret'], '.4f'):>10} "
-            f"{num(e['total_flops'], '.3g'):>11} {num(e['makespan'], '.4g'):>10} {len(e['misses']):>6}"
+            f"{num(e['total_flops'], '.3g'):>11} {num(e['makespan'], '.4g'):>10} {len(e['misses']):>6} {e['settled_diverged']:>8.2f}"
         )
     if "trend" in result:
         tr = result["trend"]
@@ -270,8 +300,10 @@ def format_table(result: dict[str, Any]) -> str:
             f"(monotone {num(tr['monotone_hit_rate'], '.3f')}; target <= {tr['target_trials_per_cell']} "
             f"at the same hit rate): {verdict}"
         )
-    for key, what in (("prior_violations", "best LR above a predecessor's"),
-                      ("slowness_violations", "best LR more than `slowness` steps below its bound")):
+    for key, what in (
+        ("prior_violations", "best LR above a predecessor's"),
+        ("slowness_violations", "best LR more than `slowness` steps below its bound"),
+    ):
         found = result[key]
         if found:
             cells = ", ".join(v["cell"] for v in found[:6]) + (", ..." if len(found) > 6 else "")
@@ -286,24 +318,50 @@ def main(argv: list[str] | None = None) -> int:
         description="Replay LR searchers against a results table (CSV) and score trials per cell "
         "against how often each settles on the table's best LR.",
     )
-    parser.add_argument("--table", required=True, metavar="CSV",
-                        help="results with columns model,epochs,lr,val_loss (optional: model_params,seed,"
-                        "flops,core_hours); one row per trial; empty/inf val_loss = diverged")
+    parser.add_argument(
+        "--table",
+        required=True,
+        metavar="CSV",
+        help="results with columns model,epochs,lr,val_loss (optional: model_params,seed,"
+        "flops,core_hours); one row per trial; empty/inf val_loss = diverged",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the full result as JSON to OUT")
-    parser.add_argument("--concurrency", type=int, default=2, metavar="N", help="trials in flight (default 2)")
-    parser.add_argument("--repetitions", type=int, default=20, metavar="N",
-                        help="replays of each randomised searcher (default 20)")
-    parser.add_argument("--sample-seeds", action="store_true",
-                        help="draw one seed per run and repetition instead of the mean over seeds")
-    parser.add_argument("--searchers", default=",".join(ALL), metavar="A,B",
-                        help=f"comma-separated searchers (default {','.join(ALL)})")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, metavar="N", help="trials in flight (default 2)"
+    )
+    parser.add_argument(
+        "--repetitions",
+        type=int,
+        default=20,
+        metavar="N",
+        help="replays of each randomised searcher (default 20)",
+    )
+    parser.add_argument(
+        "--sample-seeds",
+        action="store_true",
+        help="draw one seed per run and repetition instead of the mean over seeds",
+    )
+    parser.add_argument(
+        "--searchers",
+        default=",".join(ALL),
+        metavar="A,B",
+        help=f"comma-separated searchers (default {','.join(ALL)})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds tpe, random and seed sampling (default 0)")
     parser.add_argument("--slowness", type=int, default=1, help="prior's steps below the bound (default 1)")
     parser.add_argument("--tie-tolerance", type=float, default=0.0, help="relative loss tie (default 0)")
-    parser.add_argument("--trials-per-cell", type=int, default=None,
-                        help="tpe/random budget per cell (default: monotone's mean, rounded up)")
-    parser.add_argument("--start-lr", type=float, default=1.6,
-                        help="first cell's starting LR, snapped to the table's grid (default 1.6)")
+    parser.add_argument(
+        "--trials-per-cell",
+        type=int,
+        default=None,
+        help="tpe/random budget per cell (default: monotone's mean, rounded up)",
+    )
+    parser.add_argument(
+        "--start-lr",
+        type=float,
+        default=1.6,
+        help="first cell's starting LR, snapped to the table's grid (default 1.6)",
+    )
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.searchers.split(",") if s.strip()]
     unknown = [s for s in names if s not in SEARCHERS]
@@ -312,9 +370,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or args.repetitions < 1:
         parser.error("--concurrency and --repetitions must be >= 1")
     result = run_replay(
-        args.table, searchers=names, repetitions=args.repetitions, concurrency=args.concurrency,
-        seed=args.seed, sample_seeds=args.sample_seeds, slowness=args.slowness,
-        tie_tolerance=args.tie_tolerance, trials_per_cell=args.trials_per_cell, start_lr=args.start_lr,
+        args.table,
+        searchers=names,
+        repetitions=args.repetitions,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        sample_seeds=args.sample_seeds,
+        slowness=args.slowness,
+        tie_tolerance=args.tie_tolerance,
+        trials_per_cell=args.trials_per_cell,
+        start_lr=args.start_lr,
     )
     print(format_table(result))
     if args.json:

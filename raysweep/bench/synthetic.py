@@ -55,5 +55,15 @@ def write_table(
                             loss = math.inf
                         else:
                             loss = 4.0 * (1 + m) ** -0.3 * e**-0.1 + 0.02 * off**2 + rng.gauss(0, noise)
-                        w.writerow([f"r{m}", int(params), e, lr, s, f"{loss:.6f}", f"{flops:.4g}",
-                                    f"{flops / 1e15:.4g}"])
+                        w.writerow(
+                            [
+                                f"r{m}",
+                                int(params),
+                                e,
+                                lr,
+                                s,
+                                f"{loss:.6f}",
+                                f"{flops:.4g}",
+                                f"{flops / 1e15:.4g}",
+                            ]
+                        )

@@ -86,7 +86,10 @@ def load_table(path: str) -> Table:
                     file=path,
                     key="header",
                 )
-            raw = [({k.strip(): (v or "").strip() for k, v in rec.items() if k}, reader.line_num) for rec in reader]
+            raw = [
+                ({k.strip(): (v or "").strip() for k, v in rec.items() if k}, reader.line_num)
+                for rec in reader
+            ]
     except OSError as e:
         raise SpecError(f"cannot read the table: {e.strerror}", file=path) from None
     if not raw:
@@ -97,7 +100,9 @@ def load_table(path: str) -> Table:
     for rec, line in raw:
         model = rec["model"]
         if not model:
-            raise SpecError("expected a model name, got an empty value", file=path, key=f"line {line}, column model")
+            raise SpecError(
+                "expected a model name, got an empty value", file=path, key=f"line {line}, column model"
+            )
         epochs = _number(rec["epochs"], path, line, "epochs", positive=True)
         lr = _number(rec["lr"], path, line, "lr", positive=True)
         loss = _loss(rec["val_loss"], path, line)
@@ -113,7 +118,9 @@ def load_table(path: str) -> Table:
         unsized = [m for m in models if m not in params]
         if unsized:
             raise SpecError(
-                f"expected a number for every model, got none for {unsized}", file=path, key="column model_params"
+                f"expected a number for every model, got none for {unsized}",
+                file=path,
+                key="column model_params",
             )
         models.sort(key=lambda m: params[m])  # stable: equal sizes keep their first-appearance order
     lattice = Lattice(
@@ -149,7 +156,9 @@ def _optional(text: str, path: str, line: int, column: str) -> float | None:
         return None
     value = _number(text, path, line, column)
     if value < 0:
-        raise SpecError(f"expected a number >= 0, got {text!r}", file=path, key=f"line {line}, column {column}")
+        raise SpecError(
+            f"expected a number >= 0, got {text!r}", file=path, key=f"line {line}, column {column}"
+        )
     return value
 
 

@@ -29,7 +29,9 @@ class GridSearcher(CellSearcher):
         cell, lr = self._queue[self._next]
         self._next += 1
         self._pending[trial_id] = (cell, lr)
-        return Proposal(cell, lr, f"grid: {lr:g} is point {self.lattice.lr_index(lr) + 1}/{len(self.lattice.lrs)}")
+        return Proposal(
+            cell, lr, f"grid: {lr:g} is point {self.lattice.lr_index(lr) + 1}/{len(self.lattice.lrs)}"
+        )
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         cell, lr = self._pending.pop(trial_id)

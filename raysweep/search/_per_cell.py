@@ -29,6 +29,7 @@ from raysweep.search._study import (
     nearest,
     open_storage,
     open_study,
+    quiet_optuna,
     record,
     recover,
 )
@@ -43,7 +44,9 @@ class GridSnapSampler(optuna.samplers.BaseSampler):
         self.base = base
         self.lrs = lrs
 
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         return self.base.infer_relative_search_space(study, trial)
 
     def sample_relative(
@@ -114,7 +117,8 @@ class PerCellSearcher(CellSearcher):
                 "raysweep.lattice": lattice_attrs(lattice),
                 "raysweep.trials_per_cell": self.budget,
             }
-            study = open_study(store, f"{study_name}/{lattice.name(cell)}", sampler, attrs)
+            with quiet_optuna():  # one INFO line per cell would bury the sweep's own output
+                study = open_study(store, f"{study_name}/{lattice.name(cell)}", sampler, attrs)
             self.interrupted += recover(study)
             self.studies[cell] = study
             self._results[cell] = {}

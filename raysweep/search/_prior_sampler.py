@@ -54,9 +54,17 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self._order = sorted(lattice.cells(), key=lambda c: (c.m + c.e, c.m))
         self._planned: Proposal | None = None
         self._current: dict[int, Proposal] = {}  # optuna trial id -> its proposal
+        # The last derivation, valid until this sampler sees the study change (a trial asked,
+        # sampled or told): one driver owns a study, so reading storage once per change is enough.
+        self._cache: tuple[int, tuple[dict[Cell, CellView], dict[Cell, int]]] | None = None
 
     def derive(self, study: optuna.Study) -> tuple[dict[Cell, CellView], dict[Cell, int]]:
         """Every cell's trials and next step, and the settled grid index of each settled cell."""
+        if self._cache is None or self._cache[0] != id(study):
+            self._cache = (id(study), self._derive(study))
+        return self._cache[1]
+
+    def _derive(self, study: optuna.Study) -> tuple[dict[Cell, CellView], dict[Cell, int]]:
         views = {cell: CellView() for cell in self.lattice.cells()}
         for trial in study.get_trials(deepcopy=False):
             if "cell" not in trial.params or "lr" not in trial.params:
@@ -112,6 +120,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
     # Optuna's sampler interface
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._cache = None
         proposal = self._planned if self._planned is not None else self.plan(study)
         self._planned = None
         if not isinstance(proposal, Proposal):  # a driver that asks without a plan: a bug, not bad input
@@ -120,7 +129,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         # written here, by the sampler, so the study explains itself however it is driven
         study._storage.set_trial_user_attr(trial._trial_id, "reason", proposal.reason)
 
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         return {}
 
     def sample_relative(
@@ -131,6 +142,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
+        self._cache = None
         proposal = self._current[trial._trial_id]
         if param_name == "cell":
             return self.lattice.name(proposal.cell)
@@ -143,6 +155,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
     ) -> None:
         self._current.pop(trial._trial_id, None)
         self._planned = None
+        self._cache = None
 
 
 class PriorSearcher(CellSearcher):
@@ -165,7 +178,9 @@ class PriorSearcher(CellSearcher):
         try:
             start = lattice.lr_index(start_lr)
         except KeyError:
-            raise ValueError(f"`start_lr` must be a point of the LR grid {list(lattice.lrs)}, but got {start_lr}")
+            raise ValueError(
+                f"`start_lr` must be a point of the LR grid {list(lattice.lrs)}, but got {start_lr}"
+            )
         rule = PriorRule(lattice.lrs, start, self.mode, slowness, tie_tolerance)
         self.sampler = PriorSampler(lattice, rule)
         attrs = {

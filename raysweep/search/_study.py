@@ -13,9 +13,10 @@ How a raysweep trial reads in a study, so the study makes sense on its own (in `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import optuna
@@ -105,3 +106,14 @@ def nearest(lrs: tuple[float, ...], x: float, exclude: Collection[int] = ()) -> 
     """Grid index nearest to `x` in log distance, skipping `exclude`; ties go to the larger LR."""
     free = [i for i in range(len(lrs)) if i not in exclude] or list(range(len(lrs)))
     return min(free, key=lambda i: (round(abs(math.log(lrs[i] / x)), 12), -i))
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Keep Optuna's one INFO line per created study out of the output while making many of them."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)

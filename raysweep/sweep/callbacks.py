@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +47,14 @@ class TrialRecord:
 
 
 class MlflowTrialCallback(Callback):
-    def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec) -> None:
+    def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.spec = spec
         self.records: dict[str, TrialRecord] = {}
+        self.progress = progress  # one line per finished trial: the live view of a long sweep
+        self._t0 = time.monotonic()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.records:  # a restarted trial keeps its run
@@ -88,3 +92,20 @@ class MlflowTrialCallback(Callback):
         if status == "diverged":
             extra["val/loss"] = math.inf
         self.tracker.end_trial(rec.run_id, status=status, metrics=extra)
+        if self.progress is not None:
+            self.progress(self._line(rec))
+
+    def _line(self, rec: TrialRecord) -> str:
+        done = sum(r.status != "running" for r in self.records.values())
+        running = len(self.records) - done
+        loss = f"{rec.val_loss:.4f}" if rec.status == "ok" else "inf"
+        acc = rec.last.get("val/acc", math.nan) if rec.status == "ok" else math.nan
+        return (f"[{_clock(time.monotonic() - self._t0)}] trial {done:>3} done, {running} running | "
+                f"{rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} val/loss {loss:>7} acc {acc:5.3f} "
+                f"{rec.wall_s:6.1f} s | {rec.reason}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"

@@ -33,6 +33,7 @@ class SweepOutcome:
     median_trial_wall_s: float
     median_loop_s: float
     median_overhead_s: float
+    ideal_s: float  # sum of the trials' loop times / concurrent trials: the makespan with zero overhead
 
 
 def lattice_of(spec: SweepSpec) -> Lattice:
@@ -41,13 +42,13 @@ def lattice_of(spec: SweepSpec) -> Lattice:
 
 def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path,
               verbose: int = 1) -> SweepOutcome:
+    """Run the sweep to the end. verbose: 0 quiet, 1 a line per finished trial, 2 plus Ray's tables."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the record
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # Short trials checkpoint often; Tune's warning about snapshot frequency is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
     from ray import tune
-
     from ray.tune.logger import JsonLoggerCallback
 
     from raysweep.sweep.callbacks import MlflowTrialCallback
@@ -74,7 +75,8 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         _check_capacity(spec, ray.cluster_resources())
         tracker = SweepTracker(tracking_uri, spec.tracking.experiment)
         parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells())
-        callback = MlflowTrialCallback(tracker, parent, spec)
+        callback = MlflowTrialCallback(tracker, parent, spec,
+                                       progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train")),
             trial_resources(spec),
@@ -93,7 +95,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
                 storage_path=str(results_dir / "tune"),
                 callbacks=[callback, JsonLoggerCallback()],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=verbose,
+                verbose=1 if verbose >= 2 else 0,  # 2: Ray Tune's own trial tables as well
             ),
         )
         t0 = time.monotonic()
@@ -146,7 +148,8 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
     med_wall = median(r.wall_s for r in records if r.status != "failed")
     med_loop = median(r.loop_s for r in records if r.status != "failed")
     med_over = median(r.overhead_s for r in records if r.status != "failed")
-    metrics = {"sweep/wall_s": wall, "sweep/trials": len(records), "sweep/cells": len(rows),
+    ideal = sum(r.loop_s for r in records if math.isfinite(r.loop_s)) / spec.resources.concurrent_trials
+    metrics = {"sweep/wall_s": wall, "sweep/ideal_s": ideal, "sweep/trials": len(records), "sweep/cells": len(rows),
                "sweep/median_trial_wall_s": med_wall, "sweep/median_loop_s": med_loop,
                "sweep/median_overhead_s": med_over,
                "sweep/total_flops": sum(t.flops for t in trials)}
@@ -162,7 +165,7 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
             f"{r.last.get('compute/flops', '')},{r.wall_s:.3f},{r.loop_s:.3f},{r.run_id}\n" for r in records))
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
                           tags=tags, artifacts=[txt, csv], failed=failed)
-    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over)
+    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from raysweep.data import load_splits
-from raysweep.models import build_model, classifier_param_names, count_params, flops_per_example
+from raysweep.models import (
+    build_model,
+    classifier_param_names,
+    count_params,
+    flops_per_example,
+    no_weight_decay_names,
+)
 from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
 from raysweep.trial import TrialConfig
 
@@ -43,14 +50,15 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     spec = cfg.spec
     torch.manual_seed(spec.seed)
     splits = load_splits(spec.data)
-    model_kw = dict(num_classes=splits.num_classes, in_chans=splits.in_chans, image_size=splits.image_size)
+    model_kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
     model = build_model(spec.ladder.family, cfg.model, **model_kw).to(place.device)
     n_params = count_params(model)
     fpe = flops_per_example(spec.ladder.family, cfg.model, **model_kw)
     plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
                       warmup_fraction=spec.optim.warmup_fraction)
     groups, agc_params = param_groups(model, weight_decay=spec.optim.weight_decay,
-                                      head_names=classifier_param_names(model))
+                                      head_names=classifier_param_names(model),
+                                      no_decay_names=no_weight_decay_names(model))
     opt = make_optimizer(groups, lr=cfg.lr, momentum=spec.optim.momentum, nesterov=spec.optim.nesterov)
     step = 0
     if resume is not None:

@@ -8,8 +8,8 @@ function here is small and pure so that the unit tests can check it against the 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -37,12 +37,12 @@ def plan_steps(*, n_train: int, batch_size: int, epochs: float, warmup_fraction:
     steps_per_epoch = n_train // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"`batch_size <= n_train` must hold, but got (batch_size={batch_size}, n_train={n_train})")
-    total = int(math.floor(epochs * n_train / batch_size + 1e-9))
+    total = math.floor(epochs * n_train / batch_size + 1e-9)
     if total < 1:
         raise ValueError(
             f"an epoch budget of {epochs:g} buys no optimiser step at batch {batch_size} over {n_train} examples"
         )
-    warmup = min(int(round(warmup_fraction * total)), total - 1)  # leave at least one step to decay
+    warmup = min(round(warmup_fraction * total), total - 1)  # leave at least one step to decay
     evals = [k * steps_per_epoch for k in range(1, int(epochs) + 1) if k * steps_per_epoch < total]
     evals.append(total)
     return StepPlan(
@@ -73,9 +73,10 @@ def lr_at(step: int, *, peak: float, total_steps: int, warmup_steps: int) -> flo
 def unitwise_norm(x: torch.Tensor) -> torch.Tensor:
     """Norm per output unit: over all dims but the first for weights; the whole tensor for vectors.
 
-    Matches DeepMind's NFNet reference (`unitwise_norm`), with PyTorch's out-channels-first layout.
+    Matches DeepMind's NFNet reference (`unitwise_norm`), with PyTorch's out-channels-first layout:
+    anything that squeezes to a vector (biases, and timm's (C, 1, 1, 1) conv gains) is one unit.
     """
-    if x.ndim <= 1:
+    if x.squeeze().ndim <= 1:
         return x.norm(2)
     return x.norm(2, dim=tuple(range(1, x.ndim)), keepdim=True)
 
@@ -94,13 +95,15 @@ def adaptive_grad_clip(params: Iterable[torch.Tensor], *, clip: float, eps: floa
         p.grad.copy_(torch.where(g_norm > max_norm, clipped, p.grad))
 
 
-def param_groups(model: nn.Module, *, weight_decay: float, head_names: set[str]) -> tuple[list[dict], list[torch.Tensor]]:
-    """Optimiser groups (no weight decay on gains and biases) and the params AGC clips (not the head)."""
+def param_groups(model: nn.Module, *, weight_decay: float, head_names: set[str],
+                 no_decay_names: set[str]) -> tuple[list[dict], list[torch.Tensor]]:
+    """Optimiser groups (no weight decay on `no_decay_names`: gains and biases) and the params AGC
+    clips (all but the classifier head)."""
     decay, no_decay, agc = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        (no_decay if name in no_decay_names else decay).append(p)
         if name not in head_names:
             agc.append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -66,7 +66,7 @@ def test_grid_sweep_records_parent_children_metrics_and_divergence(ray_cluster: 
         assert CHILD_METRICS <= set(run.data.metrics), CHILD_METRICS - set(run.data.metrics)
         m = run.data.metrics
         assert 0 < m["val/loss"] < 5 and 0 <= m["val/acc"] <= 1
-        assert m["compute/examples"] == 5 * 64  # floor(0.5 * 576 / 64) steps of 64
+        assert m["compute/examples"] == 5 * 64  # floor(0.5 * 640 / 64) steps of 64 (train_subset 640)
         assert m["compute/flops"] > 0 and m["compute/core_hours"] > 0
         history = client.get_metric_history(run.info.run_id, "train/loss")
         assert [h.step for h in history] == sorted(h.step for h in history) and len(history) == 5
@@ -82,3 +82,24 @@ def test_grid_sweep_records_parent_children_metrics_and_divergence(ray_cluster: 
         assert float(settled) == float(r.data.params["lr"]) == float(r.data.tags["raysweep.settled_lr"])
     assert out.rows and all(row.best_lr is not None for row in out.rows)
     assert math.isfinite(out.median_overhead_s)
+
+
+def test_worker_group_trial_with_gloo_ddp_tracks_to_a_real_mlflow_server(ray_cluster: None, mlflow_server: str,
+                                                                        tmp_path: Path) -> None:
+    """One trial as a 2-worker Ray Train group (gloo DDP), recorded through `mlflow server` over HTTP."""
+    spec = spec_from_dict(small_spec(
+        name="itest-ddp", ladder={"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, epochs=[1.0],
+        lr={"base": 0.4, "factor": 2, "low": 0.4, "high": 0.4}, optim={"agc_clip": 0.01},
+        resources={"device": "cpu", "workers_per_trial": 2, "cpus_per_worker": 1, "concurrent_trials": 1},
+    ))
+    out = run_sweep(spec, source="test", tracking_uri=mlflow_server, results_dir=tmp_path / "results", verbose=0)
+    assert out.trials == 1
+    client = MlflowClient(mlflow_server)
+    (run,) = children(client, out.parent_run_id)
+    assert run.data.tags["raysweep.status"] == "ok"
+    m = run.data.metrics
+    assert m["compute/examples"] == 10 * 64  # 640 / 64 global steps; each worker saw half of each batch
+    assert m["compute/flops"] == pytest.approx(float(run.data.params["flops_per_example"]) * 10 * 64, rel=1e-3)
+    # two CPU workers held for the training time
+    assert m["compute/core_hours"] == pytest.approx(2 * m["time/train_s"] / 3600, rel=1e-6)
+    assert 0 < m["val/loss"] < 3

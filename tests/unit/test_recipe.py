@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -44,12 +45,12 @@ def test_schedule_warms_up_then_cosine_reaches_zero_exactly_at_the_end(total: in
     lrs = [lr_at(s, peak=peak, total_steps=total, warmup_steps=warmup) for s in range(total + 1)]
     if warmup:
         assert lrs[warmup - 1] == pytest.approx(peak)
-        assert all(a < b for a, b in zip(lrs[:warmup - 1], lrs[1:warmup]))
+        assert all(a < b for a, b in itertools.pairwise(lrs))
         assert lrs[0] == pytest.approx(peak / warmup)
     else:
         assert lrs[0] == pytest.approx(peak)
     decay = lrs[warmup:]
-    assert all(a >= b for a, b in zip(decay, decay[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(decay))
     assert lrs[total] == pytest.approx(0.0, abs=1e-12)
     assert all(v > 0 for v in lrs[:total])
     if total - warmup >= 2:
@@ -63,6 +64,8 @@ def test_unitwise_norm_per_output_unit() -> None:
     assert torch.allclose(unitwise_norm(w), torch.tensor([[5.0], [1.0]]))
     v = torch.tensor([3.0, 4.0])
     assert unitwise_norm(v).item() == pytest.approx(5.0)
+    gain = torch.tensor([3.0, 4.0]).reshape(2, 1, 1, 1)  # timm's conv gains: one unit, like a vector
+    assert unitwise_norm(gain).item() == pytest.approx(5.0)
     conv = torch.ones(2, 3, 2, 2)
     assert torch.allclose(unitwise_norm(conv).flatten(), torch.full((2,), math.sqrt(12)))
 
@@ -92,10 +95,22 @@ def test_agc_uses_eps_floor_for_zero_weights() -> None:
 
 def test_param_groups_keep_decay_off_gains_biases_and_agc_off_head() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    groups, agc = param_groups(model, weight_decay=1e-5, head_names={"2.weight", "2.bias"})
+    groups, agc = param_groups(model, weight_decay=1e-5, head_names={"2.weight", "2.bias"},
+                               no_decay_names={"0.bias", "2.bias"})
     decay = {id(p) for p in groups[0]["params"]}
     no_decay = {id(p) for p in groups[1]["params"]}
     assert groups[0]["weight_decay"] == 1e-5 and groups[1]["weight_decay"] == 0.0
     assert decay == {id(model[0].weight), id(model[2].weight)}
     assert no_decay == {id(model[0].bias), id(model[2].bias)}
     assert {id(p) for p in agc} == {id(model[0].weight), id(model[0].bias)}
+
+
+def test_nfnet_conv_gains_get_no_weight_decay() -> None:
+    from raysweep.models import build_model, no_weight_decay_names
+
+    model = build_model("nfnet_cpu", "nfnet_t0", num_classes=10, in_chans=1, image_size=32)
+    names = no_weight_decay_names(model)
+    groups, _ = param_groups(model, weight_decay=1e-5, head_names=set(), no_decay_names=names)
+    no_decay = {id(p) for p in groups[1]["params"]}
+    gains = [p for n, p in model.named_parameters() if n.endswith(".gain") and p.ndim == 4]
+    assert gains and all(id(p) in no_decay for p in gains)

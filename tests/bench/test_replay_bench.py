@@ -1,0 +1,158 @@
+"""The replay benchmark: synthetic tables in, scores and errors out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from raysweep.bench import format_table, load_table, main, run_replay
+from raysweep.bench.synthetic import write_table
+from raysweep.errors import SpecError
+
+ENTRY_KEYS = {
+    "mean_trials_per_cell",
+    "hit_rate",
+    "mean_regret",
+    "total_flops",
+    "cells",
+    "misses",
+    "prior_violations",
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("tables") / "small.csv")
+    write_table(path, n_models=3, epochs=(0.25, 0.5, 1.0, 2.0, 4.0))
+    return path
+
+
+def test_monotone_hits_every_cell_of_a_table_that_obeys_the_prior(small: str) -> None:
+    result = run_replay(small, repetitions=2)
+    mono = result["searchers"]["monotone"]
+    assert mono["hit_rate"] == 1.0
+    assert mono["mean_regret"] == 0.0
+    assert mono["misses"] == [] and result["prior_violations"] == []
+    assert mono["mean_trials_per_cell"] == pytest.approx((3 + 2 * 14) / 15)
+    assert result["searchers"]["grid"]["mean_trials_per_cell"] == 8
+    assert result["searchers"]["grid"]["hit_rate"] == 1.0
+
+
+def test_result_shape_and_json(small: str) -> None:
+    result = run_replay(small, repetitions=2)
+    assert set(result["searchers"]) == {"grid", "monotone", "bracket", "verify", "trend", "tpe", "random"}
+    for entry in result["searchers"].values():
+        assert ENTRY_KEYS <= set(entry)
+        assert entry["cells"] == 15
+        assert entry["total_flops"] > 0
+    assert set(result["trend"]) >= {"mean_trials_per_cell", "hit_rate", "meets_target"}
+    # tpe and random get monotone's budget rounded up: 31 trials / 15 cells -> 3
+    assert result["settings"]["trials_per_cell"] == 3
+    assert result["searchers"]["tpe"]["mean_trials_per_cell"] == 3
+    json.dumps(result, allow_nan=False)
+    text = format_table(result)
+    assert "monotone" in text and "trend:" in text
+
+
+def test_trend_meets_its_target_on_a_paper_shaped_table(tmp_path: Path) -> None:
+    path = str(tmp_path / "paper.csv")
+    write_table(path)  # 6 rungs x 6 budgets
+    trend = run_replay(path, searchers=("monotone", "trend"), repetitions=1)["trend"]
+    assert trend["hit_rate"] == 1.0
+    assert trend["mean_trials_per_cell"] <= 1.6
+    assert trend["meets_target"]
+
+
+def test_sampled_seeds_vary_across_repetitions(tmp_path: Path) -> None:
+    path = str(tmp_path / "noisy.csv")
+    write_table(path, n_models=2, epochs=(0.25, 0.5, 1.0), seeds=3, noise=0.01, seed=1)
+    result = run_replay(path, searchers=("monotone",), repetitions=4, sample_seeds=True)
+    assert result["searchers"]["monotone"]["repetitions"] == 4
+
+
+def test_missing_runs_fail_and_are_counted(small: str, tmp_path: Path) -> None:
+    with open(small, newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if not (r["model"] == "r0" and r["epochs"] == "0.5" and r["lr"] == "0.8")]
+    path = tmp_path / "holes.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(kept)
+    mono = run_replay(str(path), searchers=("monotone",), repetitions=1)["searchers"]["monotone"]
+    assert mono["missing_trials"] == 1
+    assert mono["hit_rate"] == 1.0  # 1.6 still wins that cell
+
+
+def test_prior_violations_are_listed(tmp_path: Path) -> None:
+    path = str(tmp_path / "rising.csv")
+    write_table(path, n_models=3, epochs=(0.25, 0.5), optimum=lambda m, e: math.log2(0.4) + m)
+    result = run_replay(path, searchers=("monotone", "verify"), repetitions=1)
+    rises = {(v["cell"], v["predecessor"]) for v in result["prior_violations"]}
+    assert rises == {
+        ("r1@0.25", "r0@0.25"),
+        ("r1@0.5", "r0@0.5"),
+        ("r2@0.25", "r1@0.25"),
+        ("r2@0.5", "r1@0.5"),
+    }
+    assert result["searchers"]["monotone"]["hit_rate"] == pytest.approx(2 / 6)
+    assert result["searchers"]["verify"]["hit_rate"] == 1.0
+
+
+def test_model_order_follows_model_params(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "model,model_params,epochs,lr,val_loss\nbig,200,1,0.1,2.0\nsmall,10,1,0.1,3.0\n"
+        "big,200,2,0.1,inf\nsmall,10,2,0.2,\n"
+    )
+    table = load_table(str(path))
+    assert table.lattice.models == ("small", "big")
+    assert table.lattice.lrs == (0.1, 0.2)
+    assert table.mean_loss(table.lattice.cell_of("big", 2), 0) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("model,epochs,lr\nm,1,0.1\n", r"bad\.csv: header: missing column val_loss"),
+        (
+            "model,epochs,lr,val_loss\nm,1,0.1,2.0\nm,1,fast,2.0\n",
+            r"bad\.csv: line 3, column lr: expected a positive number, got 'fast'",
+        ),
+        ("model,epochs,lr,val_loss\nm,-1,0.1,2.0\n", r"line 2, column epochs: expected a positive number"),
+        ("model,epochs,lr,val_loss\nm,1,0.1,low\n", r"line 2, column val_loss: expected a number"),
+        (
+            "model,epochs,lr,val_loss,flops\nm,1,0.1,2.0,many\n",
+            r"line 2, column flops: expected a finite number",
+        ),
+        ("model,model_params,epochs,lr,val_loss\nm,,1,0.1,2.0\n", r"column model_params: expected a number"),
+        ("model,epochs,lr,val_loss\n", r"expected at least one data row"),
+    ],
+)
+def test_csv_errors_name_file_line_column_and_expectation(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=match):
+        load_table(str(path))
+
+
+def test_cli_main_writes_json(small: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = main(["--table", small, "--json", str(out), "--repetitions", "1", "--searchers", "monotone,tpe"])
+    assert code == 0
+    assert "monotone" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["searchers"]) == {"monotone", "tpe"}
+
+
+def test_cli_help_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert "--sample-seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["--table", "x.csv", "--searchers", "annealing"])
+    assert done.value.code == 2
