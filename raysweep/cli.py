@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "else sqlite:///$PWD/mlflow.db)")
     run.add_argument("--results", default="raysweep_results", type=Path,
                      help="folder for Ray Tune/Train results, checkpoints and the Optuna study (default: %(default)s)")
+    run.add_argument("--max-trials", type=int, default=None, metavar="N",
+                     help="stop after N trials have finished in this session; `--resume` continues the sweep "
+                          "later from its Optuna study (every searcher but grid)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the newest study of this sweep (same name, same --results or "
+                          "search.storage) instead of starting a new one; settled trials are not run again")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial, only the final summary")
     run.add_argument("--ray-output", action="store_true",
                      help="also show Ray Tune's own trial tables (verbose; useful when debugging a cluster)")
@@ -59,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     ladders.add_argument("--classes", type=int, default=10, help="classifier size (default: %(default)s)")
     ladders.add_argument("--image-size", type=int, default=32, help="input resolution (default: %(default)s)")
     ladders.add_argument("--in-chans", type=int, default=1, help="input channels (default: %(default)s)")
+
+    table = sub.add_parser("table", help="export finished trials from MLflow as a results table (CSV)",
+                           description="Read every finished trial of the sweeps in an MLflow experiment and write "
+                                       "one CSV row per trial with the columns model,model_params,epochs,lr,seed,"
+                                       "val_loss,flops,core_hours (diverged trials carry inf): the table that "
+                                       "`raysweep bench searcher --table` replays.")
+    table.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment)")
+    table.add_argument("--parent", action="append", default=[], metavar="RUN_ID",
+                       help="only the sweep with this parent run id (repeatable; default: every sweep)")
+    table.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
+    table.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
     bench = sub.add_parser("bench", help="benchmarks that need no cluster",
                            description="Benchmarks that need no cluster.")
@@ -77,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guard(lambda: _run(args))
     if args.command == "ladders":
         return _guard(lambda: _ladders(args))
+    if args.command == "table":
+        return _guard(lambda: _table(args))
     raise AssertionError(args.command)
 
 
@@ -92,6 +111,26 @@ def _guard(fn) -> int:  # type: ignore[no-untyped-def]
     except KeyboardInterrupt:
         print("raysweep: interrupted", file=sys.stderr)
         return 130
+
+
+def _table(args: argparse.Namespace) -> int:
+    import csv
+
+    from raysweep.tracking import TABLE_COLUMNS, read_trials, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, None)
+    rows = read_trials(uri, args.experiment, args.parent)
+    if not rows:
+        raise SpecError(f"no finished trials in experiment {args.experiment!r} at {uri}", key="--experiment")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(TABLE_COLUMNS)
+        for r in rows:
+            w.writerow([r["model"], r["model_params"], f"{r['epochs']:g}", f"{r['lr']:g}", r["seed"],
+                        f"{r['val_loss']:.6g}", f"{r['flops']:.6g}", f"{r['core_hours']:.6g}"])
+    print(f"wrote {len(rows)} trials ({sum(r['status'] == 'diverged' for r in rows)} diverged) to {args.out}")
+    return 0
 
 
 def _ladders(args: argparse.Namespace) -> int:
@@ -122,6 +161,8 @@ def _run(args: argparse.Namespace) -> int:
     from raysweep.tracking import resolve_tracking_uri
 
     spec = load_spec(args.space, args.overrides)
+    if args.max_trials is not None and args.max_trials < 1:
+        raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")
     from raysweep.search import SEARCHERS
 
     if spec.search.searcher not in SEARCHERS:
@@ -136,7 +177,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
           f"searcher {spec.search.searcher}; tracking at {uri}", flush=True)
     out = run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
-                    verbose=0 if args.quiet else 2 if args.ray_output else 1)
+                    verbose=0 if args.quiet else 2 if args.ray_output else 1, max_trials=args.max_trials,
+                    resume=args.resume)
     from raysweep.analysis.summary import format_summary
 
     print()

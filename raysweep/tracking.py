@@ -17,6 +17,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from raysweep.analysis.summary import TrialRow
 from raysweep.config import SweepSpec
 from raysweep.trial import TrialConfig
 
@@ -62,11 +63,12 @@ class SweepTracker:
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
 
     # The sweep ---------------------------------------------------------------------------------
-    def start_sweep(self, spec: SweepSpec, *, source: str, n_cells: int) -> str:
+    def start_sweep(self, spec: SweepSpec, *, source: str, n_cells: int, study: str) -> str:
         run = self.client.create_run(
             self.experiment_id,
             run_name=spec.name,
-            tags={"raysweep.kind": "sweep", "raysweep.space": source, "raysweep.searcher": spec.search.searcher,
+            tags={"raysweep.kind": "sweep", "raysweep.space": source, "raysweep.study": study,
+                  "raysweep.searcher": spec.search.searcher,
                   "mlflow.note.content": spec.description or f"raysweep sweep {spec.name}"},
         )
         params = flatten(spec.to_dict())
@@ -128,6 +130,21 @@ class SweepTracker:
                               tags=[RunTag("raysweep.status", status)])
         self.client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
 
+    def earlier_trials(self, study: str, *, exclude_parent: str) -> list[TrialRow]:
+        """Finished trials of earlier sessions of the same sweep (a resumed study)."""
+        sweeps = self.client.search_runs([self.experiment_id], max_results=1000,
+                                         filter_string=f"tags.`raysweep.study` = '{study}'")
+        out = []
+        for sweep in sweeps:
+            if sweep.info.run_id == exclude_parent:
+                continue
+            for row in read_trials(self.uri, self.client.get_experiment(self.experiment_id).name,
+                                   [sweep.info.run_id]):
+                out.append(TrialRow(model=row["model"], epochs=row["epochs"], lr=row["lr"], status=row["status"],
+                                    val_loss=row["val_loss"], val_acc=row["val_acc"], flops=row["flops"],
+                                    run_id=row["run_id"]))
+        return out
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
@@ -148,3 +165,48 @@ def _finite(v: float) -> float:
 def read_metric(v: float) -> float:
     """MLflow's SQL store keeps +inf as the largest double: map it back to inf when reading."""
     return math.inf if v >= 1e308 else v
+
+
+# Reading the record back -------------------------------------------------------------------------
+
+TABLE_COLUMNS = ("model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours")
+
+
+def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every finished trial (ok or diverged) of the sweeps in `experiment` (or only `parent_ids`),
+    as rows with TABLE_COLUMNS plus `status` and `parent`. Failed trials are left out: they say
+    nothing about the learning rate."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
+    parents = set(parent_ids)
+    rows: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string="tags.`raysweep.kind` = 'trial'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+            status = tags.get("raysweep.status")
+            if status not in ("ok", "diverged") or (parents and tags.get(PARENT_TAG) not in parents):
+                continue
+            rows.append({
+                "model": params["model"],
+                "model_params": int(params.get("model_params", 0) or 0),
+                "epochs": float(params["epochs"]),
+                "lr": float(params["lr"]),
+                "seed": int(params.get("seed", 0)),
+                "val_loss": math.inf if status == "diverged" else read_metric(metrics.get("val/loss", math.inf)),
+                "flops": metrics.get("compute/flops", 0.0),
+                "core_hours": metrics.get("compute/core_hours", 0.0),
+                "status": status,
+                "parent": tags.get(PARENT_TAG, ""),
+                "val_acc": metrics.get("val/acc", math.nan),
+                "run_id": run.info.run_id,
+            })
+        token = page.token
+        if not token:
+            break
+    rows.sort(key=lambda r: (r["model_params"], r["model"], r["epochs"], r["lr"], r["seed"]))
+    return rows

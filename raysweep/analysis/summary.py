@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -35,8 +35,10 @@ class CellRow:
     best_run_id: str
 
 
-def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequence[float]) -> list[CellRow]:
-    """One row per cell, in lattice order; ties in loss go to the larger LR."""
+def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequence[float],
+              settled: Mapping[tuple[str, float], float] | None = None) -> list[CellRow]:
+    """One row per cell, in lattice order. The best trial is the searcher's settled LR where given
+    (it may break near-ties by its own tolerance), else the lowest loss, ties to the larger LR."""
     by_cell: dict[tuple[str, float], list[TrialRow]] = {}
     for t in trials:
         by_cell.setdefault((t.model, t.epochs), []).append(t)
@@ -48,6 +50,9 @@ def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequ
                 continue
             ok = [t for t in ts if t.status == "ok" and math.isfinite(t.val_loss)]
             best = min(ok, key=lambda t: (t.val_loss, -t.lr)) if ok else None
+            chosen = (settled or {}).get((m, e))
+            if chosen is not None:
+                best = next((t for t in ok if abs(t.lr - chosen) <= 1e-9 * chosen), best)
             rows.append(CellRow(
                 cell=f"{m}@{e:g}", model=m, epochs=e,
                 best_lr=best.lr if best else None,

@@ -41,8 +41,14 @@ def lattice_of(spec: SweepSpec) -> Lattice:
 
 
 def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path,
-              verbose: int = 1) -> SweepOutcome:
-    """Run the sweep to the end. verbose: 0 quiet, 1 a line per finished trial, 2 plus Ray's tables."""
+              verbose: int = 1, max_trials: int | None = None, resume: bool = False) -> SweepOutcome:
+    """Run the sweep to the end, or stop it once `max_trials` trials have finished in this session.
+
+    verbose: 0 quiet, 1 a line per finished trial, 2 plus Ray Tune's own tables. A searcher that
+    keeps its study in Optuna storage (every one but `grid`) resumes where a stopped or killed
+    session left off when the same sweep runs again with `resume=True`; otherwise every run starts
+    a new study named `<name>-<timestamp>`.
+    """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the record
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # Short trials checkpoint often; Tune's warning about snapshot frequency is noise here.
@@ -60,9 +66,15 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     sweep_dir = results_dir / spec.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
+    study = latest_study(storage, spec.name) if resume else f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if study is None:
+        raise SpecError(f"no earlier study of sweep {spec.name!r} in {storage} to resume", key="--resume")
+    if resume and spec.search.searcher == "grid":
+        raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
+                        key="search.searcher")
     searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base, slowness=spec.search.slowness,
                              tie_tolerance=spec.search.tie_tolerance, trials_per_cell=spec.search.trials_per_cell,
-                             seed=spec.search.seed, storage=storage, study_name=spec.name)
+                             seed=spec.search.seed, storage=storage, study_name=study)
 
     started_ray = False
     if not ray.is_initialized():
@@ -74,7 +86,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     try:
         _check_capacity(spec, ray.cluster_resources())
         tracker = SweepTracker(tracking_uri, spec.tracking.experiment)
-        parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells())
+        parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells(), study=study)
         callback = MlflowTrialCallback(tracker, parent, spec,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None)
         trainable = tune.with_resources(
@@ -96,6 +108,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
                 callbacks=[callback, JsonLoggerCallback()],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=1 if verbose >= 2 else 0,  # 2: Ray Tune's own trial tables as well
+                stop=trial_budget(callback, max_trials) if max_trials else None,
             ),
         )
         t0 = time.monotonic()
@@ -107,11 +120,36 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             raise
         finally:
             wall = time.monotonic() - t0
-            outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed)
+            outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
     finally:
         if started_ray:
             ray.shutdown()
     return outcome
+
+
+def latest_study(storage: str, name: str) -> str | None:
+    """The newest `<name>-<timestamp>` study in `storage` (per-cell studies `<study>/<cell>` count too)."""
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
+        return None
+    import optuna
+
+    stems = {n.split("/", 1)[0] for n in optuna.get_all_study_names(storage)}
+    ours = sorted(n for n in stems if n.startswith(f"{name}-") and n[len(name) + 1:].replace("-", "").isdigit())
+    return ours[-1] if ours else None
+
+
+def trial_budget(callback: Any, limit: int) -> Any:
+    """A Tune stopper: stop every trial once `limit` trials have finished in this session."""
+    from ray.tune.stopper import Stopper
+
+    class TrialBudget(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return sum(r.status != "running" for r in callback.records.values()) >= limit
+
+    return TrialBudget()
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -133,15 +171,18 @@ def _check_capacity(spec: SweepSpec, cluster: dict[str, float]) -> None:
 
 
 def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str, callback: Any, wall: float,
-           tracking_uri: str, failed: bool) -> SweepOutcome:
+           tracking_uri: str, failed: bool, searcher: Any, study: str) -> SweepOutcome:
     records = list(callback.records.values())
-    for rec in records:  # a trial cut off by an interrupt is still closed in MLflow
+    for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
         if rec.status == "running":
             callback._finish(rec, "failed")
     trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
                        val_acc=float(r.last.get("val/acc", math.nan)), flops=float(r.last.get("compute/flops", 0.0)),
                        run_id=r.run_id) for r in records]
-    rows = summarize(trials, models=lattice.models, epochs=lattice.epochs)
+    if spec.search.searcher != "grid":  # a resumed study: earlier sessions' trials belong to this sweep
+        trials += tracker.earlier_trials(study, exclude_parent=parent)
+    settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
+    rows = summarize(trials, models=lattice.models, epochs=lattice.epochs, settled=settled)
     for row in rows:
         if row.best_run_id:
             tracker.set_tags(row.best_run_id, {"raysweep.best_in_cell": "true", "raysweep.settled_lr": f"{row.best_lr:g}"})

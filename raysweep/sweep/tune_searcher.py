@@ -40,11 +40,16 @@ class TuneCellSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.proposals:
             return
-        if error or result is None:
+        if error:
             outcome = Outcome(math.inf, "failed")
         else:
-            status = result.get("status", "ok")
-            loss = float(result.get(METRIC, math.inf))
+            status = (result or {}).get("status")
+            if status not in ("ok", "diverged"):
+                # Removed while pending, or stopped before its budget ended (the sweep was stopped):
+                # it says nothing about its LR. Left open in the searcher's storage, it is proposed
+                # again when the sweep resumes.
+                return
+            loss = float(result.get(METRIC, math.inf))  # type: ignore[union-attr]
             if status == "diverged" or not math.isfinite(loss):
                 outcome = Outcome(math.inf, "diverged")
             else:
