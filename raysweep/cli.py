@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     if spec.search.searcher not in SEARCHERS:
         raise SpecError(f"expected one of the available searchers {sorted(SEARCHERS)}, got {spec.search.searcher!r}",
                         file=args.space, key="search.searcher")
+    preflight(spec, str(args.space))
     if args.dry_run:
         print(dry_run_report(spec))
         return 0
@@ -187,11 +188,28 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{out.trials} trials in {out.wall_s:.1f} s; per trial (median): wall {out.median_trial_wall_s:.2f} s, "
           f"in the training loop {out.median_loop_s:.2f} s, overhead {out.median_overhead_s:.2f} s")
     if out.ideal_s > 0:
-        print(f"makespan {out.wall_s:.1f} s against an ideal of {out.ideal_s:.1f} s (loop time / concurrent trials): "
+        print(f"makespan {out.wall_s:.1f} s against an ideal of {out.ideal_s:.1f} s (trial time / concurrent trials): "
               f"{out.wall_s / out.ideal_s:.2f}x")
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
     print(f"  mlflow ui --backend-store-uri {uri}")
     return 0
+
+
+def preflight(spec, file: str) -> None:  # type: ignore[no-untyped-def]
+    """Check what only the data can tell before anything starts: it loads, and every budget buys a step."""
+    from raysweep.data import load_splits
+    from raysweep.train.recipe import plan_steps
+
+    try:
+        splits = load_splits(spec.data)
+    except FileNotFoundError as err:
+        raise SpecError(f"the dataset cannot be read: {err}", file=file, key="data") from None
+    for i, e in enumerate(spec.epochs):
+        try:
+            plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
+                       warmup_fraction=spec.optim.warmup_fraction)
+        except ValueError as err:
+            raise SpecError(str(err), file=file, key=f"epochs[{i}]") from None
 
 
 def dry_run_report(spec) -> str:  # type: ignore[no-untyped-def]

@@ -63,6 +63,8 @@ class MlflowTrialCallback(Callback):
         run_id = self.tracker.start_trial(self.parent_run_id, cfg, trial_id=trial.trial_id)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run_id, cfg.model, cfg.epochs, cfg.lr, cfg.cell,
                                                    cfg.reason, started=time.monotonic())
+        if self.progress is not None:
+            self.progress(f"[{_clock(time.monotonic() - self._t0)}] start  {cfg.cell:<16} lr={cfg.lr:<7g} | {cfg.reason}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)
@@ -70,6 +72,9 @@ class MlflowTrialCallback(Callback):
             return
         rec.last = {k: v for k, v in result.items() if k != "curve"}
         self.tracker.log_result(rec.run_id, result)
+        if self.progress is not None and result.get("status") == "running":  # an epoch boundary mid-budget
+            self.progress(f"[{_clock(time.monotonic() - self._t0)}] epoch  {rec.cell:<16} lr={rec.lr:<7g} "
+                          f"{result.get('epoch', 0):.2g}/{rec.epochs:g} val/loss {result.get('val/loss', math.nan):.4f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)
@@ -100,9 +105,8 @@ class MlflowTrialCallback(Callback):
         running = len(self.records) - done
         loss = f"{rec.val_loss:.4f}" if rec.status == "ok" else "inf"
         acc = rec.last.get("val/acc", math.nan) if rec.status == "ok" else math.nan
-        return (f"[{_clock(time.monotonic() - self._t0)}] trial {done:>3} done, {running} running | "
-                f"{rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} val/loss {loss:>7} acc {acc:5.3f} "
-                f"{rec.wall_s:6.1f} s | {rec.reason}")
+        return (f"[{_clock(time.monotonic() - self._t0)}] done   {rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} "
+                f"val/loss {loss:>7} acc {acc:5.3f} {rec.wall_s:6.1f} s | {done} done, {running} running")
 
 
 def _clock(seconds: float) -> str:

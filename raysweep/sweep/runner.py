@@ -33,7 +33,7 @@ class SweepOutcome:
     median_trial_wall_s: float
     median_loop_s: float
     median_overhead_s: float
-    ideal_s: float  # sum of the trials' loop times / concurrent trials: the makespan with zero overhead
+    ideal_s: float  # sum of the trials' wall times / concurrent trials: the makespan with no idle slot
 
 
 def lattice_of(spec: SweepSpec) -> Lattice:
@@ -189,7 +189,7 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
     med_wall = median(r.wall_s for r in records if r.status != "failed")
     med_loop = median(r.loop_s for r in records if r.status != "failed")
     med_over = median(r.overhead_s for r in records if r.status != "failed")
-    ideal = sum(r.loop_s for r in records if math.isfinite(r.loop_s)) / spec.resources.concurrent_trials
+    ideal = sum(r.wall_s for r in records if math.isfinite(r.wall_s)) / spec.resources.concurrent_trials
     metrics = {"sweep/wall_s": wall, "sweep/ideal_s": ideal, "sweep/trials": len(records), "sweep/cells": len(rows),
                "sweep/median_trial_wall_s": med_wall, "sweep/median_loop_s": med_loop,
                "sweep/median_overhead_s": med_over,

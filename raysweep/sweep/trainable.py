@@ -51,7 +51,7 @@ def run_trial(config: dict[str, Any], *, spec_dict: dict[str, Any], storage_path
         run_config=ray.train.RunConfig(
             name=f"train-{trial_id}",
             storage_path=storage_path,
-            callbacks=[] if local else [TuneReportCallback()],
+            callbacks=[] if local else [TuneReportCallback()],  # type: ignore[list-item]
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),

@@ -21,12 +21,12 @@ class TuneCellSearcher(Searcher):
         self.lattice = lattice
         self.proposals: dict[str, dict[str, Any]] = {}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED, a str
         proposal = self.cell_searcher.suggest(trial_id)
         if proposal is None:
             return None
         if proposal is FINISHED:
-            return Searcher.FINISHED
+            return Searcher.FINISHED  # type: ignore[return-value]
         cell = proposal.cell  # type: ignore[union-attr]
         config = {
             "model": self.lattice.models[cell.m],

@@ -99,7 +99,9 @@ def param_groups(model: nn.Module, *, weight_decay: float, head_names: set[str],
                  no_decay_names: set[str]) -> tuple[list[dict], list[torch.Tensor]]:
     """Optimiser groups (no weight decay on `no_decay_names`: gains and biases) and the params AGC
     clips (all but the classifier head)."""
-    decay, no_decay, agc = [], [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    agc: list[torch.Tensor] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

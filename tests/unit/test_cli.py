@@ -71,3 +71,14 @@ def test_ladders_lists_measured_parameter_counts(capsys: pytest.CaptureFixture[s
     assert main(["ladders", "--family", "nfnet_cpu"]) == 0
     out = capsys.readouterr().out
     assert "nfnet_t0" in out and "23,558" in out
+
+
+def test_budget_that_buys_no_step_and_missing_folder_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    demo = str(ROOT / "search_spaces/demo.yaml")
+    assert main(["run", demo, "--set", "epochs=[0.001, 1]"]) == 2
+    err = capsys.readouterr().err
+    assert "epochs[0]: an epoch budget of 0.001 buys no optimiser step" in err and err.count("\n") == 1
+    missing = tmp_path / "nowhere"
+    assert main(["run", demo, "--set", "data.dataset=image_folder", "--set", f"data.path={missing}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{demo}: data" in err and err.count("\n") == 1

@@ -1,0 +1,39 @@
+"""`resources.device` reaches the worker: each device gets the placement its loop needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from raysweep.config import spec_from_dict
+from raysweep.train.worker import placement
+from raysweep.trial import TrialConfig
+
+BASE = {"name": "p", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, "epochs": [1]}
+
+
+def test_cpu_placement_counts_workers_as_devices() -> None:
+    cfg = TrialConfig(spec_from_dict({**BASE, "resources": {"cpus_per_worker": 1}}), "nfnet_t0", 1.0, 0.1)
+    place = placement(cfg, rank=1, world=2)
+    assert place.device == torch.device("cpu") and place.world == 2 and place.devices_in_group == 2
+    assert not place.lazy
+
+
+def test_xla_placement_is_lazy_on_an_xla_device() -> None:
+    # A subprocess: importing torch_xla starts a PJRT client we do not want in the test process.
+    code = textwrap.dedent("""
+        from raysweep.config import spec_from_dict
+        from raysweep.train.worker import placement
+        from raysweep.trial import TrialConfig
+        spec = spec_from_dict({"name": "p", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]},
+                               "epochs": [1], "resources": {"device": "xla"}})
+        place = placement(TrialConfig(spec, "nfnet_t0", 1.0, 0.1), rank=0, world=1)
+        print(place.device.type, place.lazy, place.devices_in_group)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                          env={"PJRT_DEVICE": "CPU", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["xla", "True", "1"]
