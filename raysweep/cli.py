@@ -119,7 +119,13 @@ def _table(args: argparse.Namespace) -> int:
     from raysweep.tracking import TABLE_COLUMNS, read_trials, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, None)
-    rows = read_trials(uri, args.experiment, args.parent)
+    try:
+        rows = read_trials(uri, args.experiment, args.parent)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - MLflow raises many types for an unusable store
+        raise SpecError(f"expected a reachable MLflow tracking URI, got {uri!r} ({type(err).__name__})",
+                        key="--tracking-uri") from None
     if not rows:
         raise SpecError(f"no finished trials in experiment {args.experiment!r} at {uri}", key="--experiment")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,13 +179,13 @@ def _run(args: argparse.Namespace) -> int:
         print(dry_run_report(spec))
         return 0
     uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
-    from raysweep.sweep.runner import run_sweep
 
     print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
           f"searcher {spec.search.searcher}; tracking at {uri}", flush=True)
-    out = run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
-                    verbose=0 if args.quiet else 2 if args.ray_output else 1, max_trials=args.max_trials,
-                    resume=args.resume)
+    try:
+        out = _launch(spec, args, uri)
+    except SpecError as err:  # keys of the YAML file name the file; command-line flags do not
+        raise (err if (err.key or "").startswith("--") else err.located(file=str(args.space))) from None
     from raysweep.analysis.summary import format_summary
 
     print()
@@ -193,6 +199,14 @@ def _run(args: argparse.Namespace) -> int:
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
     print(f"  mlflow ui --backend-store-uri {uri}")
     return 0
+
+
+def _launch(spec, args: argparse.Namespace, uri: str):  # type: ignore[no-untyped-def]
+    from raysweep.sweep.runner import run_sweep
+
+    return run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
+                     verbose=0 if args.quiet else 2 if args.ray_output else 1, max_trials=args.max_trials,
+                     resume=args.resume)
 
 
 def preflight(spec, file: str) -> None:  # type: ignore[no-untyped-def]

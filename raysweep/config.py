@@ -22,6 +22,8 @@ import yaml
 from raysweep.errors import SpecError
 
 Device = Literal["cpu", "xla", "cuda"]
+MAX_LR_POINTS = 64  # a grid longer than this is a typo in factor/low/high, not a sweep
+MAX_IMAGE_SIZE = 1024
 SearcherName = Literal["grid", "monotone", "bracket", "verify", "trend", "tpe", "random"]
 
 
@@ -42,6 +44,11 @@ class LadderSpec:
                 raise SpecError(f"expected a rung of {self.family} {list(known)}, got {rung!r}", key=f"rungs[{i}]")
         if len(set(self.rungs)) != len(self.rungs):
             raise SpecError(f"expected distinct rungs, got {list(self.rungs)}", key="rungs")
+        # the lattice and the monotone prior assume ascending size: the ladder table's own order
+        order = [known.index(r) for r in self.rungs]
+        if order != sorted(order):
+            ascending = [r for r in known if r in self.rungs]
+            raise SpecError(f"expected rungs in ascending size {ascending}, got {list(self.rungs)}", key="rungs")
 
 
 @dataclass(frozen=True)
@@ -54,18 +61,26 @@ class LrSpec:
     def validate(self) -> None:
         for key in ("base", "low", "high"):
             _positive(getattr(self, key), key)
-        if not self.factor > 1:
-            raise SpecError(f"expected a number > 1, got {self.factor!r}", key="factor")
+        if not self.factor >= 1.01:
+            raise SpecError(f"expected a number >= 1.01, got {self.factor!r}", key="factor")
         if not self.low <= self.base <= self.high:
             raise SpecError(
                 f"`low <= base <= high` must hold, got (low={self.low}, base={self.base}, high={self.high})",
                 key="base",
             )
 
+        n = len(self.grid())
+        if n > MAX_LR_POINTS:
+            raise SpecError(f"expected at most {MAX_LR_POINTS} grid points between low and high, got {n}",
+                            key="factor")
+
     def grid(self) -> tuple[float, ...]:
         """Ascending LRs base * factor**k that lie within [low, high] (a tolerance absorbs rounding)."""
         k_lo = math.ceil(math.log(self.low / self.base, self.factor) - 1e-9)
         k_hi = math.floor(math.log(self.high / self.base, self.factor) + 1e-9)
+        if k_hi - k_lo + 1 > MAX_LR_POINTS:  # validate() reports it; never build a huge grid
+            k_hi = k_lo + MAX_LR_POINTS
+        # 6 significant figures keep grid points readable and distinct for any factor > 1.0001
         return tuple(float(f"{self.base * self.factor**k:.6g}") for k in range(k_lo, k_hi + 1))
 
 
@@ -88,6 +103,8 @@ class DataSpec:
         if not 0 < self.val_fraction < 1:
             raise SpecError(f"expected a fraction in (0, 1), got {self.val_fraction!r}", key="val_fraction")
         _positive(self.image_size, "image_size")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise SpecError(f"expected at most {MAX_IMAGE_SIZE} pixels, got {self.image_size}", key="image_size")
         if self.train_subset is not None:
             _positive(self.train_subset, "train_subset")
 
@@ -135,6 +152,11 @@ class ResourcesSpec:
         _positive(self.concurrent_trials, "concurrent_trials")
         if self.max_failures < 0:
             raise SpecError(f"expected an integer >= 0, got {self.max_failures!r}", key="max_failures")
+        if self.device == "xla" and self.workers_per_trial > 1:
+            # multi-host XLA (one worker per TPU host, SPMD over a global mesh) is not built yet: the
+            # workers would train unsynchronised replicas
+            raise SpecError(f"expected at most 1 worker with device xla, got {self.workers_per_trial}",
+                            key="workers_per_trial")
         if self.device == "cuda" and self.gpus_per_worker == 0:
             raise SpecError("expected gpus_per_worker >= 1 with device cuda, got 0", key="gpus_per_worker")
 
@@ -145,6 +167,7 @@ class SearchSpec:
     slowness: int = 1  # monotone: the optimum is at most this many grid steps below its bound
     tie_tolerance: float = 0.0  # relative loss difference treated as a tie (ties go to the larger LR)
     trials_per_cell: int = 2  # budget per cell for tpe / random
+    max_retries: int = 2  # a failed trial (crash, OOM, pre-emption) is re-run this often, then counts as diverged
     storage: str | None = None  # Optuna storage URL; default: sqlite file next to the sweep results
     seed: int = 0  # seeds the tpe / random samplers
 
@@ -154,6 +177,8 @@ class SearchSpec:
         if self.tie_tolerance < 0:
             raise SpecError(f"expected a number >= 0, got {self.tie_tolerance!r}", key="tie_tolerance")
         _positive(self.trials_per_cell, "trials_per_cell")
+        if self.max_retries < 0:
+            raise SpecError(f"expected an integer >= 0, got {self.max_retries!r}", key="max_retries")
 
 
 @dataclass(frozen=True)
@@ -331,6 +356,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise SpecError(f"expected an integer, got {_show(value)}", key=key)
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"expected a number, got {_show(value)}", key=key)
         if not math.isfinite(value):

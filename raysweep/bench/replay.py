@@ -160,7 +160,10 @@ def _replay_once(
             return Outcome(math.inf, "failed")
         return Outcome(loss, "ok") if math.isfinite(loss) else Outcome(math.inf, "diverged")
 
-    searcher = make_searcher(name, lat, storage=None, study_name=f"replay-{name}-{rep}", **options)
+    # a run missing from the table fails the same way however often it is retried: no retries
+    searcher = make_searcher(
+        name, lat, storage=None, study_name=f"replay-{name}-{rep}", max_retries=0, **options
+    )
     run = simulate(
         searcher,
         evaluate,

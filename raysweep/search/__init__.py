@@ -12,6 +12,10 @@ private module behind `CellSearcher` (see `base`):
   agrees with the bound.
 - `tpe`, `random`: Optuna's TPESampler / RandomSampler, `trials_per_cell` trials in each cell.
 
+Every searcher tells a `diverged` trial (worse than any finished one) from a `failed` one (an
+exception, OOM, preemption: nothing learned about the LR). A failed (cell, lr) is proposed again, up
+to `max_retries` times (default 2), and after that counts as diverged so that a sweep cannot hang.
+
 The prior searchers, tpe and random keep their trials in Optuna storage (`storage`, a URL; in
 memory when None): constructing one again over the same storage and `study_name` resumes it.
 """
@@ -32,6 +36,7 @@ from raysweep.search._prior_sampler import (
     TrendSearcher,
     VerifySearcher,
 )
+from raysweep.search._study import MAX_RETRIES
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal
 from raysweep.space import Lattice
 
@@ -55,9 +60,11 @@ __all__ = [
 ]
 
 # name -> factory(lattice, **options). Options (all keyword): start_lr, slowness, tie_tolerance,
-# trials_per_cell, seed, storage, study_name; each searcher takes the ones it uses.
+# max_retries, trials_per_cell, seed, storage, study_name; each searcher takes the ones it uses.
 SEARCHERS: dict[str, Callable[..., CellSearcher]] = {
-    "grid": lambda lattice, *, tie_tolerance=0.0, **_: GridSearcher(lattice, tie_tolerance=tie_tolerance),
+    "grid": lambda lattice, *, tie_tolerance=0.0, max_retries=MAX_RETRIES, **_: GridSearcher(
+        lattice, tie_tolerance=tie_tolerance, max_retries=max_retries
+    ),
     "monotone": MonotoneSearcher,
     "bracket": BracketSearcher,
     "verify": VerifySearcher,

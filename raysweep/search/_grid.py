@@ -1,11 +1,17 @@
-"""The `grid` searcher: every learning rate of the grid in every cell (the exhaustive baseline)."""
+"""The `grid` searcher: every learning rate of the grid in every cell (the exhaustive baseline).
+
+A failed point (not diverged: it says nothing about its LR) goes back into the queue, right after
+the points already handed out, up to `max_retries` times; after that it counts as diverged.
+"""
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any
 
 from raysweep.search._prior import pick_best
+from raysweep.search._study import MAX_RETRIES, check_max_retries, retry_reason
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
 from raysweep.space import Cell, Lattice
 
@@ -13,13 +19,17 @@ from raysweep.space import Cell, Lattice
 class GridSearcher(CellSearcher):
     name = "grid"
 
-    def __init__(self, lattice: Lattice, *, tie_tolerance: float = 0.0) -> None:
+    def __init__(
+        self, lattice: Lattice, *, tie_tolerance: float = 0.0, max_retries: int = MAX_RETRIES
+    ) -> None:
         super().__init__(lattice)
         self.tie_tolerance = tie_tolerance
+        self.max_retries = check_max_retries(max_retries)
         self._queue = [(cell, lr) for cell in lattice.cells() for lr in lattice.lrs]
         self._next = 0
         self._pending: dict[str, tuple[Cell, float]] = {}
         self._results: dict[Cell, dict[float, float]] = {}
+        self._failures: collections.Counter[tuple[Cell, float]] = collections.Counter()
 
     def suggest(self, trial_id: str) -> Proposal | None | _Finished:
         if trial_id in self._pending:
@@ -29,13 +39,20 @@ class GridSearcher(CellSearcher):
         cell, lr = self._queue[self._next]
         self._next += 1
         self._pending[trial_id] = (cell, lr)
-        return Proposal(
-            cell, lr, f"grid: {lr:g} is point {self.lattice.lr_index(lr) + 1}/{len(self.lattice.lrs)}"
-        )
+        reason = f"grid: {lr:g} is point {self.lattice.lr_index(lr) + 1}/{len(self.lattice.lrs)}"
+        n = self._failures[(cell, lr)]
+        if n:
+            reason = retry_reason(lr, n, self.max_retries, reason)
+        return Proposal(cell, lr, reason)
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         cell, lr = self._pending.pop(trial_id)
-        loss = outcome.val_loss if outcome.finished else math.inf
+        if outcome.status == "failed":
+            self._failures[(cell, lr)] += 1
+            if self._failures[(cell, lr)] <= self.max_retries:
+                self._queue.insert(self._next, (cell, lr))  # next in line
+                return
+        loss = outcome.val_loss if outcome.finished else math.inf  # diverged, or out of retries
         self._results.setdefault(cell, {})[lr] = loss
 
     def settled(self) -> dict[Cell, float]:
@@ -47,12 +64,21 @@ class GridSearcher(CellSearcher):
 
     def get_state(self) -> dict[str, Any]:
         return {
-            "next": self._next,
+            "queue": [[c.m, c.e, lr] for c, lr in self._queue[self._next :]],
             "results": [[c.m, c.e, lr, loss] for c, d in self._results.items() for lr, loss in d.items()],
+            "failures": [[c.m, c.e, lr, n] for (c, lr), n in self._failures.items()],
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._next = int(state["next"])
+        if "queue" in state:
+            self._queue = [(Cell(m, e), lr) for m, e, lr in state["queue"]]
+            self._next = 0
+        else:  # a state from before retries: the fixed queue and a position in it
+            self._queue = [(cell, lr) for cell in self.lattice.cells() for lr in self.lattice.lrs]
+            self._next = int(state["next"])
         self._results = {}
         for m, e, lr, loss in state["results"]:
             self._results.setdefault(Cell(m, e), {})[lr] = loss
+        self._failures = collections.Counter(
+            {(Cell(m, e), lr): n for m, e, lr, n in state.get("failures", [])}
+        )

@@ -9,10 +9,14 @@ so that a cell's later trials can learn from its earlier ones. A cell gets `tria
 Samples are snapped to the LR grid and never repeat an LR the cell already has: a budget of two
 trials is two distinct LRs. TPE starts with `trials_per_cell // 2` random trials (at least one)
 instead of Optuna's 10, which a budget of a few trials per cell would never get past.
+
+A failed trial (not diverged: it says nothing about its LR) uses no budget: its LR is proposed again
+in its cell, before any new sample, up to `max_retries` times; after that it counts as diverged.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -23,6 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from raysweep.search._prior import pick_best
 from raysweep.search._study import (
+    MAX_RETRIES,
+    check_max_retries,
+    failed,
     lattice_attrs,
     loss_of,
     lr_distribution,
@@ -32,17 +39,20 @@ from raysweep.search._study import (
     quiet_optuna,
     record,
     recover,
+    retry_reason,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
 from raysweep.space import Cell, Lattice
 
 
 class GridSnapSampler(optuna.samplers.BaseSampler):
-    """Wraps a sampler so that `lr` lands on the grid, on a point the study has not tried yet."""
+    """Wraps a sampler so that `lr` lands on the grid, on a point the study has not tried yet;
+    or, while `force` is set, on that LR (a retry of a failed trial)."""
 
     def __init__(self, base: optuna.samplers.BaseSampler, lrs: tuple[float, ...]) -> None:
         self.base = base
         self.lrs = lrs
+        self.force: float | None = None
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -64,10 +74,12 @@ class GridSnapSampler(optuna.samplers.BaseSampler):
         return self._snap(study, raw) if param_name == "lr" else raw
 
     def _snap(self, study: optuna.Study, raw: float) -> float:
+        if self.force is not None:
+            return self.force
         taken = {
             nearest(self.lrs, t.params["lr"])
             for t in study.get_trials(deepcopy=False)
-            if "lr" in t.params and (t.state == TrialState.RUNNING or loss_of(t) is not None)
+            if "lr" in t.params and (t.state == TrialState.RUNNING or loss_of(t) is not None or failed(t))
         }
         return self.lrs[nearest(self.lrs, raw, exclude=taken)]
 
@@ -93,6 +105,7 @@ class PerCellSearcher(CellSearcher):
         trials_per_cell: int = 2,
         seed: int = 0,
         tie_tolerance: float = 0.0,
+        max_retries: int = MAX_RETRIES,
         storage: str | None = None,
         study_name: str = "raysweep",
         **_: Any,
@@ -102,11 +115,14 @@ class PerCellSearcher(CellSearcher):
             raise ValueError(f"`trials_per_cell >= 1` must hold, but got trials_per_cell={trials_per_cell}")
         self.budget = min(trials_per_cell, len(lattice.lrs))
         self.tie_tolerance = tie_tolerance
+        self.max_retries = check_max_retries(max_retries)
         self._order = list(lattice.cells())
         self._dist = lr_distribution(lattice.lrs)
         store = open_storage(storage)  # one storage (one connection) for every cell's study
         self.studies: dict[Cell, optuna.Study] = {}
-        self._results: dict[Cell, dict[float, float]] = {}
+        self._samplers: dict[Cell, GridSnapSampler] = {}
+        self._results: dict[Cell, dict[float, float]] = {}  # lr -> loss (inf: diverged, out of retries)
+        self._failures: dict[Cell, collections.Counter[float]] = {}  # lr -> failed trials
         self._pending: dict[Cell, int] = {}
         self.interrupted = 0
         for k, cell in enumerate(self._order):
@@ -121,11 +137,20 @@ class PerCellSearcher(CellSearcher):
                 study = open_study(store, f"{study_name}/{lattice.name(cell)}", sampler, attrs)
             self.interrupted += recover(study)
             self.studies[cell] = study
+            self._samplers[cell] = sampler
             self._results[cell] = {}
+            self._failures[cell] = collections.Counter()
             for t in study.get_trials(deepcopy=False):
                 loss = loss_of(t)
-                if loss is not None and "lr" in t.params:
+                if "lr" not in t.params:
+                    continue
+                if loss is not None:
                     self._results[cell][t.params["lr"]] = loss
+                elif failed(t):
+                    self._failures[cell][t.params["lr"]] += 1
+            for lr, n in self._failures[cell].items():
+                if n > self.max_retries:
+                    self._results[cell].setdefault(lr, math.inf)  # out of retries: counts as diverged
             self._pending[cell] = 0
         self._live: dict[str, tuple[Cell, optuna.Trial]] = {}
 
@@ -141,10 +166,17 @@ class PerCellSearcher(CellSearcher):
         # breadth-first, and a cell with nothing running first, so each trial sees the most results
         cell = min(open_cells, key=lambda c: (len(self._results[c]) + self._pending[c], self._pending[c]))
         k = len(self._results[cell]) + self._pending[cell] + 1
-        study = self.studies[cell]
-        trial = study.ask()
-        lr = trial.suggest_float("lr", self._dist.low, self._dist.high, log=True)
+        study, sampler = self.studies[cell], self._samplers[cell]
+        retry = self._retry(cell)
+        sampler.force = retry
+        try:
+            trial = study.ask()
+            lr = trial.suggest_float("lr", self._dist.low, self._dist.high, log=True)
+        finally:
+            sampler.force = None
         reason = f"{self.name}: trial {k}/{self.budget} in {self.lattice.name(cell)} -> {lr:g}"
+        if retry is not None:
+            reason = retry_reason(lr, self._failures[cell][lr], self.max_retries, reason)
         trial.set_user_attr("reason", reason)
         trial.set_user_attr("trial_id", trial_id)
         self._pending[cell] += 1
@@ -157,7 +189,20 @@ class PerCellSearcher(CellSearcher):
         cell, trial = self._live.pop(trial_id)
         record(self.studies[cell], trial, outcome)
         self._pending[cell] -= 1
-        self._results[cell][trial.params["lr"]] = outcome.val_loss if outcome.finished else math.inf
+        lr = trial.params["lr"]
+        if outcome.status == "failed":
+            self._failures[cell][lr] += 1
+            if self._failures[cell][lr] <= self.max_retries:
+                return  # proposed again by the next suggest for this cell
+        self._results[cell][lr] = outcome.val_loss if outcome.finished else math.inf
+
+    def _retry(self, cell: Cell) -> float | None:
+        """A failed LR of `cell` with retries left and nothing running, or None."""
+        running = {trial.params["lr"] for c, trial in self._live.values() if c == cell}
+        for lr, n in self._failures[cell].items():
+            if 0 < n <= self.max_retries and lr not in self._results[cell] and lr not in running:
+                return lr
+        return None
 
     def settled(self) -> dict[Cell, float]:
         return {

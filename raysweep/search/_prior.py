@@ -33,8 +33,8 @@ TREND_CONFIDENCE = 0.35
 def pick_best(losses: Mapping[K, float], tie_tolerance: float = 0.0) -> K:
     """The LR (or grid index) with the lowest loss; ties within `tie_tolerance` go to the larger LR.
 
-    A tie is a loss within `tie_tolerance` (relative) of the best one. Diverged or failed trials
-    (inf) lose to any finished one; when nothing finished, the smallest LR wins, the safest bound
+    A tie is a loss within `tie_tolerance` (relative) of the best one. Diverged trials (inf,
+    as are failed ones out of retries) lose to any finished one; when nothing finished, the smallest LR wins, the safest bound
     for the cells that follow (and the direction a search should keep moving in).
     """
     if not losses:
@@ -111,8 +111,9 @@ class PriorRule:
     ) -> Step:
         """The next thing a ready cell needs: a trial, a wait, or its settled grid index.
 
-        `bound` is None for the first cell; `tried` maps grid index -> loss (inf when diverged or
-        failed) and `pending` holds the indices still running.
+        `bound` is None for the first cell; `tried` maps grid index -> loss (inf when diverged, or
+        failed past its retries; a failed trial with retries left is in neither) and `pending` holds
+        the indices still running.
         """
         for index, reason in self.opening(bound, prediction):
             if index not in tried and index not in pending:

@@ -7,10 +7,18 @@ anew over a stored study (Optuna does not persist samplers) carries on where the
 
 `PriorSearcher` is the `CellSearcher` over it: `suggest` asks the study for a trial whose `cell` and
 `lr` params the sampler fills in; `on_trial_complete` tells the study the outcome.
+
+A failed trial (not diverged: it says nothing about its LR) is left out of its cell's results, so
+the rule proposes the same (cell, lr) again, up to `max_retries` times; after that it counts as
+diverged (inf), so every reported outcome moves the search on and it always reaches FINISHED.
+`max_retries` is a policy, not part of the search: a resumed study may use another one, and the
+failures already stored count toward it.
 """
 
 from __future__ import annotations
 
+import collections
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,6 +30,9 @@ from optuna.trial import FrozenTrial
 from raysweep.search import _trend
 from raysweep.search._prior import Bound, Mode, PriorRule, Propose, Settle, Step
 from raysweep.search._study import (
+    MAX_RETRIES,
+    check_max_retries,
+    failed,
     lattice_attrs,
     loss_of,
     lr_distribution,
@@ -29,6 +40,7 @@ from raysweep.search._study import (
     open_study,
     record,
     recover,
+    retry_reason,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
 from raysweep.space import Cell, Lattice
@@ -38,17 +50,20 @@ from raysweep.space import Cell, Lattice
 class CellView:
     """What the study says about one cell."""
 
-    tried: dict[int, float] = field(default_factory=dict)  # grid index -> loss (inf: diverged/failed)
+    tried: dict[int, float] = field(default_factory=dict)  # grid index -> loss (inf: diverged, or
+    # failed more than max_retries times)
     pending: set[int] = field(default_factory=set)  # grid indices still running
+    failures: collections.Counter[int] = field(default_factory=collections.Counter)  # index -> failed trials
     step: Step | None = None  # None while a predecessor is unsettled
 
 
 class PriorSampler(optuna.samplers.BaseSampler):
     """Samples `cell` and `lr` from the prior; any other parameter is an error."""
 
-    def __init__(self, lattice: Lattice, rule: PriorRule) -> None:
+    def __init__(self, lattice: Lattice, rule: PriorRule, max_retries: int = MAX_RETRIES) -> None:
         self.lattice = lattice
         self.rule = rule
+        self.max_retries = check_max_retries(max_retries)
         self._by_name = {lattice.name(c): c for c in lattice.cells()}
         # the wavefront: cells by anti-diagonal, so the longest remaining chains start first
         self._order = sorted(lattice.cells(), key=lambda c: (c.m + c.e, c.m))
@@ -76,6 +91,12 @@ class PriorSampler(optuna.samplers.BaseSampler):
                 view.pending.add(index)
             elif loss is not None:
                 view.tried[index] = loss
+            elif failed(trial):
+                view.failures[index] += 1
+        for view in views.values():
+            for index, n in view.failures.items():
+                if n > self.max_retries and index not in view.tried and index not in view.pending:
+                    view.tried[index] = math.inf  # out of retries: counts as diverged
         settled: dict[Cell, int] = {}
         estimates: dict[Cell, tuple[float, bool]] = {}  # trend mode: (fractional optimum, measured)
         curv: float | None = None  # trend mode: the loss's curvature in grid steps, from the first cell
@@ -107,7 +128,11 @@ class PriorSampler(optuna.samplers.BaseSampler):
         for cell in self._order:
             step = views[cell].step
             if isinstance(step, Propose):
-                self._planned = Proposal(cell, self.rule.lrs[step.index], step.reason)
+                lr, reason = self.rule.lrs[step.index], step.reason
+                n = views[cell].failures[step.index]
+                if n:  # proposed again after failing (never more than max_retries times: see _derive)
+                    reason = retry_reason(lr, n, self.max_retries, reason)
+                self._planned = Proposal(cell, lr, reason)
                 return self._planned
         return FINISHED if len(settled) == self.lattice.n_cells() else None
 
@@ -170,6 +195,7 @@ class PriorSearcher(CellSearcher):
         start_lr: float = 1.6,
         slowness: int = 1,
         tie_tolerance: float = 0.0,
+        max_retries: int = MAX_RETRIES,
         storage: str | None = None,
         study_name: str = "raysweep",
         **_: Any,
@@ -182,7 +208,7 @@ class PriorSearcher(CellSearcher):
                 f"`start_lr` must be a point of the LR grid {list(lattice.lrs)}, but got {start_lr}"
             )
         rule = PriorRule(lattice.lrs, start, self.mode, slowness, tie_tolerance)
-        self.sampler = PriorSampler(lattice, rule)
+        self.sampler = PriorSampler(lattice, rule, max_retries)
         attrs = {
             "raysweep.searcher": self.name,
             "raysweep.lattice": lattice_attrs(lattice),

@@ -4,9 +4,12 @@ How a raysweep trial reads in a study, so the study makes sense on its own (in `
 - params `cell` (categorical, the cell's name, prior searchers only) and `lr` (log-float on the grid);
 - user attrs `reason` (why it was proposed), `trial_id` (the driver's id) and `status`
   ('ok' | 'diverged' | 'failed' | 'interrupted');
-- COMPLETE with the validation loss as value when it finished; FAIL otherwise. A trial left RUNNING by
-  a driver that died is marked FAIL with status 'interrupted' when the next driver opens the study,
-  and only those are proposed again.
+- COMPLETE with the validation loss as value when it finished; FAIL otherwise. Only a 'diverged'
+  trial counts against its LR (as an infinite loss). A 'failed' one (an exception, OOM, a worker
+  group that did not start, preemption) says nothing about its LR: its (cell, lr) is proposed again,
+  up to `max_retries` times, after which it counts as diverged so that a sweep cannot hang on it.
+  A trial left RUNNING by a driver that died is marked FAIL with status 'interrupted' when the next
+  driver opens the study and is proposed again without counting toward that limit.
 - study user attrs `raysweep.*` record the searcher and lattice; reopening a study with a different
   one is an error rather than a silent mix of two searches.
 """
@@ -28,6 +31,8 @@ from raysweep.search.base import Outcome
 from raysweep.space import Lattice
 
 INTERRUPTED = "interrupted"
+DIVERGED = "diverged"
+MAX_RETRIES = 2  # default: a failed (cell, lr) is proposed again this many times
 
 
 def open_storage(url: str | None) -> BaseStorage:
@@ -83,13 +88,34 @@ def record(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
 
 
 def loss_of(trial: FrozenTrial) -> float | None:
-    """The loss a trial counts with: its value, inf when diverged or failed, None when it does not
-    count (still running, interrupted, or not one of ours)."""
+    """The loss a trial counts with: its value, inf when diverged, None when it has no result
+    (still running, failed, interrupted)."""
     if trial.state == TrialState.COMPLETE:
         return float(trial.value) if trial.value is not None else math.inf
-    if trial.state in (TrialState.FAIL, TrialState.PRUNED):
-        return None if trial.user_attrs.get("status") == INTERRUPTED else math.inf
+    if trial.state == TrialState.FAIL and trial.user_attrs.get("status") == DIVERGED:
+        return math.inf
     return None
+
+
+def failed(trial: FrozenTrial) -> bool:
+    """Whether a trial ended without a result that says anything about its LR (status 'failed', or
+    any other FAIL or PRUNED trial that is neither diverged nor interrupted): it counts toward its
+    (cell, lr)'s retries."""
+    if trial.state not in (TrialState.FAIL, TrialState.PRUNED):
+        return False
+    return trial.user_attrs.get("status") not in (DIVERGED, INTERRUPTED)
+
+
+def check_max_retries(max_retries: int) -> int:
+    if max_retries < 0:
+        raise ValueError(f"`max_retries >= 0` must hold, but got max_retries={max_retries}")
+    return max_retries
+
+
+def retry_reason(lr: float, failures: int, max_retries: int, reason: str) -> str:
+    """The reason of the `failures`-th retry of a failed LR (1 <= failures <= max_retries)."""
+    last = ", the last: another failure counts as diverged" if failures == max_retries else ""
+    return f"retry after failure ({failures}/{max_retries}) of {lr:g}{last}; {reason}"
 
 
 def lr_distribution(lrs: tuple[float, ...]) -> FloatDistribution:

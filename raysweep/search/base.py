@@ -17,6 +17,9 @@ from typing import Any, ClassVar, Final, Literal
 
 from raysweep.space import Cell, Lattice
 
+# ok: finished with a loss. diverged: the LR is too large, worse than any finished trial. failed: an
+# exception, OOM, a worker group that did not start, preemption: nothing learned about the LR, so
+# searchers propose the same (cell, lr) again (up to `max_retries` times, then it counts as diverged).
 Status = Literal["ok", "diverged", "failed"]
 
 

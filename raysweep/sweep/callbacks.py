@@ -47,8 +47,9 @@ class TrialRecord:
 
 
 class MlflowTrialCallback(Callback):
-    def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *,
+    def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None) -> None:
+        self.concurrent = concurrent  # trials the cluster runs side by side
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.spec = spec

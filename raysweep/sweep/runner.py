@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
+import secrets
 import tempfile
 import time
 from dataclasses import dataclass
@@ -64,17 +66,12 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     lattice = lattice_of(spec)
     results_dir = results_dir.resolve()
     sweep_dir = results_dir / spec.name
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
-    study = latest_study(storage, spec.name) if resume else f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if study is None:
-        raise SpecError(f"no earlier study of sweep {spec.name!r} in {storage} to resume", key="--resume")
-    if resume and spec.search.searcher == "grid":
-        raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
-                        key="search.searcher")
-    searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base, slowness=spec.search.slowness,
-                             tie_tolerance=spec.search.tie_tolerance, trials_per_cell=spec.search.trials_per_cell,
-                             seed=spec.search.seed, storage=storage, study_name=study)
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecError(f"expected a writable folder, got {results_dir} ({err.strerror})", key="--results") from None
+    tracker = open_tracker(tracking_uri, spec.tracking.experiment)  # a bad URI fails here, before Ray starts
+    searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
 
     started_ray = False
     if not ray.is_initialized():
@@ -84,10 +81,12 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
         started_ray = True
     try:
-        _check_capacity(spec, ray.cluster_resources())
-        tracker = SweepTracker(tracking_uri, spec.tracking.experiment)
+        concurrent = concurrency(spec, ray.cluster_resources())
+        if concurrent < spec.resources.concurrent_trials and verbose >= 1:
+            print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
+                  f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
         parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells(), study=study)
-        callback = MlflowTrialCallback(tracker, parent, spec,
+        callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train")),
@@ -98,7 +97,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             tune_config=tune.TuneConfig(
                 search_alg=TuneCellSearcher(searcher, lattice),
                 num_samples=-1,  # until the searcher says FINISHED
-                max_concurrent_trials=spec.resources.concurrent_trials,
+                max_concurrent_trials=concurrent,
                 reuse_actors=True,
                 trial_dirname_creator=_trial_dirname,
             ),
@@ -128,13 +127,14 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
 
 
 def latest_study(storage: str, name: str) -> str | None:
-    """The newest `<name>-<timestamp>` study in `storage` (per-cell studies `<study>/<cell>` count too)."""
+    """The newest study `new_study_name(name)` made in `storage` (per-cell studies `<study>/<cell>` count)."""
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
         return None
     import optuna
 
+    pattern = re.compile(rf"{re.escape(name)}-\d{{8}}-\d{{6}}-[0-9a-f]{{4}}")
     stems = {n.split("/", 1)[0] for n in optuna.get_all_study_names(storage)}
-    ours = sorted(n for n in stems if n.startswith(f"{name}-") and n[len(name) + 1:].replace("-", "").isdigit())
+    ours = sorted(n for n in stems if pattern.fullmatch(n))
     return ours[-1] if ours else None
 
 
@@ -157,17 +157,62 @@ def _trial_dirname(trial: Any) -> str:
     return f"{trial.trial_id}_{c['model']}_e{c['epochs']:g}_lr{c['lr']:g}"
 
 
-def _check_capacity(spec: SweepSpec, cluster: dict[str, float]) -> None:
+def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
+    """How many trials can run at once: the spec's ask, capped by what the cluster holds, since a
+    worker group that cannot be placed fails after a minute and would count as a failed trial."""
     res = spec.resources
+    cpus = cluster.get("CPU", 0)
     per_trial_cpu = res.cpus_per_worker * max(1, res.workers_per_trial)
-    need = per_trial_cpu  # at least one trial must fit, or nothing ever starts
-    if cluster.get("CPU", 0) < need:
-        raise SpecError(f"expected a trial to fit the cluster's {cluster.get('CPU', 0):g} CPUs, "
-                        f"got {need:g} CPUs per trial", key="resources.cpus_per_worker")
+    if cpus < per_trial_cpu:
+        raise SpecError(f"expected a trial to fit the cluster's {cpus:g} CPUs, "
+                        f"got {per_trial_cpu:g} CPUs per trial", key="resources.cpus_per_worker")
+    fits = int(cpus // per_trial_cpu)
     gpus = res.gpus_per_worker * max(1, res.workers_per_trial)
-    if gpus and cluster.get("GPU", 0) < gpus:
-        raise SpecError(f"expected a trial to fit the cluster's {cluster.get('GPU', 0):g} GPUs, got {gpus}",
-                        key="resources.gpus_per_worker")
+    if gpus:
+        if cluster.get("GPU", 0) < gpus:
+            raise SpecError(f"expected a trial to fit the cluster's {cluster.get('GPU', 0):g} GPUs, got {gpus}",
+                            key="resources.gpus_per_worker")
+        fits = min(fits, int(cluster["GPU"] // gpus))
+    return max(1, min(res.concurrent_trials, fits))
+
+
+def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume: bool) -> tuple[Any, str]:
+    """The sweep's searcher over its Optuna study: a new study, or with `resume` the newest one."""
+    storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
+    if resume and spec.search.searcher == "grid":
+        raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
+                        key="search.searcher")
+    try:
+        study = latest_study(storage, spec.name) if resume else new_study_name(spec.name)
+    except Exception as err:  # noqa: BLE001 - SQLAlchemy and Optuna raise many types for a bad URL
+        raise SpecError(f"expected an Optuna storage URL such as sqlite:////abs/path.db, got {storage!r} "
+                        f"({type(err).__name__})", key="search.storage") from None
+    if study is None:
+        raise SpecError(f"no earlier study of sweep {spec.name!r} in {storage} to resume", key="--resume")
+    try:
+        searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base,
+                                 slowness=spec.search.slowness, tie_tolerance=spec.search.tie_tolerance,
+                                 trials_per_cell=spec.search.trials_per_cell, seed=spec.search.seed,
+                                 max_retries=spec.search.max_retries,
+                                 storage=storage, study_name=study)
+    except ValueError as err:  # e.g. resuming a study made for another lattice
+        raise SpecError(str(err), key="--resume" if resume else "search") from None
+    except Exception as err:  # noqa: BLE001
+        raise SpecError(f"expected a usable Optuna storage, got {storage!r}: {type(err).__name__}: {err}",
+                        key="search.storage") from None
+    return searcher, study
+
+
+def open_tracker(uri: str, experiment: str) -> SweepTracker:
+    try:
+        return SweepTracker(uri, experiment)
+    except Exception as err:  # noqa: BLE001 - MLflow raises many types for an unusable store
+        raise SpecError(f"expected a reachable MLflow tracking URI, got {uri!r}: {type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}", key="--tracking-uri") from None
+
+
+def new_study_name(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str, callback: Any, wall: float,
@@ -189,7 +234,7 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
     med_wall = median(r.wall_s for r in records if r.status != "failed")
     med_loop = median(r.loop_s for r in records if r.status != "failed")
     med_over = median(r.overhead_s for r in records if r.status != "failed")
-    ideal = sum(r.wall_s for r in records if math.isfinite(r.wall_s)) / spec.resources.concurrent_trials
+    ideal = sum(r.wall_s for r in records if math.isfinite(r.wall_s)) / callback.concurrent
     metrics = {"sweep/wall_s": wall, "sweep/ideal_s": ideal, "sweep/trials": len(records), "sweep/cells": len(rows),
                "sweep/median_trial_wall_s": med_wall, "sweep/median_loop_s": med_loop,
                "sweep/median_overhead_s": med_over,

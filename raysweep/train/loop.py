@@ -71,6 +71,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
 
     static = {"model_params": n_params, "flops_per_example": fpe, "total_steps": plan.total_steps}
     train_seconds = float(resume.get("train_seconds", 0.0)) if resume else 0.0
+    loop_before = float(resume.get("loop_seconds", 0.0)) if resume else 0.0
     curve: list[tuple[int, float, float]] = []
     window_sum = torch.zeros((), device=place.device)
     window_n = 0
@@ -88,13 +89,18 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             "compute/flops": fpe * examples,
             "compute/core_hours": place.devices_in_group * train_seconds / 3600.0,
             "time/train_s": train_seconds,  # optimiser steps only (core-hours count this)
-            "time/loop_s": time.perf_counter() - loop_start,  # the loop's whole wall time so far
+            "time/loop_s": loop_before + time.perf_counter() - loop_start,  # the loop's wall time, all attempts
             "status": status,
             "curve": list(curve),
         }
         if val is not None:
             out["val/loss"], out["val/acc"] = val
         curve.clear()
+        return out
+
+    if step >= plan.total_steps:  # restarted from the final checkpoint: only the final report is owed
+        out = metrics("ok", evaluate(model, splits.val, spec.eval_batch_size, place))
+        report(out, None)
         return out
 
     epoch_seed = spec.seed
@@ -128,7 +134,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         window_sum += loss.detach()
         window_n += 1
         check_now = not place.lazy or step % plan.log_every == 0 or step == plan.total_steps
-        if check_now and not math.isfinite(float(loss.detach())):
+        if check_now and _any_rank(not math.isfinite(float(loss.detach())), place):
             train_seconds += time.perf_counter() - t0
             loss_val = float(loss.detach())
             curve.append((step, loss_val, lr_at(step - 1, peak=cfg.lr, total_steps=plan.total_steps,
@@ -152,12 +158,22 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             done = step == plan.total_steps
             out = metrics("ok" if done else "running", val)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "train_seconds": train_seconds}
+                     "train_seconds": train_seconds, "loop_seconds": out["time/loop_s"]}
             report(out, state)
             if done:
                 return out
             t0 = time.perf_counter()
     raise AssertionError("the loop ends at the last eval step")  # plan.eval_steps always holds total_steps
+
+
+def _any_rank(flag: bool, place: Placement) -> bool:
+    """True on every rank when it is true on any: all ranks must stop at the same step, or the
+    others would block in the next all-reduce and in Ray Train's report."""
+    if place.world == 1 or not torch.distributed.is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 @torch.no_grad()

@@ -43,7 +43,8 @@ def plan_steps(*, n_train: int, batch_size: int, epochs: float, warmup_fraction:
             f"an epoch budget of {epochs:g} buys no optimiser step at batch {batch_size} over {n_train} examples"
         )
     warmup = min(round(warmup_fraction * total), total - 1)  # leave at least one step to decay
-    evals = [k * steps_per_epoch for k in range(1, int(epochs) + 1) if k * steps_per_epoch < total]
+    # epoch boundaries counted in examples, like the budget itself: pass k ends at floor(k * n / b)
+    evals = [b for k in range(1, int(epochs + 1e-9) + 1) if (b := math.floor(k * n_train / batch_size + 1e-9)) < total]
     evals.append(total)
     return StepPlan(
         total_steps=total,

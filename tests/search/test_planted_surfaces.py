@@ -6,11 +6,12 @@ Lattice: 3 rungs x 4 budgets, the default LR grid 0.025 ... 3.2 (indices 0..7), 
 from __future__ import annotations
 
 import collections
+import math
 
 import pytest
 
-from raysweep.search import make_searcher
-from raysweep.search.simulate import SimRun, simulate
+from raysweep.search import Outcome, make_searcher
+from raysweep.search.simulate import Evaluate, SimRun, simulate
 from raysweep.search.testing import planted, toy_lattice
 from raysweep.space import Cell
 
@@ -166,3 +167,99 @@ def test_trend_settles_an_obeying_surface_with_fewer_trials() -> None:
     mono = run("monotone", obeys)
     assert len(r.trials) < len(mono.trials)
     assert r.trials[3].proposal.reason.startswith("trend: ")
+
+
+# failed trials (an exception, OOM, preemption): retried, never read as a loss
+
+
+def failing(evaluate: Evaluate, cell: Cell, index: int, times: int, status: str = "failed") -> Evaluate:
+    """`evaluate`, except that the first `times` attempts at (`cell`, grid index) end in `status`."""
+    left = [times]
+
+    def wrapped(c: Cell, lr: float) -> Outcome:
+        if (c, LAT.lr_index(lr)) == (cell, index) and left[0] > 0:
+            left[0] -= 1
+            return Outcome(math.inf, "failed" if status == "failed" else "diverged")
+        return evaluate(c, lr)
+
+    return wrapped
+
+
+FLAKY = Cell(1, 1)  # bound 1.6 from both predecessors, planted optimum 0.8 (index 5) under `obeys`
+
+
+def test_a_failure_at_the_planted_optimum_is_retried_and_the_cell_still_settles_there() -> None:
+    r = simulate(make_searcher("monotone", LAT), failing(planted(LAT, obeys), FLAKY, 5, 1), concurrency=2)
+    assert settled_index(r) == {c: obeys(c) for c in CELLS}
+    assert counts(r) == [3] + [2] * 4 + [3] + [2] * 6  # FLAKY: 1.6, 0.8 (failed), 0.8 again
+    flaky = [t for t in r.trials if t.proposal.cell == FLAKY]
+    assert [(t.proposal.lr, t.outcome.status) for t in flaky] == [(1.6, "ok"), (0.8, "failed"), (0.8, "ok")]
+    assert flaky[2].proposal.reason == "retry after failure (1/2) of 0.8; bound - 1 step (slowness 1) = 0.8"
+
+
+@pytest.mark.parametrize("name", ["bracket", "verify", "trend", "grid", "tpe", "random"])
+def test_every_searcher_retries_a_failure_at_the_planted_optimum(name: str) -> None:
+    clean = run(name, obeys, trials_per_cell=8)  # tpe and random: the whole grid, so they hit it
+    r = simulate(
+        make_searcher(name, LAT, study_name=name, trials_per_cell=8),
+        failing(planted(LAT, obeys), FLAKY, 5, 1),
+        concurrency=2,
+    )
+    assert r.settled == clean.settled
+    assert r.settled[FLAKY] == 0.8
+    assert len(r.trials) == len(clean.trials) + 1
+    retry = [t for t in r.trials if t.proposal.reason.startswith("retry after failure")]
+    assert [(t.proposal.cell, t.proposal.lr, t.outcome.status) for t in retry] == [(FLAKY, 0.8, "ok")]
+
+
+def test_failures_past_max_retries_count_as_diverged() -> None:
+    diverged = simulate(
+        make_searcher("monotone", LAT, study_name="diverged"),
+        failing(planted(LAT, obeys), FLAKY, 5, 99, status="diverged"),
+        concurrency=2,
+    )
+    r = simulate(make_searcher("monotone", LAT), failing(planted(LAT, obeys), FLAKY, 5, 99), concurrency=2)
+    assert r.settled == diverged.settled
+    assert r.settled[FLAKY] == 1.6  # 0.8 never finished: the bound wins, as if 0.8 diverged
+    assert len(r.trials) == len(diverged.trials) + 2  # two retries, then it counts as diverged
+    flaky = [t for t in r.trials if t.proposal.cell == FLAKY]
+    assert [(t.proposal.lr, t.outcome.status) for t in flaky] == [(1.6, "ok")] + [(0.8, "failed")] * 3
+    assert [t.proposal.reason for t in flaky[2:]] == [
+        "retry after failure (1/2) of 0.8; bound - 1 step (slowness 1) = 0.8",
+        (
+            "retry after failure (2/2) of 0.8, the last: another failure counts as diverged; "
+            "bound - 1 step (slowness 1) = 0.8"
+        ),
+    ]
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+def test_max_retries_sets_how_often_a_failure_is_retried(max_retries: int) -> None:
+    diverged = simulate(
+        make_searcher("monotone", LAT, study_name="diverged"),
+        failing(planted(LAT, obeys), FLAKY, 5, 99, status="diverged"),
+        concurrency=2,
+    )
+    r = simulate(
+        make_searcher("monotone", LAT, max_retries=max_retries),
+        failing(planted(LAT, obeys), FLAKY, 5, 99),
+        concurrency=2,
+    )
+    assert r.settled == diverged.settled
+    assert len(r.trials) == len(diverged.trials) + max_retries
+
+
+def test_a_failure_is_not_read_as_divergence_in_the_first_cell() -> None:
+    # if the failed start counted as diverged, the first cell would step down to 0.4 and settle low
+    r = simulate(
+        make_searcher("monotone", LAT), failing(planted(LAT, obeys), Cell(0, 0), 6, 2), concurrency=2
+    )
+    assert settled_index(r) == {c: obeys(c) for c in CELLS}
+    first = [t for t in r.trials if t.proposal.cell == Cell(0, 0)]
+    assert [(t.proposal.lr, t.outcome.status) for t in first] == [
+        (1.6, "failed"),
+        (0.8, "ok"),
+        (1.6, "failed"),
+        (1.6, "ok"),
+        (3.2, "ok"),
+    ]

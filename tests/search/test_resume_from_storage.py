@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 
-from raysweep.search import CellSearcher, Proposal, make_searcher
+from raysweep.search import CellSearcher, Outcome, Proposal, make_searcher
 from raysweep.search.simulate import simulate
 from raysweep.search.testing import planted, toy_lattice
 from raysweep.space import Cell
@@ -77,3 +79,74 @@ def test_a_study_from_another_lattice_is_refused(tmp_path: Path) -> None:
         make_searcher("monotone", toy_lattice(3, 3), storage=url, study_name="s")
     with pytest.raises(ValueError, match="raysweep.searcher"):
         make_searcher("bracket", LAT, storage=url, study_name="s")
+
+
+@pytest.mark.parametrize("name", ["monotone", "trend", "tpe", "random"])  # bracket, verify: as monotone
+def test_failures_count_toward_the_retry_cap_across_a_resume(tmp_path: Path, name: str) -> None:
+    """The first LR tried in the first cell fails every time. The driver dies while its last retry
+    runs: the next driver proposes that retry again (interrupted trials do not count) and, when it
+    fails too, counts the LR as diverged, as one driver would have."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    opts = {"trials_per_cell": 2, "seed": 3}
+    first = Cell(0, 0)
+
+    def crashing() -> tuple[Callable[[Cell, float], Outcome], list[float]]:
+        target: list[float] = []  # the LR that fails, once known
+
+        def evaluate(cell: Cell, lr: float) -> Outcome:
+            if cell == first and (not target or target[0] == lr):
+                target[:1] = [lr]
+                return Outcome(math.inf, "failed")
+            return SURFACE(cell, lr)
+
+        return evaluate, target
+
+    evaluate, _ = crashing()
+    reference = simulate(make_searcher(name, LAT, study_name="ref", **opts), evaluate, concurrency=1)
+
+    evaluate, target = crashing()
+    searcher = make_searcher(name, LAT, storage=url, study_name="s", **opts)
+    done = 0
+    while True:  # one slot, until the last retry of the failing LR is handed out
+        p = searcher.suggest(f"a{done}")
+        assert isinstance(p, Proposal)
+        if p.reason.startswith("retry after failure (2/2)"):
+            break
+        searcher.on_trial_complete(f"a{done}", evaluate(p.cell, p.lr))
+        done += 1
+    assert (p.cell, p.lr) == (first, target[0])
+
+    again = make_searcher(name, LAT, storage=url, study_name="s", **opts)
+    assert again.interrupted == 1  # type: ignore[attr-defined]
+    run = simulate(again, evaluate, concurrency=1, id_prefix="b")
+    at_target = [t for t in run.trials if (t.proposal.cell, t.proposal.lr) == (first, target[0])]
+    assert len(at_target) == 1, "the two failures before the resume count"
+    assert at_target[0].proposal.reason.startswith(
+        f"retry after failure (2/2) of {target[0]:g}, the last: another failure counts as diverged; "
+    )
+    assert at_target[0].outcome.status == "failed"
+    assert set(run.settled) == set(LAT.cells())
+    assert run.settled[first] != target[0]  # counted as diverged: any finished LR beats it
+    if name not in ("tpe", "random"):  # deterministic: resuming changes nothing
+        assert run.settled == reference.settled
+        assert done + len(run.trials) == len(reference.trials)
+
+    study_name = "s" if name not in ("tpe", "random") else f"s/{LAT.name(first)}"
+    study = optuna.load_study(study_name=study_name, storage=url)
+    cell = LAT.name(first)  # tpe and random: the study is the cell's own, without a `cell` param
+    tries = [t for t in study.trials if (t.params.get("cell", cell), t.params["lr"]) == (cell, target[0])]
+    assert [t.user_attrs["status"] for t in tries] == ["failed", "failed", "interrupted", "failed"]
+    assert {t.state for t in tries} == {optuna.trial.TrialState.FAIL}
+
+
+def test_failed_and_diverged_trials_read_apart_in_the_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher("monotone", LAT, storage=url, study_name="s")
+    for trial_id, outcome in (("a", Outcome(math.inf, "failed")), ("b", Outcome(math.inf, "diverged"))):
+        assert isinstance(searcher.suggest(trial_id), Proposal)
+        searcher.on_trial_complete(trial_id, outcome)
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [(t.state, t.user_attrs["status"]) for t in study.trials] == [
+        (optuna.trial.TrialState.FAIL, "failed"),
+        (optuna.trial.TrialState.FAIL, "diverged"),
+    ]

@@ -63,7 +63,7 @@ def err(tmp_path: Path, data: object, overrides: tuple[str, ...] = ()) -> str:
         ({"epochs": ["x"]}, "epochs[0]", "expected a number"),
         ({"lr": {"base": 0}}, "lr.base", "> 0"),
         ({"lr": {"base": -0.1}}, "lr.base", "> 0"),
-        ({"lr": {"factor": 1}}, "lr.factor", "> 1"),
+        ({"lr": {"factor": 1}}, "lr.factor", ">= 1.01"),
         ({"lr": {"base": 5.0}}, "lr.base", "low <= base <= high"),
         ({"ladder": {"family": "resnet_zoo", "rungs": ["a"]}}, "ladder.family", "expected one of"),
         ({"ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_f9"]}}, "ladder.rungs[0]", "expected a rung"),
@@ -128,3 +128,25 @@ def test_repository_search_spaces_are_valid() -> None:
     assert files
     for f in files:
         load_spec(f)
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: t\nladder: {family: nfnet_cpu, rungs: [nfnet_t0]}\nepochs: [1]\n"
+                           "optim: {weight_decay: 1e-5}\nlr: {base: 0.1, low: 1e-3, high: 1}\n")
+    spec = load_spec(path, ["optim.label_smoothing=1e-2"])
+    assert spec.optim.weight_decay == 1e-5 and spec.lr.low == 1e-3 and spec.optim.label_smoothing == 0.01
+
+
+@pytest.mark.parametrize(
+    "patch, key, expected",
+    [
+        ({"ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t2", "nfnet_t0"]}}, "ladder.rungs", "ascending size"),
+        ({"lr": {"base": 0.1, "factor": 1.001, "low": 0.001, "high": 10}}, "lr.factor", ">= 1.01"),
+        ({"lr": {"base": 0.1, "factor": 1.05, "low": 0.001, "high": 10}}, "lr.factor", "at most 64 grid points"),
+        ({"data": {"image_size": 100000}}, "data.image_size", "at most 1024"),
+        ({"resources": {"device": "xla", "workers_per_trial": 2}}, "resources.workers_per_trial", "device xla"),
+    ],
+)
+def test_impossible_sweeps_are_rejected(tmp_path: Path, patch: dict, key: str, expected: str) -> None:
+    msg = err(tmp_path, {**BASE, **patch})
+    assert f": {key}: " in msg and expected in msg, msg
