@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raysweep.analysis.plots import plot_lr_curves
 from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median, summarize
 from raysweep.config import SweepSpec
 from raysweep.errors import SpecError
@@ -249,8 +250,9 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
         csv.write_text("model,epochs,lr,status,val_loss,val_acc,flops,wall_s,loop_s,run_id\n" + "".join(
             f"{r.model},{r.epochs:g},{r.lr:g},{r.status},{r.val_loss},{r.last.get('val/acc', '')},"
             f"{r.last.get('compute/flops', '')},{r.wall_s:.3f},{r.loop_s:.3f},{r.run_id}\n" for r in records))
+        png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
-                          tags=tags, artifacts=[txt, csv], failed=failed)
+                          tags=tags, artifacts=[txt, csv, png], failed=failed)
     return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal)
 
 

@@ -33,3 +33,15 @@ def test_summary_picks_best_lr_ties_to_larger_and_counts_states() -> None:
     assert rows[1].best_lr is None and rows[1].failed == 1 and math.isinf(rows[1].val_loss)
     text = format_summary(rows)
     assert "a@1" in text and "0.2" in text
+
+
+def test_lr_curve_plot_is_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from raysweep.analysis.plots import plot_lr_curves
+
+    trials = [TrialRow(m, e, lr, "ok", 1.0 + abs(lr - 0.4) + 0.1 * e, 0.5)
+              for m in ("a", "b") for e in (1.0, 2.0) for lr in (0.1, 0.2, 0.4, 0.8)]
+    trials.append(TrialRow("a", 1.0, 3.2, "diverged", math.inf))
+    rows = summarize(trials, models=("a", "b"), epochs=(1.0, 2.0))
+    out = plot_lr_curves(trials, rows, models=("a", "b"), epochs=(1.0, 2.0), path=tmp_path / "c.png")
+    assert out.stat().st_size > 10_000
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

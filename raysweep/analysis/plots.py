@@ -1,0 +1,53 @@
+"""Figures of a sweep, from its trial rows alone (no Ray, no MLflow): testable without a cluster."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: sweeps run on headless machines
+import matplotlib.pyplot as plt
+
+from raysweep.analysis.summary import CellRow, TrialRow
+
+
+def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, models: Sequence[str],
+                   epochs: Sequence[float], path: Path) -> Path:
+    """Validation loss against learning rate: one panel per model, one line per epoch budget.
+
+    The settled LR of each cell is ringed, so a glance shows whether the optimum falls with
+    budget and size (the paper's finding 3) and where a searcher's bound cut a curve short.
+    Diverged trials sit on the top edge as crosses.
+    """
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
+    finite = [t.val_loss for t in trials if t.status == "ok" and math.isfinite(t.val_loss)]
+    top = max(finite) * 1.05 if finite else 1.0
+    colors = plt.get_cmap("viridis")
+    settled = {(r.model, r.epochs): r for r in rows if r.best_lr is not None}
+    for ax, model in zip(axes[0], models, strict=True):
+        for i, e in enumerate(epochs):
+            color = colors(i / max(1, len(epochs) - 1))
+            pts = sorted((t.lr, t.val_loss) for t in trials if t.model == model and t.epochs == e
+                         and t.status == "ok" and math.isfinite(t.val_loss))
+            if pts:
+                ax.plot(*zip(*pts, strict=True), "o-", color=color, ms=3, label=f"{e:g} ep")
+            bad = [t.lr for t in trials if t.model == model and t.epochs == e and t.status == "diverged"]
+            if bad:
+                ax.plot(bad, [top] * len(bad), "x", color=color)
+            best = settled.get((model, e))
+            if best is not None:
+                ax.plot([best.best_lr], [best.val_loss], "o", mfc="none", mec="red", ms=9)
+        ax.set_xscale("log", base=2)
+        ax.set_title(model)
+        ax.set_xlabel("peak learning rate")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation loss")
+    axes[0][-1].legend(fontsize=7, title="budget", title_fontsize=7)
+    fig.suptitle("Validation loss vs learning rate (red ring: settled LR; x: diverged)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
