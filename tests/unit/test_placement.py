@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from raysweep.config import spec_from_dict
@@ -37,3 +38,31 @@ def test_xla_placement_is_lazy_on_an_xla_device() -> None:
                           env={"PJRT_DEVICE": "CPU", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["xla", "True", "1"]
+
+
+@pytest.mark.slow
+def test_xla_on_pjrt_cpu_trains_like_eager_cpu() -> None:
+    """The loop on torch_xla (PJRT CPU) reaches the same validation loss as eager CPU."""
+    code = textwrap.dedent("""
+        import sys
+        from raysweep.config import spec_from_dict
+        from raysweep.train.loop import run_training
+        from raysweep.train.worker import placement
+        from raysweep.trial import TrialConfig
+        spec = spec_from_dict({"name": "x", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]},
+                               "epochs": [1], "data": {"dataset": "mnist5k", "train_subset": 512},
+                               "resources": {"device": sys.argv[1]}, "search": {"searcher": "grid"}})
+        cfg = TrialConfig(spec, "nfnet_t0", 1.0, 0.4)
+        out = run_training(cfg, lambda m, s: None, placement(cfg, rank=0, world=1))
+        print(out["status"], out["val/loss"], out["step"])
+    """)
+    results = []
+    for device in ("cpu", "xla"):
+        proc = subprocess.run([sys.executable, "-c", code, device], capture_output=True, text=True, timeout=600,
+                              check=False, env={"PJRT_DEVICE": "CPU", "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        status, loss, steps = proc.stdout.split()[-3:]
+        results.append((status, float(loss), int(steps)))
+    (s_cpu, l_cpu, n_cpu), (s_xla, l_xla, n_xla) = results
+    assert s_cpu == s_xla == "ok" and n_cpu == n_xla == 8
+    assert l_xla == pytest.approx(l_cpu, rel=1e-3)
