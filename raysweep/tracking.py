@@ -128,7 +128,7 @@ class SweepTracker:
         ts = _now()
         self.client.log_batch(run_id, metrics=[Metric(k, _finite(v), ts, 0) for k, v in (metrics or {}).items()],
                               tags=[RunTag("raysweep.status", status)])
-        self.client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+        self.client.set_terminated(run_id, {"failed": "FAILED", "stopped": "KILLED"}.get(status, "FINISHED"))
 
     def earlier_trials(self, study: str, *, exclude_parent: str) -> list[TrialRow]:
         """Finished trials of earlier sessions of the same sweep (a resumed study)."""

@@ -81,8 +81,10 @@ class MlflowTrialCallback(Callback):
         rec = self.records.get(trial.trial_id)
         if rec is None:
             return
-        status = rec.last.get("status", "failed")
-        self._finish(rec, "ok" if status == "ok" else "diverged" if status == "diverged" else "failed")
+        # A trial that ran its budget reported ok or diverged; one completed without that was stopped
+        # by the sweep (--max-trials, Ctrl-C). A crash arrives through on_trial_error instead.
+        status = rec.last.get("status")
+        self._finish(rec, status if status in ("ok", "diverged") else "stopped")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)

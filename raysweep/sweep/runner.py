@@ -221,10 +221,10 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
     records = list(callback.records.values())
     for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
         if rec.status == "running":
-            callback._finish(rec, "failed")
+            callback._finish(rec, "stopped")
     trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
                        val_acc=float(r.last.get("val/acc", math.nan)), flops=float(r.last.get("compute/flops", 0.0)),
-                       run_id=r.run_id) for r in records]
+                       run_id=r.run_id) for r in records if r.status != "stopped"]  # stopped: no result
     if spec.search.searcher != "grid":  # a resumed study: earlier sessions' trials belong to this sweep
         trials += tracker.earlier_trials(study, exclude_parent=parent)
     settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
@@ -232,9 +232,10 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
     for row in rows:
         if row.best_run_id:
             tracker.set_tags(row.best_run_id, {"raysweep.best_in_cell": "true", "raysweep.settled_lr": f"{row.best_lr:g}"})
-    med_wall = median(r.wall_s for r in records if r.status != "failed")
-    med_loop = median(r.loop_s for r in records if r.status != "failed")
-    med_over = median(r.overhead_s for r in records if r.status != "failed")
+    whole = [r for r in records if r.status in ("ok", "diverged")]
+    med_wall = median(r.wall_s for r in whole)
+    med_loop = median(r.loop_s for r in whole)
+    med_over = median(r.overhead_s for r in whole)
     ideal = sum(r.wall_s for r in records if math.isfinite(r.wall_s)) / callback.concurrent
     metrics = {"sweep/wall_s": wall, "sweep/ideal_s": ideal, "sweep/trials": len(records), "sweep/cells": len(rows),
                "sweep/median_trial_wall_s": med_wall, "sweep/median_loop_s": med_loop,
