@@ -63,6 +63,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from raysweep.sweep.callbacks import MlflowTrialCallback
     from raysweep.sweep.trainable import run_trial, trial_resources
     from raysweep.sweep.tune_searcher import TuneCellSearcher
+    from raysweep.sweep.warm_actors import keep_actors_warm
 
     lattice = lattice_of(spec)
     results_dir = results_dir.resolve()
@@ -87,6 +88,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
         parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells(), study=study)
+        keep_actors_warm(concurrent)
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None)
         trainable = tune.with_resources(
