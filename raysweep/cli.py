@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     bench_sub.add_parser("searcher", add_help=False,
                          help="replay every searcher against a recorded results table (CSV)")
+    bench_sub.add_parser("curves", add_help=False,
+                         help="plot a results table: validation loss against LR per model and budget (PNG)")
     return parser
 
 
@@ -89,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] == "bench" and argv[1] == "searcher":
         return _guard(lambda: _bench_searcher(argv[2:]))
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] == "curves":
+        from raysweep.bench.curves import main as curves_main
+
+        return _guard(lambda: curves_main(argv[2:]))
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _guard(lambda: _run(args))

@@ -61,7 +61,8 @@ def test_dry_run_prints_cells_trials_and_flops(capsys: pytest.CaptureFixture[str
 
 
 def test_help_on_every_command() -> None:
-    for args in (["--help"], ["run", "--help"], ["ladders", "--help"], ["bench", "searcher", "--help"]):
+    for args in (["--help"], ["run", "--help"], ["ladders", "--help"], ["table", "--help"], ["bench", "searcher", "--help"],
+                 ["bench", "curves", "--help"]):
         proc = run_cli(*args)
         assert proc.returncode == 0, (args, proc.stderr)
         assert "usage:" in proc.stdout
