@@ -45,7 +45,10 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
         ax.set_xlabel("peak learning rate")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation loss")
-    axes[0][-1].legend(fontsize=7, title="budget", title_fontsize=7)
+    for ax in axes[0][::-1]:  # the legend on the last panel that has curves (a stopped sweep may have few)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, title="budget", title_fontsize=7)
+            break
     fig.suptitle("Validation loss vs learning rate (red ring: settled LR; x: diverged)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
