@@ -78,7 +78,7 @@ class SweepTracker:
 
     def end_sweep(self, run_id: str, *, summary_rows: list[dict[str, Any]], metrics: Mapping[str, float],
                   tags: Mapping[str, str], artifacts: Iterable[Path] = (), failed: bool = False) -> None:
-        self.client.log_batch(run_id, metrics=[Metric(k, _finite(v), _now(), 0) for k, v in metrics.items()],
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), _now(), 0) for k, v in metrics.items()],
                               tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.log_dict(run_id, {"cells": summary_rows}, "summary.json")
         for path in artifacts:
@@ -108,13 +108,13 @@ class SweepTracker:
         ts = _now()
         metrics: list[Metric] = []
         for step, loss, lr in result.get("curve", ()):
-            metrics.append(Metric("train/loss", _finite(loss), ts, int(step)))
+            metrics.append(Metric("train/loss", float(loss), ts, int(step)))
             metrics.append(Metric("lr", float(lr), ts, int(step)))
         step = int(result.get("step", 0))
         for key in ("val/loss", "val/acc", "epoch", "compute/examples", "compute/flops", "compute/core_hours",
                     "time/train_s", "time/loop_s"):
             if key in result and result[key] is not None:
-                metrics.append(Metric(key, _finite(float(result[key])), ts, step))
+                metrics.append(Metric(key, float(result[key]), ts, step))
         params = []
         if "model_params" in result:
             params.append(Param("model_params", str(int(result["model_params"]))))
@@ -126,7 +126,7 @@ class SweepTracker:
 
     def end_trial(self, run_id: str, *, status: str, metrics: Mapping[str, float] | None = None) -> None:
         ts = _now()
-        self.client.log_batch(run_id, metrics=[Metric(k, _finite(v), ts, 0) for k, v in (metrics or {}).items()],
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
                               tags=[RunTag("raysweep.status", status)])
         self.client.set_terminated(run_id, {"failed": "FAILED", "stopped": "KILLED"}.get(status, "FINISHED"))
 
@@ -156,10 +156,6 @@ class SweepTracker:
 
 def _now() -> int:
     return int(time.time() * 1000)
-
-
-def _finite(v: float) -> float:
-    return float(v)
 
 
 def read_metric(v: float) -> float:
