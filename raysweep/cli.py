@@ -202,6 +202,12 @@ def _run(args: argparse.Namespace) -> int:
     if out.ideal_s > 0:
         print(f"makespan {out.wall_s:.1f} s against an ideal of {out.ideal_s:.1f} s (trial time / concurrent trials): "
               f"{out.wall_s / out.ideal_s:.2f}x")
+    settled = sum(row.best_lr is not None for row in out.rows)
+    cells = len(spec.ladder.rungs) * len(spec.epochs)
+    if settled < cells:
+        hint = ("continue it with the same command plus --resume" if spec.search.searcher != "grid"
+                else "the grid searcher cannot resume; run it again")
+        print(f"the sweep stopped with {settled} of {cells} cells settled: {hint}")
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
     print(f"  mlflow ui --backend-store-uri {uri}")
     return 0
