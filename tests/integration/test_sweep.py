@@ -103,3 +103,33 @@ def test_worker_group_trial_with_gloo_ddp_tracks_to_a_real_mlflow_server(ray_clu
     # two CPU workers held for the training time
     assert m["compute/core_hours"] == pytest.approx(2 * m["time/train_s"] / 3600, rel=1e-6)
     assert 0 < m["val/loss"] < 3
+
+
+def test_a_crashing_trial_is_failed_retried_and_the_sweep_ends(ray_cluster: None, tmp_path: Path) -> None:
+    """A trial that raises inside Ray (a corrupt image) is recorded `failed`, retried, and never hangs the sweep."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8), mode="L").save(root / cls / f"{i:02d}.png")
+    (root / "b" / "zz_corrupt.png").write_bytes(b"not a png at all")
+    spec = spec_from_dict(small_spec(
+        name="itest-crash", ladder={"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, epochs=[1.0],
+        lr={"base": 0.1, "factor": 2, "low": 0.1, "high": 0.1}, batch_size=16,
+        data={"dataset": "image_folder", "path": str(root), "val_fraction": 0.2},
+        search={"searcher": "grid", "max_retries": 1},
+    ))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_sweep(spec, source="test", tracking_uri=uri, results_dir=tmp_path / "results", verbose=0)
+    client = MlflowClient(uri)
+    runs = sorted(children(client, out.parent_run_id), key=lambda r: r.info.start_time)
+    assert [r.data.tags["raysweep.status"] for r in runs] == ["failed", "failed"]  # the trial and 1 retry
+    assert all(r.info.status == "FAILED" for r in runs)
+    assert "retry after failure (1/1)" in runs[1].data.tags["raysweep.reason"]
+    assert client.get_run(out.parent_run_id).info.status == "FINISHED"
+    (row,) = out.rows
+    assert row.best_lr is None and row.failed == 2
