@@ -134,16 +134,12 @@ class SweepTracker:
         """Finished trials of earlier sessions of the same sweep (a resumed study)."""
         sweeps = self.client.search_runs([self.experiment_id], max_results=1000,
                                          filter_string=f"tags.`raysweep.study` = '{study}'")
-        out = []
-        for sweep in sweeps:
-            if sweep.info.run_id == exclude_parent:
-                continue
-            for row in read_trials(self.uri, self.client.get_experiment(self.experiment_id).name,
-                                   [sweep.info.run_id]):
-                out.append(TrialRow(model=row["model"], epochs=row["epochs"], lr=row["lr"], status=row["status"],
-                                    val_loss=row["val_loss"], val_acc=row["val_acc"], flops=row["flops"],
-                                    run_id=row["run_id"]))
-        return out
+        parents = [s.info.run_id for s in sweeps if s.info.run_id != exclude_parent]
+        if not parents:
+            return []
+        rows = read_trials(self.uri, self.client.get_experiment(self.experiment_id).name, parents)
+        return [TrialRow(model=r["model"], epochs=r["epochs"], lr=r["lr"], status=r["status"], val_loss=r["val_loss"],
+                         val_acc=r["val_acc"], flops=r["flops"], run_id=r["run_id"]) for r in rows]
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
