@@ -56,7 +56,7 @@ def test_dry_run_prints_cells_trials_and_flops(capsys: pytest.CaptureFixture[str
     assert main(["run", "--dry-run", str(ROOT / "search_spaces/demo.yaml"), "--set", "search.searcher=grid"]) == 0
     out = capsys.readouterr().out
     assert "nfnet_t0@0.5" in out and "nfnet_t2@4" in out
-    assert "12 cells, about 60 trials" in out
+    assert "12 cells, about 84 trials" in out
     assert "training FLOPs" in out
 
 
