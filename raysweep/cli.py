@@ -89,12 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] == "bench" and argv[1] == "searcher":
-        return _guard(lambda: _bench_searcher(argv[2:]))
-    if len(argv) >= 2 and argv[0] == "bench" and argv[1] == "curves":
-        from raysweep.bench.curves import main as curves_main
-
-        return _guard(lambda: curves_main(argv[2:]))
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in BENCHES:
+        return _guard(lambda: BENCHES[argv[1]](argv[2:]))
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _guard(lambda: _run(args))
@@ -168,6 +164,16 @@ def _bench_searcher(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def _bench_curves(argv: list[str]) -> int:
+    from raysweep.bench.curves import main as curves_main
+
+    return curves_main(argv)
+
+
+# `raysweep bench NAME ...`: each benchmark parses its own arguments (and --help)
+BENCHES = {"searcher": _bench_searcher, "curves": _bench_curves}
+
+
 def _run(args: argparse.Namespace) -> int:
     from raysweep.config import load_spec
     from raysweep.tracking import resolve_tracking_uri
@@ -175,14 +181,9 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.space, args.overrides)
     if args.max_trials is not None and args.max_trials < 1:
         raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")
-    from raysweep.search import SEARCHERS
-
-    if spec.search.searcher not in SEARCHERS:
-        raise SpecError(f"expected one of the available searchers {sorted(SEARCHERS)}, got {spec.search.searcher!r}",
-                        file=args.space, key="search.searcher")
-    preflight(spec, str(args.space))
+    splits = preflight(spec, str(args.space))
     if args.dry_run:
-        print(dry_run_report(spec))
+        print(dry_run_report(spec, splits))
         return 0
     uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
 
@@ -221,8 +222,9 @@ def _launch(spec, args: argparse.Namespace, uri: str):  # type: ignore[no-untype
                      resume=args.resume)
 
 
-def preflight(spec, file: str) -> None:  # type: ignore[no-untyped-def]
-    """Check what only the data can tell before anything starts: it loads, and every budget buys a step."""
+def preflight(spec, file: str):  # type: ignore[no-untyped-def]
+    """Check what only the data can tell before anything starts: it loads, and every budget buys a
+    step. Returns the loaded splits."""
     from raysweep.data import load_splits
     from raysweep.train.recipe import plan_steps
 
@@ -236,15 +238,14 @@ def preflight(spec, file: str) -> None:  # type: ignore[no-untyped-def]
                        warmup_fraction=spec.optim.warmup_fraction)
         except ValueError as err:
             raise SpecError(str(err), file=file, key=f"epochs[{i}]") from None
+    return splits
 
 
-def dry_run_report(spec) -> str:  # type: ignore[no-untyped-def]
-    from raysweep.data import load_splits
+def dry_run_report(spec, splits) -> str:  # type: ignore[no-untyped-def]
     from raysweep.models import flops_per_example, param_count
     from raysweep.space import format_epochs
     from raysweep.train.recipe import plan_steps
 
-    splits = load_splits(spec.data)
     grid = spec.lr_grid()
     per_cell = {"grid": len(grid), "monotone": 2, "bracket": 2, "verify": 3, "trend": 2,
                 "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]

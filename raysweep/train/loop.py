@@ -56,6 +56,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     fpe = flops_per_example(spec.ladder.family, cfg.model, **model_kw)
     plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
                       warmup_fraction=spec.optim.warmup_fraction)
+    def schedule(s: int) -> float:  # the LR of optimiser step s (0-based)
+        return lr_at(s, peak=cfg.lr, total_steps=plan.total_steps, warmup_steps=plan.warmup_steps)
+
     groups, agc_params = param_groups(model, weight_decay=spec.optim.weight_decay,
                                       head_names=classifier_param_names(model),
                                       no_decay_names=no_weight_decay_names(model))
@@ -84,7 +87,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             "step": step,
             "epoch": examples / len(splits.train),
             "train/loss": loss_val,
-            "lr": lr_at(max(step - 1, 0), peak=cfg.lr, total_steps=plan.total_steps, warmup_steps=plan.warmup_steps),
+            "lr": schedule(max(step - 1, 0)),
             "compute/examples": examples,
             "compute/flops": fpe * examples,
             "compute/core_hours": place.devices_in_group * train_seconds / 3600.0,
@@ -121,7 +124,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             batches, epoch = None, epoch + 1
             continue
         x, y = x.to(place.device), y.to(place.device)
-        set_lr(opt, lr_at(step, peak=cfg.lr, total_steps=plan.total_steps, warmup_steps=plan.warmup_steps))
+        set_lr(opt, schedule(step))
         train_model.train()
         loss = F.cross_entropy(train_model(x), y, label_smoothing=spec.optim.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -137,15 +140,13 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         if check_now and _any_rank(not math.isfinite(float(loss.detach())), place):
             train_seconds += time.perf_counter() - t0
             loss_val = float(loss.detach())
-            curve.append((step, loss_val, lr_at(step - 1, peak=cfg.lr, total_steps=plan.total_steps,
-                                                warmup_steps=plan.warmup_steps)))
+            curve.append((step, loss_val, schedule(step - 1)))
             final = metrics("diverged", (math.inf, 0.0))
             report(final, None)
             return final
         if step % plan.log_every == 0 or step == plan.total_steps:
             loss_val = float(window_sum) / window_n
-            curve.append((step, loss_val, lr_at(step - 1, peak=cfg.lr, total_steps=plan.total_steps,
-                                                warmup_steps=plan.warmup_steps)))
+            curve.append((step, loss_val, schedule(step - 1)))
             window_sum.zero_()
             window_n = 0
         if step in plan.eval_steps:

@@ -150,3 +150,12 @@ def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
 def test_impossible_sweeps_are_rejected(tmp_path: Path, patch: dict, key: str, expected: str) -> None:
     msg = err(tmp_path, {**BASE, **patch})
     assert f": {key}: " in msg and expected in msg, msg
+
+
+def test_every_searcher_name_the_config_accepts_is_registered() -> None:
+    import typing
+
+    from raysweep.config import SearcherName
+    from raysweep.search import SEARCHERS
+
+    assert set(typing.get_args(SearcherName)) == set(SEARCHERS)
