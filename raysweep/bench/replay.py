@@ -27,6 +27,7 @@ from raysweep.space import Cell
 
 ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")
 DETERMINISTIC = {"grid", "monotone", "bracket", "verify", "trend"}  # same trials every repetition
+NOISE_Z = 2.0  # a gap within this many standard errors (over seeds) is one the table cannot resolve
 TREND_TARGET = 1.6  # trend mode's goal: at most this many trials per cell at monotone's hit rate
 
 
@@ -46,11 +47,13 @@ def run_replay(
     """Replay each searcher `repetitions` times over the table; a JSON-able summary.
 
     `result["searchers"][name]` holds, averaged over repetitions: `mean_trials_per_cell`,
-    `hit_rate` (share of cells settled on the table's best LR), `mean_regret` / `max_regret`
+    `hit_rate` (share of cells settled on the table's best LR), `hit_rate_within_noise` (also
+    counting a cell settled on an LR whose loss is within 2 standard errors of the best's, over
+    seeds paired by the `seed` column), `mean_regret` / `max_regret`
     ((loss - best) / best over cells settled on a finished run), `settled_diverged` (cells settled on
     a diverged or missing run), `total_flops`, `makespan` (simulated time to finish),
     `missing_trials` (runs the table lacks, replayed as failed), `cells`, `misses` (cells settled
-    off the best in some repetition) and `prior_violations` (a property of the table, repeated
+    off the best in some repetition, each with its `gap`, `gap_se` and `within_noise`) and `prior_violations` (a property of the table, repeated
     from the top level). `result["trend"]` checks trend mode against its 1.6 trials-per-cell goal.
 
     Losses are the mean over seeds, or with `sample_seeds` one seed drawn per run and repetition.
@@ -183,25 +186,28 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
     lat = table.lattice
     known = {c: i for c, i in best.items() if i is not None}  # cells the table has data for
     scored = [c for c in lat.cells() if c in known]
-    hits, regrets = [], []
+    hits, near, regrets = [], [], []
     settled_at: dict[Cell, collections.Counter[int]] = collections.defaultdict(collections.Counter)
     for run in runs:
         for c in scored:
             got = run["settled"][c]
             settled_at[c][got] += 1
             hits.append(got == known[c])
+            near.append(got == known[c] or _noise_fields(table, c, got, known[c])["within_noise"])
             regrets.append(_regret(table.mean_loss(c, got), table.mean_loss(c, known[c])))
     n = len(runs)
     misses = []
     for c in scored:
         wrong = collections.Counter({i: k for i, k in settled_at[c].items() if i != known[c]})
         if wrong:
+            got = wrong.most_common(1)[0][0]  # the most frequent wrong LR
             misses.append(
                 {
                     "cell": lat.name(c),
-                    "settled": lat.lrs[wrong.most_common(1)[0][0]],  # the most frequent wrong LR
+                    "settled": lat.lrs[got],
                     "best": lat.lrs[known[c]],
                     "miss_rate": sum(wrong.values()) / n,
+                    **_noise_fields(table, c, got, known[c]),
                 }
             )
     trials = sum(r["trials"] for r in runs) / n
@@ -209,6 +215,8 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
     return {
         "mean_trials_per_cell": trials / lat.n_cells(),
         "hit_rate": sum(hits) / len(hits) if hits else None,
+        # hits, plus misses whose loss the seeds cannot tell from the best's (within 2 s.e.)
+        "hit_rate_within_noise": sum(near) / len(near) if near else None,
         # regret over cells settled on a finished run; the others are counted apart
         "mean_regret": sum(finite) / len(finite) if finite else None,
         "max_regret": max(finite, default=None),
@@ -221,6 +229,15 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
         "repetitions": n,
         "misses": misses,
     }
+
+
+def _noise_fields(table: Table, cell: Cell, got: int, best: int) -> dict[str, Any]:
+    """`gap`: relative loss excess of LR index `got` over `best` in `cell`; `gap_se`: its standard
+    error over seeds (paired); `within_noise`: whether the gap is at most 2 standard errors."""
+    gap = table.gap(cell, got, best)
+    if gap is None:
+        return {"gap": None, "gap_se": None, "within_noise": False}
+    return {"gap": gap.rel, "gap_se": gap.se, "within_noise": gap.within_noise(NOISE_Z)}
 
 
 def _regret(loss: float | None, best: float | None) -> float:
@@ -252,6 +269,8 @@ def _prior_checks(table: Table, best: dict[Cell, int | None], slowness: int) -> 
                         "lr": lat.lrs[i],
                         "predecessor": lat.name(p),
                         "predecessor_lr": lat.lrs[known[p]],
+                        # how much worse this cell does at the predecessor's LR than at its best
+                        **_noise_fields(table, c, known[p], i),
                     }
                 )
         bound = min(known[p] for p in preds)
@@ -285,13 +304,14 @@ def format_table(result: dict[str, Any]) -> str:
             f"({t['cells']} cells), concurrency {result['settings']['concurrency']}"
         ),
         (
-            f"{'searcher':<10} {'trials/cell':>11} {'hit rate':>8} {'mean regret':>11} {'max regret':>10} "
+            f"{'searcher':<10} {'trials/cell':>11} {'hit rate':>8} {'hit~noise':>9} {'mean regret':>11} {'max regret':>10} "
             f"{'total flops':>11} {'makespan':>10} {'misses':>6} {'diverged':>8}"
         ),
     ]
     for name, e in result["searchers"].items():
         lines.append(
             f"{name:<10} {e['mean_trials_per_cell']:>11.2f} {num(e['hit_rate'], '.3f'):>8} "
+            f"{num(e['hit_rate_within_noise'], '.3f'):>9} "
             f"{num(e['mean_regret'], '.4f'):>11} {num(e['max_regret'], '.4f'):>10} "
             f"{num(e['total_flops'], '.3g'):>11} {num(e['makespan'], '.4g'):>10} {len(e['misses']):>6} {e['settled_diverged']:>8.2f}"
         )
@@ -311,6 +331,17 @@ def format_table(result: dict[str, Any]) -> str:
         if found:
             cells = ", ".join(v["cell"] for v in found[:6]) + (", ..." if len(found) > 6 else "")
             lines.append(f"table cells with {what}: {len(found)} ({cells})")
+    mono = result["searchers"].get("monotone")
+    if mono and mono["misses"]:
+        lines.append("monotone's misses (gap: loss over the best's, +- one standard error over seeds):")
+        for miss in mono["misses"]:
+            se = "" if miss["gap_se"] is None else f" +- {miss['gap_se']:.1%}"
+            verdict = "within seed noise" if miss["within_noise"] else "beyond 2 s.e."
+            gap = "diverged" if miss["gap"] is None else f"{miss['gap']:.1%}{se}"
+            lines.append(
+                f"  {miss['cell']}: settled {miss['settled']:g}, best {miss['best']:g}: {gap} ({verdict})"
+            )
+    lines.append("hit~noise: hits plus cells settled within 2 standard errors (over seeds) of the best loss")
     return "\n".join(lines)
 
 

@@ -27,6 +27,25 @@ class Row:
     loss: float  # inf when diverged
     flops: float | None
     core_hours: float | None
+    seed: str | None = None  # pairs runs of one cell across LRs (same init and data order)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """How much worse one LR of a cell is than another, relative to the other's mean loss.
+
+    `rel` is (mean loss at i - mean loss at j) / mean loss at j; `se` its standard error from the
+    per-seed differences, paired by seed (None with fewer than 2 pairs or a diverged run); `pairs`
+    the number of seeds both LRs have.
+    """
+
+    rel: float
+    se: float | None
+    pairs: int
+
+    def within_noise(self, z: float = 2.0) -> bool:
+        """True when the gap is no larger than `z` standard errors: the seeds cannot tell them apart."""
+        return self.se is not None and math.isfinite(self.rel) and self.rel <= z * self.se
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,32 @@ class Table:
     def flops(self, cell: Cell, lr_index: int) -> float:
         known = [r.flops for r in self.runs.get((cell, lr_index), ()) if r.flops is not None]
         return sum(known) / len(known) if known else 0.0
+
+    def gap(self, cell: Cell, i: int, j: int) -> Gap | None:
+        """The gap of LR index i over LR index j within a cell; None when either run is missing.
+
+        Seeds pair up by the `seed` column when the table has one, else by row order.
+        """
+        a, b = self.runs.get((cell, i)), self.runs.get((cell, j))
+        if not a or not b:
+            return None
+        ref = sum(r.loss for r in b) / len(b)
+        mean_a = sum(r.loss for r in a) / len(a)
+        if not math.isfinite(ref) or ref == 0:
+            return None
+        rel = (mean_a - ref) / abs(ref) if math.isfinite(mean_a) else math.inf
+        if all(r.seed is not None for r in a + b):
+            by_seed = {r.seed: r.loss for r in b}
+            pairs = [(r.loss, by_seed[r.seed]) for r in a if r.seed in by_seed]
+        else:
+            pairs = list(zip((r.loss for r in a), (r.loss for r in b), strict=False))
+        diffs = [(x - y) / abs(ref) for x, y in pairs]
+        se = None
+        if len(diffs) >= 2 and all(math.isfinite(d) for d in diffs):
+            m = sum(diffs) / len(diffs)
+            var = sum((d - m) ** 2 for d in diffs) / (len(diffs) - 1)
+            se = math.sqrt(var / len(diffs))
+        return Gap(rel, se, len(pairs))
 
     def best(self, cell: Cell, tie_tolerance: float = 0.0) -> int | None:
         """The grid index of the cell's best mean loss (ties to the larger LR); None without data."""
@@ -97,6 +142,7 @@ def load_table(path: str) -> Table:
 
     params: dict[str, float] = {}
     parsed: list[tuple[str, float, float, Row]] = []
+    seeded = "seed" in header
     for rec, line in raw:
         model = rec["model"]
         if not model:
@@ -111,7 +157,8 @@ def load_table(path: str) -> Table:
         size = _optional(rec.get("model_params", ""), path, line, "model_params")
         if size is not None:
             params.setdefault(model, size)
-        parsed.append((model, epochs, lr, Row(loss, flops, hours)))
+        seed = (rec.get("seed") or None) if seeded else None
+        parsed.append((model, epochs, lr, Row(loss, flops, hours, seed)))
 
     models = list(dict.fromkeys(p[0] for p in parsed))  # first appearance
     if "model_params" in header:

@@ -156,3 +156,60 @@ def test_cli_help_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--table", "x.csv", "--searchers", "annealing"])
     assert done.value.code == 2
+
+
+def _write_rows(path: Path, rows: list[tuple[str, float, float, int, float]]) -> str:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "epochs", "lr", "seed", "val_loss"])
+        w.writerows(rows)
+    return str(path)
+
+
+def test_gap_pairs_seeds_and_gives_a_standard_error(tmp_path: Path) -> None:
+    # seed 1 is worse at both LRs; paired by seed, 0.2 is 0.1 worse than 0.4 every time
+    path = _write_rows(
+        tmp_path / "g.csv",
+        [("m", 1, 0.4, 0, 1.0), ("m", 1, 0.4, 1, 2.0), ("m", 1, 0.2, 1, 2.1), ("m", 1, 0.2, 0, 1.1),
+         ("m", 1, 0.1, 0, 1.2), ("m", 1, 0.1, 1, 1.7)],
+    )
+    table = load_table(path)
+    cell = table.lattice.cell_of("m", 1)
+    gap = table.gap(cell, 1, 2)  # 0.2 over 0.4
+    assert gap is not None
+    assert gap.rel == pytest.approx(0.1 / 1.5)
+    assert gap.se == pytest.approx(0.0, abs=1e-12) and gap.pairs == 2
+    assert not gap.within_noise()
+    noisy = table.gap(cell, 0, 2)  # 0.1 over 0.4: +0.2 and -0.3 by seed
+    assert noisy is not None and noisy.rel == pytest.approx(-0.05 / 1.5)
+    assert noisy.se == pytest.approx(0.25 / 1.5) and noisy.within_noise()
+
+
+def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> None:
+    # two rungs at one budget. r0 settles 0.4; r1's best is 0.8, above its bound, so monotone misses:
+    # by a clear margin at 1 epoch, by less than the seed spread at 2 epochs
+    rows = []
+    for seed, jitter in ((0, 0.0), (1, 0.05), (2, -0.05)):
+        for model, epochs, losses in (
+            ("r0", 1, {0.2: 1.0, 0.4: 0.8, 0.8: 0.9}),
+            ("r1", 1, {0.2: 1.0, 0.4: 0.9, 0.8: 0.7}),
+            ("r0", 2, {0.2: 1.0, 0.4: 0.8, 0.8: 0.9}),
+        ):
+            rows += [(model, epochs, lr, seed, loss + jitter) for lr, loss in losses.items()]
+        # r1@2: 0.8 beats 0.4 by 0.01 on average, but the seeds disagree by +-0.1
+        swing = (0.0, 0.1, -0.1)[seed]
+        rows += [("r1", 2, 0.2, seed, 1.0), ("r1", 2, 0.4, seed, 0.71 + swing), ("r1", 2, 0.8, seed, 0.7)]
+    path = _write_rows(tmp_path / "m.csv", rows)
+    result = run_replay(path, searchers=("monotone",), repetitions=1, start_lr=0.4)
+    mono = result["searchers"]["monotone"]
+    by_cell = {m["cell"]: m for m in mono["misses"]}
+    assert set(by_cell) == {"r1@1", "r1@2"}
+    assert not by_cell["r1@1"]["within_noise"] and by_cell["r1@1"]["gap"] == pytest.approx(0.2 / 0.7)
+    assert by_cell["r1@2"]["within_noise"] and by_cell["r1@2"]["gap"] == pytest.approx(0.01 / 0.7)
+    assert mono["hit_rate"] == pytest.approx(2 / 4)
+    assert mono["hit_rate_within_noise"] == pytest.approx(3 / 4)
+    rises = {v["cell"]: v["within_noise"] for v in result["prior_violations"]}
+    assert rises == {"r1@1": False, "r1@2": True}
+    text = format_table(result)
+    assert "r1@2: settled 0.4, best 0.8: 1.4%" in text and "(within seed noise)" in text
+    assert "r1@1: settled 0.4, best 0.8: 28.6%" in text and "(beyond 2 s.e.)" in text
