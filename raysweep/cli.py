@@ -211,6 +211,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"the sweep stopped with {settled} of {cells} cells settled: {hint}")
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
     print(f"  mlflow ui --backend-store-uri {uri}")
+    if out.interrupted:
+        print("raysweep: interrupted", file=sys.stderr)
+        return 130  # the shell's code for a command ended by Ctrl-C
     return 0
 
 

@@ -6,13 +6,17 @@ validated before it is called, so a typo never starts Ray.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import re
 import secrets
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ class SweepOutcome:
     median_loop_s: float
     median_overhead_s: float
     ideal_s: float  # sum of the trials' wall times / concurrent trials: the makespan with no idle slot
+    interrupted: bool = False  # Ctrl-C (SIGINT) stopped the sweep early
 
 
 def lattice_of(spec: SweepSpec) -> Lattice:
@@ -114,19 +119,49 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             ),
         )
         t0 = time.monotonic()
-        failed = False
+        failed = interrupted = False
         try:
-            tuner.fit()
+            with _sigint_watch() as watch:
+                tuner.fit()
+            interrupted = watch.fired
         except BaseException:
             failed = True
             raise
         finally:
             wall = time.monotonic() - t0
             outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
+            outcome = dataclasses.replace(outcome, interrupted=interrupted)
     finally:
         if started_ray:
             ray.shutdown()
     return outcome
+
+
+@dataclass
+class _Watch:
+    fired: bool = False
+
+
+@contextlib.contextmanager
+def _sigint_watch() -> Iterator[_Watch]:
+    """Tell whether Ctrl-C stopped `tuner.fit()` early, which Tune does not report.
+
+    Tune swaps in its own SIGINT handler for the run and puts the previous one back when the first
+    Ctrl-C arrives, ending the run gracefully (`ray.tune.tune._setup_signal_catching`). So the
+    previous handler back in place after the run means Ctrl-C ended it. Only in the main thread,
+    where Tune installs its handler; the previous handler is restored either way.
+    """
+    watch = _Watch()
+    main = threading.current_thread() is threading.main_thread()
+    catching = main and not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+    before = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield watch
+    finally:
+        if main:
+            watch.fired = catching and signal.getsignal(signal.SIGINT) is before
+            if before is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(signal.SIGINT, before)
 
 
 def latest_study(storage: str, name: str) -> str | None:
