@@ -107,6 +107,7 @@ def run_replay(
             "cells": lat.n_cells(),
             "rows": table.n_rows,
             "cells_without_data": [lat.name(c) for c, b in best.items() if b is None],
+            "best_lr": {lat.name(c): (lat.lrs[b] if b is not None else None) for c, b in best.items()},
         },
         "settings": {
             "repetitions": repetitions,
@@ -327,10 +328,11 @@ def format_table(result: dict[str, Any]) -> str:
         ("prior_violations", "best LR above a predecessor's"),
         ("slowness_violations", "best LR more than `slowness` steps below its bound"),
     ):
-        found = result[key]
+        found = list(dict.fromkeys(v["cell"] for v in result[key]))  # a cell may rise above both predecessors
         if found:
-            cells = ", ".join(v["cell"] for v in found[:6]) + (", ..." if len(found) > 6 else "")
+            cells = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
             lines.append(f"table cells with {what}: {len(found)} ({cells})")
+    lines += _best_lr_lattice(result)
     mono = result["searchers"].get("monotone")
     if mono and mono["misses"]:
         lines.append("monotone's misses (gap: loss over the best's, +- one standard error over seeds):")
@@ -343,6 +345,29 @@ def format_table(result: dict[str, Any]) -> str:
             )
     lines.append("hit~noise: hits plus cells settled within 2 standard errors (over seeds) of the best loss")
     return "\n".join(lines)
+
+
+def _best_lr_lattice(result: dict[str, Any]) -> list[str]:
+    """The table's best LR per cell, models down and budgets across; a cell whose best rises above
+    a predecessor's is marked `^` (beyond seed noise) or `~` (within it)."""
+    t = result["table"]
+    marks: dict[str, str] = {}
+    for v in result["prior_violations"]:
+        mark = "~" if v["within_noise"] else "^"
+        marks[v["cell"]] = "^" if "^" in (mark, marks.get(v["cell"])) else mark
+    width = max(7, *(len(f"{e:g}") + 1 for e in t["epochs"]))
+    name = max(len(m) for m in t["models"])
+    legend = "^ rises above a predecessor, beyond seed noise; ~ within it" if marks else "mean over seeds"
+    out = [f"best LR per cell ({legend}):"]
+    out.append(f"  {'':<{name}} " + "".join(f"{f'{e:g} ep':>{width}}" for e in t["epochs"]))
+    for m in t["models"]:
+        cells = []
+        for e in t["epochs"]:
+            cell = f"{m}@{e:g}"
+            lr = t["best_lr"].get(cell)
+            cells.append(f"{('-' if lr is None else f'{lr:g}') + marks.get(cell, ' '):>{width}}")
+        out.append(f"  {m:<{name}} " + "".join(cells))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

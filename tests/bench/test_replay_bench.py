@@ -213,3 +213,15 @@ def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> Non
     text = format_table(result)
     assert "r1@2: settled 0.4, best 0.8: 1.4%" in text and "(within seed noise)" in text
     assert "r1@1: settled 0.4, best 0.8: 28.6%" in text and "(beyond 2 s.e.)" in text
+
+
+def test_text_shows_the_best_lr_lattice_with_rises_marked(tmp_path: Path) -> None:
+    path = str(tmp_path / "rising.csv")
+    write_table(path, n_models=2, epochs=(0.25, 0.5), optimum=lambda m, e: math.log2(0.4) + m)
+    text = format_table(run_replay(path, searchers=("monotone",), repetitions=1))
+    lattice = text[text.index("best LR per cell") :].splitlines()
+    assert lattice[1].split() == ["0.25", "ep", "0.5", "ep"]
+    # r1's best (0.8) rises above r0's (0.4); the synthetic seeds agree exactly, so beyond noise
+    assert lattice[2].split() == ["r0", "0.4", "0.4"]
+    assert lattice[3].split() == ["r1", "0.8^", "0.8^"]
+    assert "table cells with best LR above a predecessor's: 2 (r1@0.25, r1@0.5)" in text
