@@ -20,26 +20,32 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
 
     The settled LR of each cell is ringed, so a glance shows whether the optimum falls with
     budget and size (the paper's finding 3) and where a searcher's bound cut a curve short.
-    Diverged trials sit on the top edge as crosses.
+    Diverged trials sit on the top edge as crosses; so do blown-up losses (more than 1.5x the
+    worst loss at any curve's smallest LR, where a run has barely moved from its start), as
+    triangles, so one run at 1e20 does not flatten every curve.
     """
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
-    finite = [t.val_loss for t in trials if t.status == "ok" and math.isfinite(t.val_loss)]
-    top = max(finite) * 1.05 if finite else 1.0
+    ok = [t for t in trials if t.status == "ok" and math.isfinite(t.val_loss)]
+    top = _top(ok)
     colors = plt.get_cmap("viridis")
     settled = {(r.model, r.epochs): r for r in rows if r.best_lr is not None}
     for ax, model in zip(axes[0], models, strict=True):
         for i, e in enumerate(epochs):
             color = colors(i / max(1, len(epochs) - 1))
-            pts = sorted((t.lr, t.val_loss) for t in trials if t.model == model and t.epochs == e
-                         and t.status == "ok" and math.isfinite(t.val_loss))
+            curve = sorted((t.lr, t.val_loss) for t in ok if t.model == model and t.epochs == e)
+            pts = [(lr, loss) for lr, loss in curve if loss <= top]
             if pts:
                 ax.plot(*zip(*pts, strict=True), "o-", color=color, ms=3, label=f"{e:g} ep")
+            off = [lr for lr, loss in curve if loss > top]
+            if off:
+                ax.plot(off, [top] * len(off), "^", color=color)
             bad = [t.lr for t in trials if t.model == model and t.epochs == e and t.status == "diverged"]
             if bad:
                 ax.plot(bad, [top] * len(bad), "x", color=color)
             best = settled.get((model, e))
             if best is not None:
                 ax.plot([best.best_lr], [best.val_loss], "o", mfc="none", mec="red", ms=9)
+        ax.set_ylim(top=top * 1.03)
         ax.set_xscale("log", base=2)
         ax.set_title(model)
         ax.set_xlabel("peak learning rate")
@@ -49,8 +55,21 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, title="budget", title_fontsize=7)
             break
-    fig.suptitle("Validation loss vs learning rate (red ring: settled LR; x: diverged)", fontsize=9)
+    fig.suptitle("Validation loss vs learning rate (red ring: settled LR; x: diverged; ^: off the scale)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _top(ok: Sequence[TrialRow]) -> float:
+    """The y-axis top: the largest loss, capped at 1.5x the worst loss at a curve's smallest LR."""
+    if not ok:
+        return 1.0
+    first: dict[tuple[str, float], TrialRow] = {}
+    for t in ok:
+        key = (t.model, t.epochs)
+        if key not in first or t.lr < first[key].lr:
+            first[key] = t
+    cap = 1.5 * max(t.val_loss for t in first.values())
+    return min(max(t.val_loss for t in ok), cap) * 1.05

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from raysweep.analysis.summary import TrialRow, format_summary, summarize
 from raysweep.space import Cell, Lattice
 
@@ -45,3 +47,13 @@ def test_lr_curve_plot_is_written(tmp_path) -> None:  # type: ignore[no-untyped-
     out = plot_lr_curves(trials, rows, models=("a", "b"), epochs=(1.0, 2.0), path=tmp_path / "c.png")
     assert out.stat().st_size > 10_000
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lr_curve_plot_keeps_blown_up_losses_off_the_scale() -> None:
+    from raysweep.analysis.plots import _top
+
+    trials = [TrialRow("a", 1.0, lr, "ok", loss, 0.5) for lr, loss in ((0.1, 2.3), (0.2, 1.0), (0.4, 0.8))]
+    assert _top(trials) == pytest.approx(2.3 * 1.05)  # nothing blew up: the largest loss sets the top
+    trials.append(TrialRow("a", 1.0, 1.6, "ok", 1e20, 0.1))  # finite, but blown up
+    assert _top(trials) == pytest.approx(1.5 * 2.3 * 1.05)
+    assert _top([]) == 1.0
