@@ -3,10 +3,11 @@
 # small batches (lambda = 0.01 is for batches of 1024-4096; these sweeps use batch 64), and an LR
 # grid of 0.025-1.6 around that regime's optimum.
 #
-# Seeds default to 0-9 (MNIST-5k, about 2.5 minutes each on 2 cores) and 0-5 (Fashion-MNIST, about
-# 6 minutes each): about 55 minutes in all. Seed-to-seed spread at batch 64 is as large as the
-# difference between neighbouring LRs near the optimum, so fewer seeds make the "best LR" of a cell
-# a coin toss. To add seeds to an existing record, name only the new ones:
+# Seeds default to 0-9 for both tables: about 2 minutes a seed for MNIST-5k and 7.5 for
+# Fashion-MNIST on 2 cores, 95 minutes in all. Seed-to-seed spread at batch 64 is as large as the
+# difference between neighbouring LRs near the optimum: with 2-3 seeds the "best LR" of a 4-epoch
+# cell was a coin toss (benchmarks/README.md). To add seeds to an existing record, name only the
+# new ones:
 #   MNIST_SEEDS="3 4" FASHION_SEEDS="" benchmarks/record_agc.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ RS=.venv/bin/raysweep
 URI="sqlite:///$PWD/benchmarks/record/mlflow.db"
 AGC=(--set optim.agc_clip=0.16 --set lr.base=0.4 --set lr.low=0.025 --set lr.high=1.6)
 MNIST_SEEDS=${MNIST_SEEDS-0 1 2 3 4 5 6 7 8 9}
-FASHION_SEEDS=${FASHION_SEEDS-0 1 2 3 4 5}
+FASHION_SEEDS=${FASHION_SEEDS-0 1 2 3 4 5 6 7 8 9}
 mkdir -p benchmarks/record
 for seed in $MNIST_SEEDS; do
   $RS run search_spaces/demo.yaml --quiet --tracking-uri "$URI" --results benchmarks/record/results \
