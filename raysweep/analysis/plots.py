@@ -21,7 +21,7 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
     The settled LR of each cell is ringed, so a glance shows whether the optimum falls with
     budget and size (the paper's finding 3) and where a searcher's bound cut a curve short.
     Diverged trials sit on the top edge as crosses; so do blown-up losses (more than 1.5x the
-    worst loss at any curve's smallest LR, where a run has barely moved from its start), as
+    worst loss at a curve's smallest LR, where a run has barely moved from its start), as
     triangles, so one run at 1e20 does not flatten every curve.
     """
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
@@ -63,13 +63,15 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
 
 
 def _top(ok: Sequence[TrialRow]) -> float:
-    """The y-axis top: the largest loss, capped at 1.5x the worst loss at a curve's smallest LR."""
+    """The y-axis top: the largest loss, capped at 1.5x the worst loss at the smallest LR of any
+    curve with two or more finished trials (a lone trial says nothing of where a curve starts)."""
     if not ok:
         return 1.0
-    first: dict[tuple[str, float], TrialRow] = {}
+    curves: dict[tuple[str, float], list[TrialRow]] = {}
     for t in ok:
-        key = (t.model, t.epochs)
-        if key not in first or t.lr < first[key].lr:
-            first[key] = t
-    cap = 1.5 * max(t.val_loss for t in first.values())
-    return min(max(t.val_loss for t in ok), cap) * 1.05
+        curves.setdefault((t.model, t.epochs), []).append(t)
+    starts = [min(ts, key=lambda t: t.lr).val_loss for ts in curves.values() if len(ts) >= 2]
+    top = max(t.val_loss for t in ok)
+    if starts:
+        top = min(top, 1.5 * max(starts))
+    return top * 1.05

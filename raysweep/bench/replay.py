@@ -27,7 +27,7 @@ from raysweep.space import Cell
 
 ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")
 DETERMINISTIC = {"grid", "monotone", "bracket", "verify", "trend"}  # same trials every repetition
-NOISE_Z = 2.0  # a gap within this many standard errors (over seeds) is one the table cannot resolve
+NOISE_LEVEL = 0.95  # a gap inside this t-interval (over seeds) is one the table cannot resolve
 TREND_TARGET = 1.6  # trend mode's goal: at most this many trials per cell at monotone's hit rate
 
 
@@ -48,12 +48,12 @@ def run_replay(
 
     `result["searchers"][name]` holds, averaged over repetitions: `mean_trials_per_cell`,
     `hit_rate` (share of cells settled on the table's best LR), `hit_rate_within_noise` (also
-    counting a cell settled on an LR whose loss is within 2 standard errors of the best's, over
-    seeds paired by the `seed` column), `mean_regret` / `max_regret`
+    counting a cell settled on an LR whose loss the seeds cannot tell from the best's: a paired
+    t-test over the `seed` column at 95%), `mean_regret` / `max_regret`
     ((loss - best) / best over cells settled on a finished run), `settled_diverged` (cells settled on
     a diverged or missing run), `total_flops`, `makespan` (simulated time to finish),
     `missing_trials` (runs the table lacks, replayed as failed), `cells`, `misses` (cells settled
-    off the best in some repetition, each with its `gap`, `gap_se` and `within_noise`) and `prior_violations` (a property of the table, repeated
+    off the best in some repetition, each with its `gap`, `gap_se`, `within_noise` and `verdict`) and `prior_violations` (a property of the table, repeated
     from the top level). `result["trend"]` checks trend mode against its 1.6 trials-per-cell goal.
 
     Losses are the mean over seeds, or with `sample_seeds` one seed drawn per run and repetition.
@@ -194,7 +194,7 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
             got = run["settled"][c]
             settled_at[c][got] += 1
             hits.append(got == known[c])
-            near.append(got == known[c] or _noise_fields(table, c, got, known[c])["within_noise"])
+            near.append(got == known[c] or _noise_fields(table, c, got, known[c])["within_noise"] is True)
             regrets.append(_regret(table.mean_loss(c, got), table.mean_loss(c, known[c])))
     n = len(runs)
     misses = []
@@ -216,7 +216,7 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
     return {
         "mean_trials_per_cell": trials / lat.n_cells(),
         "hit_rate": sum(hits) / len(hits) if hits else None,
-        # hits, plus misses whose loss the seeds cannot tell from the best's (within 2 s.e.)
+        # hits, plus misses whose loss the seeds cannot tell from the best's (paired t-test, 95%)
         "hit_rate_within_noise": sum(near) / len(near) if near else None,
         # regret over cells settled on a finished run; the others are counted apart
         "mean_regret": sum(finite) / len(finite) if finite else None,
@@ -233,12 +233,19 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
 
 
 def _noise_fields(table: Table, cell: Cell, got: int, best: int) -> dict[str, Any]:
-    """`gap`: relative loss excess of LR index `got` over `best` in `cell`; `gap_se`: its standard
-    error over seeds (paired); `within_noise`: whether the gap is at most 2 standard errors."""
+    """How LR index `got` compares with `best` in `cell`, over seeds. `gap`: relative loss excess;
+    `gap_se`: its standard error; `within_noise`: True when the seeds cannot tell the two apart
+    (paired t-test, 95%), False when they can, None when there is nothing to judge by;
+    `verdict`: within, beyond, unknown (fewer than 2 seeds), diverged or missing (no run)."""
     gap = table.gap(cell, got, best)
     if gap is None:
-        return {"gap": None, "gap_se": None, "within_noise": False}
-    return {"gap": gap.rel, "gap_se": gap.se, "within_noise": gap.within_noise(NOISE_Z)}
+        return {"gap": None, "gap_se": None, "within_noise": None, "verdict": "missing"}
+    within = gap.within_noise(NOISE_LEVEL)
+    if not math.isfinite(gap.rel):
+        verdict = "diverged"
+    else:
+        verdict = {True: "within", False: "beyond", None: "unknown"}[within]
+    return {"gap": gap.rel, "gap_se": gap.se, "within_noise": within, "verdict": verdict}
 
 
 def _regret(loss: float | None, best: float | None) -> float:
@@ -337,36 +344,58 @@ def format_table(result: dict[str, Any]) -> str:
     if mono and mono["misses"]:
         lines.append("monotone's misses (gap: loss over the best's, +- one standard error over seeds):")
         for miss in mono["misses"]:
-            se = "" if miss["gap_se"] is None else f" +- {miss['gap_se']:.1%}"
-            verdict = "within seed noise" if miss["within_noise"] else "beyond 2 s.e."
-            gap = "diverged" if miss["gap"] is None else f"{miss['gap']:.1%}{se}"
             lines.append(
-                f"  {miss['cell']}: settled {miss['settled']:g}, best {miss['best']:g}: {gap} ({verdict})"
+                f"  {miss['cell']}: settled {miss['settled']:g}, best {miss['best']:g}: {_gap_text(miss)}"
             )
-    lines.append("hit~noise: hits plus cells settled within 2 standard errors (over seeds) of the best loss")
+    lines.append(
+        "hit~noise: hits, plus cells settled on an LR the seeds cannot tell from the best (paired t-test, 95%)"
+    )
     return "\n".join(lines)
+
+
+VERDICTS = {
+    "within": "the seeds cannot tell them apart",
+    "beyond": "significant over seeds",
+    "unknown": "no noise estimate: fewer than 2 seeds",
+}
+
+
+def _gap_text(miss: dict[str, Any]) -> str:
+    if miss["verdict"] == "missing":
+        return "not in the table"
+    if miss["verdict"] == "diverged":
+        return "diverged"
+    se = "" if miss["gap_se"] is None else f" +- {miss['gap_se']:.1%}"
+    return f"{miss['gap']:.1%}{se} ({VERDICTS[miss['verdict']]})"
 
 
 def _best_lr_lattice(result: dict[str, Any]) -> list[str]:
     """The table's best LR per cell, models down and budgets across; a cell whose best rises above
-    a predecessor's is marked `^` (beyond seed noise) or `~` (within it)."""
+    a predecessor's is marked `^` (significant over seeds), `~` (within seed noise) or `?` (no
+    estimate of the noise)."""
     t = result["table"]
+    rank = {"^": 2, "?": 1, "~": 0}
     marks: dict[str, str] = {}
     for v in result["prior_violations"]:
-        mark = "~" if v["within_noise"] else "^"
-        marks[v["cell"]] = "^" if "^" in (mark, marks.get(v["cell"])) else mark
-    width = max(7, *(len(f"{e:g}") + 1 for e in t["epochs"]))
-    name = max(len(m) for m in t["models"])
-    legend = "^ rises above a predecessor, beyond seed noise; ~ within it" if marks else "mean over seeds"
-    out = [f"best LR per cell ({legend}):"]
-    out.append(f"  {'':<{name}} " + "".join(f"{f'{e:g} ep':>{width}}" for e in t["epochs"]))
+        mark = "^" if v["verdict"] in ("beyond", "diverged") else "~" if v["verdict"] == "within" else "?"
+        if rank[mark] >= rank.get(marks.get(v["cell"], "~"), 0):
+            marks[v["cell"]] = mark
+    rows = []
     for m in t["models"]:
-        cells = []
+        labels = []
         for e in t["epochs"]:
             cell = f"{m}@{e:g}"
             lr = t["best_lr"].get(cell)
-            cells.append(f"{('-' if lr is None else f'{lr:g}') + marks.get(cell, ' '):>{width}}")
-        out.append(f"  {m:<{name}} " + "".join(cells))
+            labels.append(("-" if lr is None else f"{lr:g}") + marks.get(cell, " "))
+        rows.append((m, labels))
+    header = [f"{e:g} ep" for e in t["epochs"]]
+    width = 2 + max(len(x) for x in header + [lab for _, labs in rows for lab in labs])
+    name = max(len(m) for m in t["models"])
+    legend = "^ above a predecessor's, significant; ~ within seed noise; ? no noise estimate"
+    out = [f"best LR per cell ({legend if marks else 'mean over seeds'}):"]
+    out.append(f"  {'':<{name}}" + "".join(f"{h:>{width}}" for h in header))
+    for m, labels in rows:
+        out.append(f"  {m:<{name}}" + "".join(f"{lab:>{width}}" for lab in labels))
     return out
 
 

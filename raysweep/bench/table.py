@@ -34,18 +34,30 @@ class Row:
 class Gap:
     """How much worse one LR of a cell is than another, relative to the other's mean loss.
 
-    `rel` is (mean loss at i - mean loss at j) / mean loss at j; `se` its standard error from the
-    per-seed differences, paired by seed (None with fewer than 2 pairs or a diverged run); `pairs`
-    the number of seeds both LRs have.
+    `rel` is (mean loss at i - mean loss at j) / |mean loss at j| and `se` its standard error, both
+    over the same runs: the seeds both LRs have when the table names seeds (a paired comparison:
+    one seed is one init and data order), else every run of each (Welch). `df` is the degrees of
+    freedom of that estimate. `se` is None with too few runs for one, or when a run diverged
+    (`rel` is then inf).
     """
 
     rel: float
     se: float | None
-    pairs: int
+    df: float | None
+    pairs: int  # seeds both LRs have (0 when unpaired)
 
-    def within_noise(self, z: float = 2.0) -> bool:
-        """True when the gap is no larger than `z` standard errors: the seeds cannot tell them apart."""
-        return self.se is not None and math.isfinite(self.rel) and self.rel <= z * self.se
+    def within_noise(self, level: float = 0.95) -> bool | None:
+        """Whether the runs cannot tell the two LRs apart: the gap lies inside the two-sided
+        `level` t-interval. None when there is no standard error to judge by; False when i diverged."""
+        if not math.isfinite(self.rel):
+            return False
+        if self.se is None or self.df is None:
+            return None
+        if self.se == 0:
+            return self.rel <= 0
+        from scipy import stats  # here, not at import: scipy.stats takes a while to load
+
+        return self.rel <= float(stats.t.ppf(0.5 + level / 2, self.df)) * self.se
 
 
 @dataclass(frozen=True)
@@ -82,30 +94,42 @@ class Table:
         return sum(known) / len(known) if known else 0.0
 
     def gap(self, cell: Cell, i: int, j: int) -> Gap | None:
-        """The gap of LR index i over LR index j within a cell; None when either run is missing.
-
-        Seeds pair up by the `seed` column when the table has one, else by row order.
-        """
+        """The gap of LR index i over LR index j within a cell; None when either run is missing or
+        j's mean loss is not a finite, non-zero number."""
         a, b = self.runs.get((cell, i)), self.runs.get((cell, j))
         if not a or not b:
             return None
-        ref = sum(r.loss for r in b) / len(b)
-        mean_a = sum(r.loss for r in a) / len(a)
-        if not math.isfinite(ref) or ref == 0:
-            return None
-        rel = (mean_a - ref) / abs(ref) if math.isfinite(mean_a) else math.inf
-        if all(r.seed is not None for r in a + b):
+        seeds_a, seeds_b = [r.seed for r in a], [r.seed for r in b]
+        paired = (
+            None not in seeds_a + seeds_b
+            and len(set(seeds_a)) == len(seeds_a)
+            and len(set(seeds_b)) == len(seeds_b)
+            and bool(set(seeds_a) & set(seeds_b))
+        )
+        if paired:
             by_seed = {r.seed: r.loss for r in b}
             pairs = [(r.loss, by_seed[r.seed]) for r in a if r.seed in by_seed]
+            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
         else:
-            pairs = list(zip((r.loss for r in a), (r.loss for r in b), strict=False))
-        diffs = [(x - y) / abs(ref) for x, y in pairs]
-        se = None
-        if len(diffs) >= 2 and all(math.isfinite(d) for d in diffs):
-            m = sum(diffs) / len(diffs)
-            var = sum((d - m) ** 2 for d in diffs) / (len(diffs) - 1)
-            se = math.sqrt(var / len(diffs))
-        return Gap(rel, se, len(pairs))
+            xs, ys = [r.loss for r in a], [r.loss for r in b]
+        ref = sum(ys) / len(ys)
+        if not math.isfinite(ref) or ref == 0:
+            return None
+        if not all(map(math.isfinite, xs)):
+            return Gap(math.inf, None, None, len(xs) if paired else 0)
+        rel = (sum(xs) / len(xs) - ref) / abs(ref)
+        if paired:
+            n = len(xs)
+            diffs = [(x - y) / abs(ref) for x, y in zip(xs, ys, strict=True)]
+            if n < 2:
+                return Gap(rel, None, None, n)
+            return Gap(rel, math.sqrt(_var(diffs) / n), n - 1, n)
+        if len(xs) < 2 or len(ys) < 2:
+            return Gap(rel, None, None, 0)
+        va, vb = _var(xs) / len(xs) / ref**2, _var(ys) / len(ys) / ref**2
+        se = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(xs) - 1) + vb**2 / (len(ys) - 1)) if va + vb > 0 else len(xs) + len(ys) - 2
+        return Gap(rel, se, df, 0)
 
     def best(self, cell: Cell, tie_tolerance: float = 0.0) -> int | None:
         """The grid index of the cell's best mean loss (ties to the larger LR); None without data."""
@@ -115,6 +139,12 @@ class Table:
             if loss is not None:
                 losses[i] = loss
         return pick_best(losses, tie_tolerance) if losses else None
+
+
+def _var(xs: list[float]) -> float:
+    """Sample variance (n - 1 in the denominator)."""
+    m = sum(xs) / len(xs)
+    return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
 def load_table(path: str) -> Table:

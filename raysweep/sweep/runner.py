@@ -142,26 +142,44 @@ class _Watch:
     fired: bool = False
 
 
+def _tune_catches_sigint() -> bool:
+    """Whether `tuner.fit()` installs Tune's SIGINT handler in this process: in the main thread,
+    unless TUNE_DISABLE_SIGINT_HANDLER is set, and not as a Ray client (`ray://`), whose fit runs
+    on the cluster (`ray.tune.tune._setup_signal_catching`, `ray.tune.tuner.Tuner.fit`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0):
+        return False
+    try:
+        from ray.util.client import ray as client
+
+        return not client.is_connected()
+    except ImportError:  # pragma: no cover - Ray without its client
+        return True
+
+
 @contextlib.contextmanager
 def _sigint_watch() -> Iterator[_Watch]:
     """Tell whether Ctrl-C stopped `tuner.fit()` early, which Tune does not report.
 
     Tune swaps in its own SIGINT handler for the run and puts the previous one back when the first
-    Ctrl-C arrives, ending the run gracefully (`ray.tune.tune._setup_signal_catching`). So the
-    previous handler back in place after the run means Ctrl-C ended it. Only in the main thread,
-    where Tune installs its handler; the previous handler is restored either way.
+    Ctrl-C (or SIGUSR1) arrives, ending the run gracefully. So, where Tune installs its handler at
+    all, the previous handler back in place after the run means the run was stopped by a signal.
+    The previous SIGINT and SIGUSR1 handlers are restored either way.
     """
     watch = _Watch()
-    main = threading.current_thread() is threading.main_thread()
-    catching = main and not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
-    before = signal.getsignal(signal.SIGINT) if main else None
+    if threading.current_thread() is not threading.main_thread():
+        yield watch  # signal handlers belong to the main thread: nothing to watch or restore
+        return
+    catching = _tune_catches_sigint()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if sig}
     try:
         yield watch
     finally:
-        if main:
-            watch.fired = catching and signal.getsignal(signal.SIGINT) is before
-            if before is not None:  # None: a handler not set from Python, which cannot be put back
-                signal.signal(signal.SIGINT, before)
+        watch.fired = catching and signal.getsignal(signal.SIGINT) is saved[signal.SIGINT]
+        for sig, handler in saved.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(sig, handler)
 
 
 def latest_study(storage: str, name: str) -> str | None:

@@ -178,11 +178,43 @@ def test_gap_pairs_seeds_and_gives_a_standard_error(tmp_path: Path) -> None:
     gap = table.gap(cell, 1, 2)  # 0.2 over 0.4
     assert gap is not None
     assert gap.rel == pytest.approx(0.1 / 1.5)
-    assert gap.se == pytest.approx(0.0, abs=1e-12) and gap.pairs == 2
-    assert not gap.within_noise()
+    assert gap.se == pytest.approx(0.0, abs=1e-12) and gap.pairs == 2 and gap.df == 1
+    assert gap.within_noise() is False
     noisy = table.gap(cell, 0, 2)  # 0.1 over 0.4: +0.2 and -0.3 by seed
     assert noisy is not None and noisy.rel == pytest.approx(-0.05 / 1.5)
-    assert noisy.se == pytest.approx(0.25 / 1.5) and noisy.within_noise()
+    assert noisy.se == pytest.approx(0.25 / 1.5) and noisy.within_noise() is True
+
+
+def test_gap_without_seeds_is_unpaired_and_with_one_seed_unknown(tmp_path: Path) -> None:
+    rows = "model,epochs,lr,val_loss\n" + "".join(
+        f"m,1,{lr},{loss}\n" for lr, loss in ((0.2, 1.1), (0.2, 1.3), (0.2, 1.2), (0.4, 1.0), (0.4, 1.0))
+    )
+    (tmp_path / "w.csv").write_text(rows + "m,1,0.8,inf\nm,1,0.8,0.9\n")
+    table = load_table(str(tmp_path / "w.csv"))
+    cell = table.lattice.cell_of("m", 1)
+    welch = table.gap(cell, 0, 1)  # 0.2 over 0.4, unpaired: (1.2 - 1.0) / 1.0, s.e. from 0.2's spread
+    assert welch is not None and welch.pairs == 0
+    assert welch.rel == pytest.approx(0.2) and welch.se == pytest.approx(0.1 / math.sqrt(3))
+    assert welch.df == pytest.approx(2.0)
+    assert welch.within_noise() is True  # t(2 df) = 4.30: 0.2 < 4.30 * 0.0577 = 0.248
+    diverged = table.gap(cell, 2, 1)  # 0.8 diverged on one run
+    assert diverged is not None and diverged.rel == math.inf and diverged.within_noise() is False
+    assert table.gap(cell, 1, 2) is None  # the reference diverged: no gap to speak of
+
+    one = _write_rows(tmp_path / "one.csv", [("m", 1, 0.2, 0, 1.1), ("m", 1, 0.4, 0, 1.0)])
+    t1 = load_table(one)
+    g = t1.gap(t1.lattice.cell_of("m", 1), 0, 1)
+    assert g is not None and g.se is None and g.within_noise() is None
+
+
+def test_duplicate_seed_labels_fall_back_to_unpaired(tmp_path: Path) -> None:
+    path = _write_rows(
+        tmp_path / "d.csv",
+        [("m", 1, 0.2, 0, 1.1), ("m", 1, 0.2, 0, 1.3), ("m", 1, 0.4, 0, 1.0), ("m", 1, 0.4, 1, 1.0)],
+    )
+    table = load_table(path)
+    gap = table.gap(table.lattice.cell_of("m", 1), 0, 1)
+    assert gap is not None and gap.pairs == 0 and gap.rel == pytest.approx(0.2)
 
 
 def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> None:
@@ -204,15 +236,22 @@ def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> Non
     mono = result["searchers"]["monotone"]
     by_cell = {m["cell"]: m for m in mono["misses"]}
     assert set(by_cell) == {"r1@1", "r1@2"}
-    assert not by_cell["r1@1"]["within_noise"] and by_cell["r1@1"]["gap"] == pytest.approx(0.2 / 0.7)
-    assert by_cell["r1@2"]["within_noise"] and by_cell["r1@2"]["gap"] == pytest.approx(0.01 / 0.7)
+    assert by_cell["r1@1"]["within_noise"] is False and by_cell["r1@1"]["gap"] == pytest.approx(0.2 / 0.7)
+    assert by_cell["r1@2"]["within_noise"] is True and by_cell["r1@2"]["gap"] == pytest.approx(0.01 / 0.7)
+    assert (by_cell["r1@1"]["verdict"], by_cell["r1@2"]["verdict"]) == ("beyond", "within")
     assert mono["hit_rate"] == pytest.approx(2 / 4)
     assert mono["hit_rate_within_noise"] == pytest.approx(3 / 4)
     rises = {v["cell"]: v["within_noise"] for v in result["prior_violations"]}
     assert rises == {"r1@1": False, "r1@2": True}
     text = format_table(result)
-    assert "r1@2: settled 0.4, best 0.8: 1.4%" in text and "(within seed noise)" in text
-    assert "r1@1: settled 0.4, best 0.8: 28.6%" in text and "(beyond 2 s.e.)" in text
+    lines = text.splitlines()
+    r12 = next(x for x in lines if x.strip().startswith("r1@2: settled"))
+    r11 = next(x for x in lines if x.strip().startswith("r1@1: settled"))
+    assert r12.strip().startswith("r1@2: settled 0.4, best 0.8: 1.4% +- ")
+    assert r12.endswith("(the seeds cannot tell them apart)")
+    assert r11.strip() == "r1@1: settled 0.4, best 0.8: 28.6% +- 0.0% (significant over seeds)"
+    lattice = text[text.index("best LR per cell") :].splitlines()
+    assert lattice[3].split() == ["r1", "0.8^", "0.8~"]
 
 
 def test_text_shows_the_best_lr_lattice_with_rises_marked(tmp_path: Path) -> None:
@@ -224,4 +263,17 @@ def test_text_shows_the_best_lr_lattice_with_rises_marked(tmp_path: Path) -> Non
     # r1's best (0.8) rises above r0's (0.4); the synthetic seeds agree exactly, so beyond noise
     assert lattice[2].split() == ["r0", "0.4", "0.4"]
     assert lattice[3].split() == ["r1", "0.8^", "0.8^"]
+    # columns: every label ends where its header ends
+    ends = [lattice[1].index("0.25 ep") + 7, lattice[1].index("0.5 ep") + 6]
+    assert [lattice[3].index("0.8^") + 4, lattice[3].rindex("0.8^") + 4] == ends
     assert "table cells with best LR above a predecessor's: 2 (r1@0.25, r1@0.5)" in text
+
+
+def test_lattice_columns_stay_apart_with_long_labels(tmp_path: Path) -> None:
+    rows = [("a", e, lr, 0, 1.0 + abs(math.log2(lr / 0.003125))) for e in (0.125, 16) for lr in (0.003125, 0.00625)]
+    rows += [("b", e, lr, 0, 1.0 + abs(math.log2(lr / 0.00625))) for e in (0.125, 16) for lr in (0.003125, 0.00625)]
+    text = format_table(run_replay(_write_rows(tmp_path / "l.csv", rows), searchers=("monotone",), start_lr=0.003125))
+    lattice = text[text.index("best LR per cell") :].splitlines()
+    assert lattice[1].split() == ["0.125", "ep", "16", "ep"]
+    assert lattice[2].split() == ["a", "0.003125", "0.003125"]
+    assert lattice[3].split() == ["b", "0.00625?", "0.00625?"]  # one seed: no noise estimate

@@ -57,3 +57,6 @@ def test_lr_curve_plot_keeps_blown_up_losses_off_the_scale() -> None:
     trials.append(TrialRow("a", 1.0, 1.6, "ok", 1e20, 0.1))  # finite, but blown up
     assert _top(trials) == pytest.approx(1.5 * 2.3 * 1.05)
     assert _top([]) == 1.0
+    # a curve whose only finished trial blew up does not set the scale
+    trials.append(TrialRow("b", 1.0, 0.8, "ok", 1e20, 0.1))
+    assert _top(trials) == pytest.approx(1.5 * 2.3 * 1.05)
