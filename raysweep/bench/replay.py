@@ -405,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="raysweep bench searcher",
         description="Replay LR searchers against a results table (CSV) and score trials per cell "
         "against how often each settles on the table's best LR.",
+        epilog="Columns: trials/cell; hit rate (share of cells settled on the table's best LR, by mean "
+        "loss over seeds); hit~noise (also counting cells settled on an LR whose loss the seeds cannot "
+        "tell from the best's: a paired t-test over the seed column at 95%); mean and max regret "
+        "((loss - best) / best); total flops; makespan (replayed, in core hours when the table has them); "
+        "misses (cells settled off the best in some repetition); diverged (cells settled on a diverged run). "
+        "Below the table: the best LR per cell, with the cells whose best rises above a predecessor's "
+        "(where the monotone prior fails) marked, and each of monotone's misses with its gap and "
+        "standard error.",
     )
     parser.add_argument(
         "--table",
