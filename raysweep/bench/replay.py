@@ -28,6 +28,7 @@ from raysweep.space import Cell
 ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")
 DETERMINISTIC = {"grid", "monotone", "bracket", "verify", "trend"}  # same trials every repetition
 NOISE_LEVEL = 0.95  # a gap inside this t-interval (over seeds) is one the table cannot resolve
+MIN_SEEDS = 5  # fewer seeds give no verdict on noise (the t-interval of 2-3 seeds spans almost anything)
 TREND_TARGET = 1.6  # trend mode's goal: at most this many trials per cell at monotone's hit rate
 
 
@@ -236,11 +237,12 @@ def _noise_fields(table: Table, cell: Cell, got: int, best: int) -> dict[str, An
     """How LR index `got` compares with `best` in `cell`, over seeds. `gap`: relative loss excess;
     `gap_se`: its standard error; `within_noise`: True when the seeds cannot tell the two apart
     (paired t-test, 95%), False when they can, None when there is nothing to judge by;
-    `verdict`: within, beyond, unknown (fewer than 2 seeds), diverged or missing (no run)."""
+    `verdict`: within, beyond, unknown (fewer than `MIN_SEEDS` seeds), diverged or missing (no run)."""
     gap = table.gap(cell, got, best)
     if gap is None:
         return {"gap": None, "gap_se": None, "within_noise": None, "verdict": "missing"}
-    within = gap.within_noise(NOISE_LEVEL)
+    # with few seeds a t-test has no power: every gap "cannot be told apart", which says nothing
+    within = gap.within_noise(NOISE_LEVEL) if gap.df is None or gap.df >= MIN_SEEDS - 1 else None
     if not math.isfinite(gap.rel):
         verdict = "diverged"
     else:
@@ -356,7 +358,7 @@ def format_table(result: dict[str, Any]) -> str:
 VERDICTS = {
     "within": "the seeds cannot tell them apart",
     "beyond": "significant over seeds",
-    "unknown": "no noise estimate: fewer than 2 seeds",
+    "unknown": f"no verdict: fewer than {MIN_SEEDS} seeds",
 }
 
 
@@ -371,8 +373,8 @@ def _gap_text(miss: dict[str, Any]) -> str:
 
 def _best_lr_lattice(result: dict[str, Any]) -> list[str]:
     """The table's best LR per cell, models down and budgets across; a cell whose best rises above
-    a predecessor's is marked `^` (significant over seeds), `~` (within seed noise) or `?` (no
-    estimate of the noise)."""
+    a predecessor's is marked `^` (significant over seeds), `~` (within seed noise) or `?` (too few
+    seeds to tell)."""
     t = result["table"]
     rank = {"^": 2, "?": 1, "~": 0}
     marks: dict[str, str] = {}
@@ -391,7 +393,7 @@ def _best_lr_lattice(result: dict[str, Any]) -> list[str]:
     header = [f"{e:g} ep" for e in t["epochs"]]
     width = 2 + max(len(x) for x in header + [lab for _, labs in rows for lab in labs])
     name = max(len(m) for m in t["models"])
-    legend = "^ above a predecessor's, significant; ~ within seed noise; ? no noise estimate"
+    legend = f"^ above a predecessor's, significant; ~ within seed noise; ? no verdict (< {MIN_SEEDS} seeds)"
     out = [f"best LR per cell ({legend if marks else 'mean over seeds'}):"]
     out.append(f"  {'':<{name}}" + "".join(f"{h:>{width}}" for h in header))
     for m, labels in rows:
@@ -407,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "against how often each settles on the table's best LR.",
         epilog="Columns: trials/cell; hit rate (share of cells settled on the table's best LR, by mean "
         "loss over seeds); hit~noise (also counting cells settled on an LR whose loss the seeds cannot "
-        "tell from the best's: a paired t-test over the seed column at 95%); mean and max regret "
+        "tell from the best's: a paired t-test over the seed column at 95%, given at least 5 seeds); mean and max regret "
         "((loss - best) / best); total flops; makespan (replayed, in core hours when the table has them); "
         "misses (cells settled off the best in some repetition); diverged (cells settled on a diverged run). "
         "Below the table: the best LR per cell, with the cells whose best rises above a predecessor's "

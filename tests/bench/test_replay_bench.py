@@ -221,7 +221,7 @@ def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> Non
     # two rungs at one budget. r0 settles 0.4; r1's best is 0.8, above its bound, so monotone misses:
     # by a clear margin at 1 epoch, by less than the seed spread at 2 epochs
     rows = []
-    for seed, jitter in ((0, 0.0), (1, 0.05), (2, -0.05)):
+    for seed, jitter in ((0, 0.0), (1, 0.05), (2, -0.05), (3, 0.02), (4, -0.02)):
         for model, epochs, losses in (
             ("r0", 1, {0.2: 1.0, 0.4: 0.8, 0.8: 0.9}),
             ("r1", 1, {0.2: 1.0, 0.4: 0.9, 0.8: 0.7}),
@@ -229,7 +229,7 @@ def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> Non
         ):
             rows += [(model, epochs, lr, seed, loss + jitter) for lr, loss in losses.items()]
         # r1@2: 0.8 beats 0.4 by 0.01 on average, but the seeds disagree by +-0.1
-        swing = (0.0, 0.1, -0.1)[seed]
+        swing = (0.0, 0.1, -0.1, 0.05, -0.05)[seed]
         rows += [("r1", 2, 0.2, seed, 1.0), ("r1", 2, 0.4, seed, 0.71 + swing), ("r1", 2, 0.8, seed, 0.7)]
     path = _write_rows(tmp_path / "m.csv", rows)
     result = run_replay(path, searchers=("monotone",), repetitions=1, start_lr=0.4)
@@ -256,7 +256,7 @@ def test_misses_say_whether_the_seeds_can_tell_them_apart(tmp_path: Path) -> Non
 
 def test_text_shows_the_best_lr_lattice_with_rises_marked(tmp_path: Path) -> None:
     path = str(tmp_path / "rising.csv")
-    write_table(path, n_models=2, epochs=(0.25, 0.5), optimum=lambda m, e: math.log2(0.4) + m)
+    write_table(path, n_models=2, epochs=(0.25, 0.5), seeds=5, optimum=lambda m, e: math.log2(0.4) + m)
     text = format_table(run_replay(path, searchers=("monotone",), repetitions=1))
     lattice = text[text.index("best LR per cell") :].splitlines()
     assert lattice[1].split() == ["0.25", "ep", "0.5", "ep"]
@@ -276,4 +276,17 @@ def test_lattice_columns_stay_apart_with_long_labels(tmp_path: Path) -> None:
     lattice = text[text.index("best LR per cell") :].splitlines()
     assert lattice[1].split() == ["0.125", "ep", "16", "ep"]
     assert lattice[2].split() == ["a", "0.003125", "0.003125"]
-    assert lattice[3].split() == ["b", "0.00625?", "0.00625?"]  # one seed: no noise estimate
+    assert lattice[3].split() == ["b", "0.00625?", "0.00625?"]  # one seed: no verdict
+
+
+def test_too_few_seeds_give_no_verdict(tmp_path: Path) -> None:
+    # 3 seeds: 0.4 beats 0.8 in r1@1 by a wide, consistent margin, but 3 seeds are too few to judge
+    rows = []
+    for seed, jitter in ((0, 0.0), (1, 0.05), (2, -0.05)):
+        rows += [("r0", 1, lr, seed, loss + jitter) for lr, loss in ((0.2, 1.0), (0.4, 0.8), (0.8, 0.9))]
+        rows += [("r1", 1, lr, seed, loss + jitter) for lr, loss in ((0.2, 1.0), (0.4, 0.9), (0.8, 0.7))]
+    result = run_replay(_write_rows(tmp_path / "few.csv", rows), searchers=("monotone",), start_lr=0.4)
+    mono = result["searchers"]["monotone"]
+    assert [(m["cell"], m["verdict"], m["within_noise"]) for m in mono["misses"]] == [("r1@1", "unknown", None)]
+    assert mono["hit_rate_within_noise"] == mono["hit_rate"] == 0.5
+    assert "(no verdict: fewer than 5 seeds)" in format_table(result)
