@@ -190,12 +190,19 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
     scored = [c for c in lat.cells() if c in known]
     hits, near, regrets = [], [], []
     settled_at: dict[Cell, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+    noise: dict[tuple[Cell, int], dict[str, Any]] = {}  # (cell, settled LR) -> its comparison with the best
+
+    def noise_of(c: Cell, got: int) -> dict[str, Any]:
+        if (c, got) not in noise:
+            noise[(c, got)] = _noise_fields(table, c, got, known[c])
+        return noise[(c, got)]
+
     for run in runs:
         for c in scored:
             got = run["settled"][c]
             settled_at[c][got] += 1
             hits.append(got == known[c])
-            near.append(got == known[c] or _noise_fields(table, c, got, known[c])["within_noise"] is True)
+            near.append(got == known[c] or noise_of(c, got)["within_noise"] is True)
             regrets.append(_regret(table.mean_loss(c, got), table.mean_loss(c, known[c])))
     n = len(runs)
     misses = []
@@ -209,7 +216,7 @@ def _summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, 
                     "settled": lat.lrs[got],
                     "best": lat.lrs[known[c]],
                     "miss_rate": sum(wrong.values()) / n,
-                    **_noise_fields(table, c, got, known[c]),
+                    **noise_of(c, got),
                 }
             )
     trials = sum(r["trials"] for r in runs) / n

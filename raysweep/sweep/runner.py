@@ -143,11 +143,9 @@ class _Watch:
 
 
 def _tune_catches_sigint() -> bool:
-    """Whether `tuner.fit()` installs Tune's SIGINT handler in this process: in the main thread,
-    unless TUNE_DISABLE_SIGINT_HANDLER is set, and not as a Ray client (`ray://`), whose fit runs
-    on the cluster (`ray.tune.tune._setup_signal_catching`, `ray.tune.tuner.Tuner.fit`)."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
+    """Whether `tuner.fit()`, called from the main thread, installs Tune's SIGINT handler in this
+    process: unless TUNE_DISABLE_SIGINT_HANDLER is set, or as a Ray client (`ray://`), whose fit
+    runs on the cluster (`ray.tune.tune._setup_signal_catching`, `ray.tune.tuner.Tuner.fit`)."""
     if int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0):
         return False
     try:
