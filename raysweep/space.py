@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from raysweep.records import cell_name, format_epochs
+
+__all__ = ["Cell", "Lattice", "cell_name", "format_epochs"]
+
 
 @dataclass(frozen=True, order=True)
 class Cell:
@@ -47,7 +51,7 @@ class Lattice:
 
     def name(self, cell: Cell) -> str:
         """`<model>@<epochs>`, the MLflow tag `raysweep.cell`."""
-        return f"{self.models[cell.m]}@{format_epochs(self.epochs[cell.e])}"
+        return cell_name(self.models[cell.m], self.epochs[cell.e])
 
     def cell_of(self, model: str, epochs: float) -> Cell:
         return Cell(self.models.index(model), _index_close(self.epochs, epochs))
@@ -57,11 +61,6 @@ class Lattice:
 
     def n_cells(self) -> int:
         return len(self.models) * len(self.epochs)
-
-
-def format_epochs(epochs: float) -> str:
-    """0.25 -> '0.25', 2.0 -> '2'."""
-    return f"{epochs:g}"
 
 
 def _index_close(values: tuple[float, ...], x: float) -> int:

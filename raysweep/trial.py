@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysweep.config import SweepSpec, spec_from_dict
-from raysweep.space import format_epochs
+from raysweep.records import cell_name
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TrialConfig:
 
     @property
     def cell(self) -> str:
-        return f"{self.model}@{format_epochs(self.epochs)}"
+        return cell_name(self.model, self.epochs)
 
     @property
     def seed(self) -> int:

@@ -7,6 +7,8 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from raysweep.records import cell_name
+
 
 @dataclass(frozen=True)
 class TrialRow:
@@ -54,7 +56,7 @@ def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequ
             if chosen is not None:
                 best = next((t for t in ok if abs(t.lr - chosen) <= 1e-9 * chosen), best)
             rows.append(CellRow(
-                cell=f"{m}@{e:g}", model=m, epochs=e,
+                cell=cell_name(m, e), model=m, epochs=e,
                 best_lr=best.lr if best else None,
                 val_loss=best.val_loss if best else math.inf,
                 val_acc=best.val_acc if best else math.nan,

@@ -23,6 +23,7 @@ from raysweep.bench.table import Table, load_table
 from raysweep.search import SEARCHERS, Outcome, make_searcher
 from raysweep.search._study import quiet_optuna
 from raysweep.search.simulate import simulate
+from raysweep.records import cell_name
 from raysweep.space import Cell
 
 ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")
@@ -393,7 +394,7 @@ def _best_lr_lattice(result: dict[str, Any]) -> list[str]:
     for m in t["models"]:
         labels = []
         for e in t["epochs"]:
-            cell = f"{m}@{e:g}"
+            cell = cell_name(m, e)
             lr = t["best_lr"].get(cell)
             labels.append(("-" if lr is None else f"{lr:g}") + marks.get(cell, " "))
         rows.append((m, labels))

@@ -1,0 +1,218 @@
+"""The records every layer shares: a trial's durable key, its status, its typed result, metric keys.
+
+This module sits at the bottom of the stack (it imports nothing of raysweep, Ray, MLflow, Optuna or
+torch), so the searcher, the Ray edge, the worker, MLflow tracking and the analysis all speak of a
+trial in the same words. Names derived from a trial (its cell, its MLflow run name, its Ray Train
+run folder) are computed here from the `TrialKey`, never formatted by hand elsewhere.
+
+Durability: a `TrialKey` is built from what the searcher decided (study, cell, lr, attempt), not
+from anything a process made up (a Tune trial id, an MLflow run id). A driver that dies and is
+restarted proposes the same key for the same trial, so it finds the same Ray Train run folder (and
+resumes from its checkpoints) and the same MLflow child run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+
+class TrialStatus(str, Enum):
+    """Where a trial stands. The value is what MLflow's tag `raysweep.status` holds."""
+
+    OK = "ok"  # ran its whole budget and has a finite validation loss
+    DIVERGED = "diverged"  # the loss became NaN or infinite: the LR is too large
+    FAILED = "failed"  # an exception, a lost worker, a pre-emption: nothing learned about the LR
+    STOPPED = "stopped"  # cut off by the sweep (--max-trials, Ctrl-C) before its budget ended
+    RUNNING = "running"  # started, not ended (a report between epochs, or a run a killed driver left)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """Whether the trial says something about its LR (ok or diverged)."""
+        return self in (TrialStatus.OK, TrialStatus.DIVERGED)
+
+    @property
+    def mlflow_status(self) -> str:
+        """The MLflow run status a run of this trial status ends with."""
+        return _MLFLOW_STATUS[self]
+
+    @classmethod
+    def parse(cls, value: Any) -> TrialStatus | None:
+        """The status named by `value` (a status or its string), or None for anything else."""
+        if isinstance(value, TrialStatus):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+_MLFLOW_STATUS: Final = {
+    TrialStatus.OK: "FINISHED",
+    TrialStatus.DIVERGED: "FINISHED",
+    TrialStatus.FAILED: "FAILED",
+    TrialStatus.STOPPED: "KILLED",
+    TrialStatus.RUNNING: "RUNNING",
+}
+
+
+class M:
+    """Metric keys (`split/name`): one constant each, shared by the loop, MLflow and the analysis."""
+
+    STEP: Final = "step"
+    EPOCH: Final = "epoch"
+    TRAIN_LOSS: Final = "train/loss"
+    LR: Final = "lr"
+    VAL_LOSS: Final = "val/loss"
+    VAL_ACC: Final = "val/acc"
+    EXAMPLES: Final = "compute/examples"
+    FLOPS: Final = "compute/flops"
+    CORE_HOURS: Final = "compute/core_hours"
+    TRAIN_S: Final = "time/train_s"  # optimiser steps only: what core-hours count
+    LOOP_S: Final = "time/loop_s"  # the training loop's wall time over every attempt
+    COMPILE_S: Final = "time/compile_s"  # XLA: time spent compiling graphs (0 in eager modes)
+    TRIAL_WALL_S: Final = "time/trial_wall_s"  # start to end, seen from the driver
+    OVERHEAD_S: Final = "time/overhead_s"  # trial wall time minus the loop's
+    # Keys of a report that are not MLflow metrics
+    STATUS: Final = "status"
+    CURVE: Final = "curve"  # [(step, train loss, lr), ...] since the last report
+    MODEL_PARAMS: Final = "model_params"
+    FLOPS_PER_EXAMPLE: Final = "flops_per_example"
+    TOTAL_STEPS: Final = "total_steps"
+    RESTARTS: Final = "restarts"  # how often the trial was restarted from a checkpoint
+
+    # Logged per report at the report's step; the curve is logged per point.
+    PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S)
+
+
+class Tag:
+    """MLflow tag keys raysweep writes."""
+
+    PARENT: Final = "mlflow.parentRunId"  # MLflow's own nesting tag
+    NOTE: Final = "mlflow.note.content"
+    KIND: Final = "raysweep.kind"  # "sweep" or "trial"
+    CELL: Final = "raysweep.cell"
+    STATUS: Final = "raysweep.status"
+    REASON: Final = "raysweep.reason"
+    TRIAL_KEY: Final = "raysweep.trial_key"  # TrialKey.token(): the durable identity
+    STUDY: Final = "raysweep.study"
+    SPACE: Final = "raysweep.space"
+    SEARCHER: Final = "raysweep.searcher"
+    BEST_IN_CELL: Final = "raysweep.best_in_cell"
+    SETTLED_LR: Final = "raysweep.settled_lr"
+    SETTLED_PREFIX: Final = "raysweep.settled."  # + cell_tag_name(cell), on the parent run
+
+    KIND_SWEEP: Final = "sweep"
+    KIND_TRIAL: Final = "trial"
+
+
+def format_epochs(epochs: float) -> str:
+    """0.25 -> '0.25', 2.0 -> '2'."""
+    return f"{epochs:g}"
+
+
+def cell_name(model: str, epochs: float) -> str:
+    """`<model>@<epochs>`: how a cell is named everywhere (MLflow tag raysweep.cell, tables, logs)."""
+    return f"{model}@{format_epochs(epochs)}"
+
+
+def cell_tag_name(cell: str) -> str:
+    """MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes nfnet_t0:0.5 in a tag key."""
+    return cell.replace("@", ":")
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class TrialKey:
+    """The durable identity of one trial: which study, which cell, which LR, which attempt.
+
+    attempt 0 is the first run of (cell, lr); a failed trial that the searcher proposes again is
+    attempt 1, 2, ... Everything else that names the trial is derived from this key.
+    """
+
+    study: str
+    model: str
+    epochs: float
+    lr: float
+    attempt: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.attempt >= 0, "attempt counts from 0"
+        assert math.isfinite(self.lr) and self.lr > 0, "a trial's LR is a positive number"
+
+    @property
+    def cell(self) -> str:
+        return cell_name(self.model, self.epochs)
+
+    def token(self) -> str:
+        """A canonical string, stable across processes and Python versions (MLflow tag value)."""
+        return f"{self.study}|{self.cell}|lr={self.lr:.6g}|attempt={self.attempt}"
+
+    @classmethod
+    def from_token(cls, token: str) -> TrialKey:
+        try:
+            study, cell, lr, attempt = token.rsplit("|", 3)
+            model, _, epochs = cell.rpartition("@")
+            return cls(study=study, model=model, epochs=float(epochs), lr=float(lr.removeprefix("lr=")),
+                       attempt=int(attempt.removeprefix("attempt=")))
+        except (ValueError, AssertionError):
+            raise ValueError(f"expected a trial key 'study|model@epochs|lr=X|attempt=N', got {token!r}") from None
+
+    def digest(self) -> str:
+        return hashlib.sha1(self.token().encode()).hexdigest()[:10]
+
+    def slug(self) -> str:
+        """A short, readable, filesystem-safe name unique within the study."""
+        return _SAFE.sub("-", f"{self.model}_e{format_epochs(self.epochs)}_lr{self.lr:.6g}_a{self.attempt}")
+
+    def run_name(self) -> str:
+        """The MLflow child run's name."""
+        suffix = f" attempt {self.attempt}" if self.attempt else ""
+        return f"{self.cell} lr={self.lr:.6g}{suffix}"
+
+    def train_run_name(self) -> str:
+        """The Ray Train run name: its folder (and checkpoints) under the sweep's storage path. The
+        same key always gets the same folder, so a re-run trial resumes from its own checkpoints."""
+        return f"{_SAFE.sub('-', self.study)}-{self.slug()}-{self.digest()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "model": self.model, "epochs": self.epochs, "lr": self.lr,
+                "attempt": self.attempt}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialKey:
+        return cls(study=str(d["study"]), model=str(d["model"]), epochs=float(d["epochs"]), lr=float(d["lr"]),
+                   attempt=int(d.get("attempt", 0)))
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial ended with, as the searcher, the summary and the analysis read it."""
+
+    key: TrialKey
+    status: TrialStatus
+    val_loss: float = math.inf  # +inf unless ok
+    val_acc: float = math.nan
+    flops: float = 0.0
+    core_hours: float = 0.0
+    model_params: int = 0
+    seed: int = 0
+    run_id: str = ""  # the MLflow child run, where there is one
+
+    @property
+    def cell(self) -> str:
+        return self.key.cell
+
+    @property
+    def loss(self) -> float:
+        """The loss a searcher compares: the validation loss when ok, +inf otherwise."""
+        return self.val_loss if self.status is TrialStatus.OK and math.isfinite(self.val_loss) else math.inf
