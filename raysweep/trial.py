@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysweep.config import SweepSpec, spec_from_dict
-from raysweep.records import cell_name
+from raysweep.records import TrialKey, cell_name
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,13 @@ class TrialConfig:
     epochs: float  # the epoch budget
     lr: float  # peak learning rate
     reason: str = ""  # why the searcher chose it (MLflow tag raysweep.reason)
+    study: str = ""  # the searcher's study: with (cell, lr, attempt) the trial's durable key
+    attempt: int = 0  # 0 first run of (cell, lr); k its k-th retry after a failure
+
+    @property
+    def key(self) -> TrialKey:
+        return TrialKey(study=self.study or self.spec.name, model=self.model, epochs=self.epochs, lr=self.lr,
+                        attempt=self.attempt)
 
     @property
     def cell(self) -> str:
@@ -31,9 +38,10 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "model": self.model, "epochs": self.epochs, "lr": self.lr,
-                "reason": self.reason}
+                "reason": self.reason, "study": self.study, "attempt": self.attempt}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
         return cls(spec=spec_from_dict(d["spec"], file="<trial config>"), model=d["model"],
-                   epochs=float(d["epochs"]), lr=float(d["lr"]), reason=d.get("reason", ""))
+                   epochs=float(d["epochs"]), lr=float(d["lr"]), reason=d.get("reason", ""),
+                   study=str(d.get("study", "")), attempt=int(d.get("attempt", 0)))

@@ -43,7 +43,7 @@ class GridSearcher(CellSearcher):
         n = self._failures[(cell, lr)]
         if n:
             reason = retry_reason(lr, n, self.max_retries, reason)
-        return Proposal(cell, lr, reason)
+        return Proposal(cell, lr, reason, attempt=n)
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         cell, lr = self._pending.pop(trial_id)

@@ -132,7 +132,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
                 n = views[cell].failures[step.index]
                 if n:  # proposed again after failing (never more than max_retries times: see _derive)
                     reason = retry_reason(lr, n, self.max_retries, reason)
-                self._planned = Proposal(cell, lr, reason)
+                self._planned = Proposal(cell, lr, reason, attempt=n)
                 return self._planned
         return FINISHED if len(settled) == self.lattice.n_cells() else None
 

@@ -36,6 +36,7 @@ class Proposal:
     cell: Cell
     lr: float
     reason: str  # why this trial was chosen; lands in MLflow as the tag `raysweep.reason`
+    attempt: int = 0  # 0 for the first run of (cell, lr); k for its k-th retry after a failure
 
 
 @dataclass(frozen=True)

@@ -97,13 +97,14 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None)
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train")),
+            tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train"),
+                                compile_cache=str(results_dir / "xla_cache")),
             trial_resources(spec),
         )
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=TuneCellSearcher(searcher, lattice),
+                search_alg=TuneCellSearcher(searcher, lattice, study=study),
                 num_samples=-1,  # until the searcher says FINISHED
                 max_concurrent_trials=concurrent,
                 reuse_actors=True,
@@ -212,22 +213,12 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
-    """How many trials can run at once: the spec's ask, capped by what the cluster holds, since a
-    worker group that cannot be placed fails after a minute and would count as a failed trial."""
-    res = spec.resources
-    cpus = cluster.get("CPU", 0)
-    per_trial_cpu = res.cpus_per_worker * max(1, res.workers_per_trial)
-    if cpus < per_trial_cpu:
-        raise SpecError(f"expected a trial to fit the cluster's {cpus:g} CPUs, "
-                        f"got {per_trial_cpu:g} CPUs per trial", key="resources.cpus_per_worker")
-    fits = int(cpus // per_trial_cpu)
-    gpus = res.gpus_per_worker * max(1, res.workers_per_trial)
-    if gpus:
-        if cluster.get("GPU", 0) < gpus:
-            raise SpecError(f"expected a trial to fit the cluster's {cluster.get('GPU', 0):g} GPUs, got {gpus}",
-                            key="resources.gpus_per_worker")
-        fits = min(fits, int(cluster["GPU"] // gpus))
-    return max(1, min(res.concurrent_trials, fits))
+    """How many trials can run at once: the spec's ask, capped by what the cluster holds (the device
+    decides what a trial holds: CPUs, GPUs, or a whole TPU slice)."""
+    from raysweep.devices import device_for
+
+    fits, _ = device_for(spec.resources).concurrency(cluster)
+    return fits
 
 
 def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume: bool) -> tuple[Any, str]:

@@ -8,15 +8,17 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from raysweep.records import M, TrialStatus
 from raysweep.search import FINISHED, CellSearcher, Outcome
 from raysweep.space import Lattice
 
-METRIC = "val/loss"
+METRIC = M.VAL_LOSS
 
 
 class TuneCellSearcher(Searcher):
-    def __init__(self, searcher: CellSearcher, lattice: Lattice) -> None:
+    def __init__(self, searcher: CellSearcher, lattice: Lattice, *, study: str = "") -> None:
         super().__init__(metric=METRIC, mode="min")
+        self.study = study  # stamped on every trial config: part of the trial's durable key
         self.cell_searcher = searcher  # not `searcher`: Tune walks `.searcher` chains of wrappers
         self.lattice = lattice
         self.proposals: dict[str, dict[str, Any]] = {}
@@ -33,6 +35,8 @@ class TuneCellSearcher(Searcher):
             "epochs": self.lattice.epochs[cell.e],
             "lr": proposal.lr,  # type: ignore[union-attr]
             "reason": proposal.reason,  # type: ignore[union-attr]
+            "attempt": proposal.attempt,  # type: ignore[union-attr]
+            "study": self.study,
         }
         self.proposals[trial_id] = config
         return config
@@ -43,14 +47,14 @@ class TuneCellSearcher(Searcher):
         if error:
             outcome = Outcome(math.inf, "failed")
         else:
-            status = (result or {}).get("status")
-            if status not in ("ok", "diverged"):
+            status = TrialStatus.parse((result or {}).get(M.STATUS))
+            if status is None or not status.finished:
                 # Removed while pending, or stopped before its budget ended (the sweep was stopped):
                 # it says nothing about its LR. Left open in the searcher's storage, it is proposed
                 # again when the sweep resumes.
                 return
             loss = float(result.get(METRIC, math.inf))  # type: ignore[union-attr]
-            if status == "diverged" or not math.isfinite(loss):
+            if status is TrialStatus.DIVERGED or not math.isfinite(loss):
                 outcome = Outcome(math.inf, "diverged")
             else:
                 outcome = Outcome(loss, "ok")

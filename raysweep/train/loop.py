@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysweep.data import load_splits
+from raysweep.devices.base import Placement
 from raysweep.models import (
     build_model,
     classifier_param_names,
@@ -27,21 +27,12 @@ from raysweep.models import (
     no_weight_decay_names,
 )
 from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
+from raysweep.records import M, TrialStatus
 from raysweep.trial import TrialConfig
 
+__all__ = ["Placement", "Report", "evaluate", "run_training"]
+
 Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where this copy of the loop runs: its device, rank and world, and how to flush lazy work."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    devices_in_group: int = 1  # accelerator devices (or CPU workers) the trial holds, for core-hours
-    sync: Callable[[], None] = lambda: None  # torch_xla.sync on XLA: cuts the lazy graph once per step
-    lazy: bool = False  # XLA: avoid .item() inside the step, check the loss at log points only
 
 
 def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -69,40 +60,43 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         opt.load_state_dict(resume["optimizer"])
         step = int(resume["step"])
     train_model: nn.Module = model
-    if place.world > 1 and not place.lazy:
+    if place.ddp:
         train_model = nn.parallel.DistributedDataParallel(model)
 
-    static = {"model_params": n_params, "flops_per_example": fpe, "total_steps": plan.total_steps}
+    static = {M.MODEL_PARAMS: n_params, M.FLOPS_PER_EXAMPLE: fpe, M.TOTAL_STEPS: plan.total_steps}
     train_seconds = float(resume.get("train_seconds", 0.0)) if resume else 0.0
     loop_before = float(resume.get("loop_seconds", 0.0)) if resume else 0.0
+    compile_before = float(resume.get("compile_seconds", 0.0)) if resume else 0.0
+    compile_start = place.compile_seconds()  # per process: a reused process has compiled before
     curve: list[tuple[int, float, float]] = []
     window_sum = torch.zeros((), device=place.device)
     window_n = 0
     loss_val = math.nan
 
-    def metrics(status: str, val: tuple[float, float] | None) -> dict[str, Any]:
+    def metrics(status: TrialStatus, val: tuple[float, float] | None) -> dict[str, Any]:
         examples = step * spec.batch_size
         out: dict[str, Any] = {
             **static,
-            "step": step,
-            "epoch": examples / len(splits.train),
-            "train/loss": loss_val,
-            "lr": schedule(max(step - 1, 0)),
-            "compute/examples": examples,
-            "compute/flops": fpe * examples,
-            "compute/core_hours": place.devices_in_group * train_seconds / 3600.0,
-            "time/train_s": train_seconds,  # optimiser steps only (core-hours count this)
-            "time/loop_s": loop_before + time.perf_counter() - loop_start,  # the loop's wall time, all attempts
-            "status": status,
-            "curve": list(curve),
+            M.STEP: step,
+            M.EPOCH: examples / len(splits.train),
+            M.TRAIN_LOSS: loss_val,
+            M.LR: schedule(max(step - 1, 0)),
+            M.EXAMPLES: examples,
+            M.FLOPS: fpe * examples,
+            M.CORE_HOURS: place.devices_in_group * train_seconds / 3600.0,
+            M.TRAIN_S: train_seconds,  # optimiser steps only (core-hours count this)
+            M.LOOP_S: loop_before + time.perf_counter() - loop_start,  # the loop's wall time, all attempts
+            M.COMPILE_S: compile_before + place.compile_seconds() - compile_start,
+            M.STATUS: status.value,
+            M.CURVE: list(curve),
         }
         if val is not None:
-            out["val/loss"], out["val/acc"] = val
+            out[M.VAL_LOSS], out[M.VAL_ACC] = val
         curve.clear()
         return out
 
     if step >= plan.total_steps:  # restarted from the final checkpoint: only the final report is owed
-        out = metrics("ok", evaluate(model, splits.val, spec.eval_batch_size, place))
+        out = metrics(TrialStatus.OK, evaluate(model, splits.val, spec.eval_batch_size, place))
         report(out, None)
         return out
 
@@ -113,8 +107,8 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     t0 = time.perf_counter()
     while step < plan.total_steps:
         if batches is None:
-            batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.rank,
-                                           world=place.world)
+            batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.data_rank,
+                                           world=place.data_world)
             for _ in range(skip):  # resuming mid-epoch: the same order, minus what was seen
                 next(batches)
             skip = 0
@@ -123,7 +117,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         except StopIteration:
             batches, epoch = None, epoch + 1
             continue
-        x, y = x.to(place.device), y.to(place.device)
+        x, y = place.to_device(x), place.to_device(y)
         set_lr(opt, schedule(step))
         train_model.train()
         loss = F.cross_entropy(train_model(x), y, label_smoothing=spec.optim.label_smoothing)
@@ -141,7 +135,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             train_seconds += time.perf_counter() - t0
             loss_val = float(loss.detach())
             curve.append((step, loss_val, schedule(step - 1)))
-            final = metrics("diverged", (math.inf, 0.0))
+            final = metrics(TrialStatus.DIVERGED, (math.inf, 0.0))
             report(final, None)
             return final
         if step % plan.log_every == 0 or step == plan.total_steps:
@@ -153,13 +147,14 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             train_seconds += time.perf_counter() - t0
             val = evaluate(model, splits.val, spec.eval_batch_size, place)
             if not math.isfinite(val[0]):  # finite training loss but a blown-up eval still diverged
-                final = metrics("diverged", (math.inf, val[1]))
+                final = metrics(TrialStatus.DIVERGED, (math.inf, val[1]))
                 report(final, None)
                 return final
             done = step == plan.total_steps
-            out = metrics("ok" if done else "running", val)
+            out = metrics(TrialStatus.OK if done else TrialStatus.RUNNING, val)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "train_seconds": train_seconds, "loop_seconds": out["time/loop_s"]}
+                     "train_seconds": train_seconds, "loop_seconds": out[M.LOOP_S],
+                     "compile_seconds": out[M.COMPILE_S]}
             report(out, state)
             if done:
                 return out

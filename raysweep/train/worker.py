@@ -1,21 +1,22 @@
-"""The Ray Train entry of a trial: place the loop on its device, wire reports and checkpoints to Ray.
+"""The Ray Train entry of a trial: prepare the process for its device, wire reports and checkpoints to Ray.
 
 Runs on every worker of a trial's worker group, or inside the Tune trial process itself when the
 trial uses Ray Train's local mode (`workers_per_trial: 0`). In local mode Ray wants `ray.tune`'s
 report and checkpoint API; in a worker group, `ray.train`'s (forwarded to Tune by
-`TuneReportCallback`). This module hides the difference from the loop.
+`TuneReportCallback`). This module hides the difference from the loop; the device object
+(`raysweep.devices`) hides the device.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from raysweep.train.loop import Placement, run_training
+from raysweep.devices import device_for
+from raysweep.train.loop import run_training
 from raysweep.trial import TrialConfig
 
 STATE_FILE = "state.pt"
@@ -27,6 +28,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
     cfg = TrialConfig.from_dict(config["trial"])
+    device = device_for(cfg.spec.resources)
+    device.setup_process(compile_cache=config.get("compile_cache"))
     local = _in_tune_session()  # True only in Ray Train local mode, where the loop runs in the trial
     api = ray.tune if local else ray.train
     if local:
@@ -34,7 +37,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     else:
         ctx = ray.train.get_context()
         rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    place = placement(cfg, rank=rank, world=world)
+    place = device.placement(rank=rank, world=world)
 
     resume = None
     ckpt = api.get_checkpoint()
@@ -51,28 +54,3 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             api.report(metrics, checkpoint=api.Checkpoint.from_directory(d))
 
     run_training(cfg, report, place, resume)
-
-
-def placement(cfg: TrialConfig, *, rank: int, world: int) -> Placement:
-    res = cfg.spec.resources
-    if res.device == "cpu":
-        torch.set_num_threads(res.cpus_per_worker)
-        return Placement(torch.device("cpu"), rank=rank, world=world, devices_in_group=max(1, world))
-    if res.device == "cuda":
-        import ray.train.torch
-
-        return Placement(ray.train.torch.get_device(), rank=rank, world=world,
-                         devices_in_group=max(1, world) * res.gpus_per_worker)
-    # xla: PJRT picks TPU where there is one; without, run on the host CPU.
-    os.environ.setdefault("PJRT_DEVICE", "TPU" if os.path.exists("/dev/accel0") or os.environ.get("TPU_NAME") else "CPU")
-    import torch_xla
-    import torch_xla.runtime as xr
-
-    cache = os.environ.get("RAYSWEEP_XLA_CACHE", os.path.join(tempfile.gettempdir(), "raysweep-xla-cache"))
-    try:
-        xr.initialize_cache(cache, readonly=False)
-    except RuntimeError:
-        pass  # already initialised in this process (local mode runs many trials in one process)
-    return Placement(torch_xla.device(), rank=rank, world=world,
-                     devices_in_group=max(1, world) * xr.addressable_runtime_device_count(),
-                     sync=torch_xla.sync, lazy=True)

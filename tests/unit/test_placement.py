@@ -1,4 +1,4 @@
-"""`resources.device` reaches the worker: each device gets the placement its loop needs."""
+"""`resources.device` reaches the worker through one device object: each gets the placement its loop needs."""
 
 from __future__ import annotations
 
@@ -10,28 +10,49 @@ import pytest
 import torch
 
 from raysweep.config import spec_from_dict
-from raysweep.train.worker import placement
-from raysweep.trial import TrialConfig
+from raysweep.devices import DEVICES, device_for
 
 BASE = {"name": "p", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, "epochs": [1]}
 
 
 def test_cpu_placement_counts_workers_as_devices() -> None:
-    cfg = TrialConfig(spec_from_dict({**BASE, "resources": {"cpus_per_worker": 1}}), "nfnet_t0", 1.0, 0.1)
-    place = placement(cfg, rank=1, world=2)
+    spec = spec_from_dict({**BASE, "resources": {"cpus_per_worker": 1}})
+    place = device_for(spec.resources).placement(rank=1, world=2)
     assert place.device == torch.device("cpu") and place.world == 2 and place.devices_in_group == 2
-    assert not place.lazy
+    assert (place.data_rank, place.data_world) == (1, 2) and place.ddp and not place.lazy
+
+
+def test_every_config_device_has_one_device_object() -> None:
+    import typing
+
+    from raysweep.config import Device
+
+    assert set(typing.get_args(Device)) == set(DEVICES)
+
+
+def test_trial_resources_and_concurrency_come_from_the_device() -> None:
+    from raysweep.errors import SpecError
+
+    local = device_for(spec_from_dict({**BASE, "resources": {"cpus_per_worker": 2, "concurrent_trials": 4}}).resources)
+    assert local.trial_resources() == {"CPU": 2.0}
+    assert local.concurrency({"CPU": 5}) == (2, local.concurrency({"CPU": 5})[1])
+    assert "fits 2 of the 4" in str(local.concurrency({"CPU": 5})[1])
+    group = device_for(spec_from_dict({**BASE, "resources": {"workers_per_trial": 2}}).resources)
+    assert group.trial_resources()["CPU"] == 0 and group.trial_demand() == {"CPU": 2.0}
+    with pytest.raises(SpecError, match="cpus_per_worker"):
+        group.concurrency({"CPU": 1})
 
 
 def test_xla_placement_is_lazy_on_an_xla_device() -> None:
     # A subprocess: importing torch_xla starts a PJRT client we do not want in the test process.
     code = textwrap.dedent("""
         from raysweep.config import spec_from_dict
-        from raysweep.train.worker import placement
-        from raysweep.trial import TrialConfig
+        from raysweep.devices import device_for
         spec = spec_from_dict({"name": "p", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]},
                                "epochs": [1], "resources": {"device": "xla"}})
-        place = placement(TrialConfig(spec, "nfnet_t0", 1.0, 0.1), rank=0, world=1)
+        device = device_for(spec.resources)
+        device.setup_process(compile_cache=None)
+        place = device.placement(rank=0, world=1)
         print(place.device.type, place.lazy, place.devices_in_group)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
@@ -47,13 +68,15 @@ def test_xla_on_pjrt_cpu_trains_like_eager_cpu() -> None:
         import sys
         from raysweep.config import spec_from_dict
         from raysweep.train.loop import run_training
-        from raysweep.train.worker import placement
+        from raysweep.devices import device_for
         from raysweep.trial import TrialConfig
         spec = spec_from_dict({"name": "x", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]},
                                "epochs": [1], "data": {"dataset": "mnist5k", "train_subset": 512},
                                "resources": {"device": sys.argv[1]}, "search": {"searcher": "grid"}})
         cfg = TrialConfig(spec, "nfnet_t0", 1.0, 0.4)
-        out = run_training(cfg, lambda m, s: None, placement(cfg, rank=0, world=1))
+        device = device_for(spec.resources)
+        device.setup_process(compile_cache=None)
+        out = run_training(cfg, lambda m, s: None, device.placement(rank=0, world=1))
         print(out["status"], out["val/loss"], out["step"])
     """)
     results = []
