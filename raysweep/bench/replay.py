@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from raysweep.bench.table import Table, load_table
+from raysweep.records import cell_name
 from raysweep.search import SEARCHERS, Outcome, make_searcher
 from raysweep.search._study import quiet_optuna
 from raysweep.search.simulate import simulate
-from raysweep.records import cell_name
 from raysweep.space import Cell
 
 ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")

@@ -12,7 +12,6 @@ it) import no Ray.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,17 +126,3 @@ class Device(ABC):
 
 
 _RESOURCE_KEYS = {"CPU": "resources.cpus_per_worker", "GPU": "resources.gpus_per_worker", "TPU": "resources.tpu"}
-
-
-class Stopwatch:
-    """Accumulates seconds spent inside `with` blocks (used for compile time in eager fallbacks)."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-
-    def __enter__(self) -> Stopwatch:
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.total += time.perf_counter() - self._t0

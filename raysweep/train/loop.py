@@ -26,8 +26,8 @@ from raysweep.models import (
     flops_per_example,
     no_weight_decay_names,
 )
-from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
 from raysweep.records import M, TrialStatus
+from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
 from raysweep.trial import TrialConfig
 
 __all__ = ["Placement", "Report", "evaluate", "run_training"]
