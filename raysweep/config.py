@@ -133,6 +133,49 @@ class OptimSpec:
 
 
 @dataclass(frozen=True)
+class TpuSpec:
+    """One TPU pod slice per trial, named as Ray Train's ScalingConfig names it; Ray reserves the
+    whole slice and runs one worker per host (rules in raysweep/tpu.py, pinned against Ray's)."""
+
+    accelerator_type: str  # Ray's form: TPU-V4, TPU-V5P, TPU-V5LITEPOD, TPU-V6E, ... (ray.util.accelerators)
+    topology: str  # chips along each axis, e.g. 2x2x2 (8 chips: a v4-16 of 2 hosts)
+
+    def validate(self) -> None:
+        from raysweep import tpu
+
+        try:
+            tpu.version(self.accelerator_type)
+        except ValueError as err:
+            raise SpecError(str(err), key="accelerator_type") from None
+        try:
+            tpu.check(self.accelerator_type, self.topology)
+        except ValueError as err:
+            raise SpecError(str(err), key="topology") from None
+
+    def chips(self) -> int:
+        from raysweep import tpu
+
+        return tpu.chips(self.topology)
+
+    def chips_per_host(self) -> int:
+        from raysweep import tpu
+
+        return tpu.chips_per_host(self.accelerator_type, self.topology)
+
+    def hosts(self) -> int:
+        """Ray Train workers per trial: one per TPU VM of the slice."""
+        from raysweep import tpu
+
+        return tpu.hosts(self.accelerator_type, self.topology)
+
+    def pod_type(self) -> str:
+        """`v4-16`: what Ray's `ray.io/tpu-pod-type` label and `TPU-<pod type>-head` resource say."""
+        from raysweep import tpu
+
+        return tpu.pod_type(self.accelerator_type, self.topology)
+
+
+@dataclass(frozen=True)
 class ResourcesSpec:
     device: Device = "cpu"  # cpu (gloo), xla (PJRT: CPU or TPU), cuda (nccl)
     # 0 = Ray Train local mode: the loop runs inside the Tune trial, no worker group (about 25 s
@@ -142,6 +185,7 @@ class ResourcesSpec:
     gpus_per_worker: int = 0
     concurrent_trials: int = 2  # trials running side by side
     max_failures: int = 0  # Ray Train restarts of a worker group from its latest checkpoint
+    tpu: TpuSpec | None = None  # a TPU pod slice per trial (device xla); None: no TPU
 
     def validate(self) -> None:
         if self.workers_per_trial < 0:
@@ -152,13 +196,34 @@ class ResourcesSpec:
         _positive(self.concurrent_trials, "concurrent_trials")
         if self.max_failures < 0:
             raise SpecError(f"expected an integer >= 0, got {self.max_failures!r}", key="max_failures")
-        if self.device == "xla" and self.workers_per_trial > 1:
+        if self.tpu is not None:
+            self._validate_tpu(self.tpu)
+        elif self.device == "xla" and self.workers_per_trial > 1:
             # multi-host XLA (one worker per TPU host, SPMD over a global mesh) is not built yet: the
             # workers would train unsynchronised replicas
             raise SpecError(f"expected at most 1 worker with device xla, got {self.workers_per_trial}",
                             key="workers_per_trial")
         if self.device == "cuda" and self.gpus_per_worker == 0:
             raise SpecError("expected gpus_per_worker >= 1 with device cuda, got 0", key="gpus_per_worker")
+
+    def _validate_tpu(self, tpu: TpuSpec) -> None:
+        # Ray Train's ScalingConfig rules for use_tpu (ray/train/v2/api/config.py), checked here so
+        # that a bad slice is a one-line error instead of a ValueError inside every trial.
+        if self.device != "xla":
+            raise SpecError(f"expected device xla with a TPU slice (resources.tpu), got {self.device!r}",
+                            key="device")
+        if self.gpus_per_worker:
+            raise SpecError(f"expected no GPUs with a TPU slice, got {self.gpus_per_worker}", key="gpus_per_worker")
+        hosts = tpu.hosts()
+        if self.workers_per_trial and self.workers_per_trial % hosts:
+            raise SpecError(f"expected 0 (one worker per host) or a multiple of the {hosts} hosts of a "
+                            f"{tpu.pod_type()} slice, got {self.workers_per_trial}", key="workers_per_trial")
+
+    def workers(self) -> int:
+        """Ray Train workers per trial; 0 is local mode, except on a TPU slice (one per host)."""
+        if self.tpu is not None:
+            return self.workers_per_trial or self.tpu.hosts()
+        return self.workers_per_trial
 
 
 @dataclass(frozen=True)
@@ -219,6 +284,11 @@ class SweepSpec:
                 f"expected a multiple of resources.workers_per_trial ({workers}), got {self.batch_size}",
                 key="batch_size",
             )
+        tpu = self.resources.tpu
+        if tpu is not None and self.batch_size % tpu.chips():
+            # SPMD shards the batch over every chip of the slice: an uneven share is padding or an error
+            raise SpecError(f"expected a multiple of the {tpu.chips()} chips of a {tpu.pod_type()} slice, "
+                            f"got {self.batch_size}", key="batch_size")
 
     # Derived views -------------------------------------------------------------------------
     def lr_grid(self) -> tuple[float, ...]:
@@ -297,7 +367,16 @@ def _check_override_path(parts: list[str], key: str, file: str) -> None:
         if part not in hints:
             names = [f.name for f in dataclasses.fields(cls)]
             raise SpecError(f"unknown key; expected one of {names}", file=file, key=key)
-        cls = hints[part]
+        cls = _optional_section(hints[part])
+
+
+def _optional_section(tp: Any) -> Any:
+    """`TpuSpec | None` -> TpuSpec, so that `--set resources.tpu.topology=2x2x2` reaches inside it."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return inner[0]
+    return tp
 
 
 # A small typed builder: dataclass fields drive the checks, so defaults and types live in one place.
