@@ -247,6 +247,20 @@ class SearchSpec:
 
 
 @dataclass(frozen=True)
+class CheckpointSpec:
+    # Epoch boundaries always checkpoint; these add checkpoints inside long epochs, so a pre-empted
+    # trial loses at most this much work. Both 0 = epoch boundaries only.
+    every_steps: int = 0  # also every N optimiser steps (0 = off)
+    every_minutes: float = 10.0  # also once this many minutes of training have passed since the last (0 = off)
+
+    def validate(self) -> None:
+        if self.every_steps < 0:
+            raise SpecError(f"expected an integer >= 0, got {self.every_steps!r}", key="every_steps")
+        if self.every_minutes < 0:
+            raise SpecError(f"expected a number >= 0, got {self.every_minutes!r}", key="every_minutes")
+
+
+@dataclass(frozen=True)
 class TrackingSpec:
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "raysweep"
@@ -265,6 +279,7 @@ class SweepSpec:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
     seed: int = 0  # trial seed: init and data order
     description: str = ""
 

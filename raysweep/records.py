@@ -89,7 +89,7 @@ class M:
     RESTARTS: Final = "restarts"  # how often the trial was restarted from a checkpoint
 
     # Logged per report at the report's step; the curve is logged per point.
-    PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S)
+    PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS)
 
 
 class Tag:

@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,19 @@ from mlflow.tracking import MlflowClient
 
 from raysweep.analysis.summary import TrialRow
 from raysweep.config import SweepSpec
+from raysweep.records import M, Tag, TrialStatus
 from raysweep.trial import TrialConfig
 
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = Tag.PARENT
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """A trial's child run as found in MLflow when a sweep resumes."""
+
+    run_id: str
+    mlflow_status: str  # RUNNING (its driver died), FINISHED, FAILED, KILLED
+    status: TrialStatus | None  # raysweep.status
 _BATCH = 100  # MLflow's log_batch accepts at most 100 params / 1000 metrics per call
 
 
@@ -89,9 +100,10 @@ class SweepTracker:
     def start_trial(self, parent_id: str, cfg: TrialConfig, *, trial_id: str) -> str:
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{cfg.cell} lr={cfg.lr:g}",
-            tags={PARENT_TAG: parent_id, "raysweep.cell": cfg.cell, "raysweep.status": "running",
-                  "raysweep.reason": cfg.reason, "raysweep.trial_id": trial_id, "raysweep.kind": "trial"},
+            run_name=cfg.key.run_name(),
+            tags={PARENT_TAG: parent_id, Tag.CELL: cfg.cell, Tag.STATUS: TrialStatus.RUNNING.value,
+                  Tag.REASON: cfg.reason, "raysweep.trial_id": trial_id, Tag.KIND: Tag.KIND_TRIAL,
+                  Tag.TRIAL_KEY: cfg.key.token()},
         )
         spec = cfg.spec
         params = {"model": cfg.model, "family": spec.ladder.family, "epochs": cfg.epochs, "lr": cfg.lr,
@@ -103,18 +115,29 @@ class SweepTracker:
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def log_result(self, run_id: str, result: Mapping[str, Any]) -> None:
-        """Log one report of a trial: the train-loss curve points since the last, then eval metrics."""
+    def log_result(self, run_id: str, result: Mapping[str, Any], logged: dict[str, int] | None = None) -> None:
+        """Log one report of a trial: the train-loss curve points since the last, then eval metrics.
+
+        `logged` holds the last step written per metric key of this run (kept up to date here): a
+        trial that resumes from a checkpoint reports again the steps between that checkpoint and the
+        moment it stopped, and those are not written twice.
+        """
         ts = _now()
+        floor = logged if logged is not None else {}
         metrics: list[Metric] = []
-        for step, loss, lr in result.get("curve", ()):
-            metrics.append(Metric("train/loss", float(loss), ts, int(step)))
-            metrics.append(Metric("lr", float(lr), ts, int(step)))
-        step = int(result.get("step", 0))
-        for key in ("val/loss", "val/acc", "epoch", "compute/examples", "compute/flops", "compute/core_hours",
-                    "time/train_s", "time/loop_s"):
+
+        def add(key: str, value: float, step: int) -> None:
+            if step > floor.get(key, -1):
+                metrics.append(Metric(key, value, ts, step))
+                floor[key] = step
+
+        for step, loss, lr in result.get(M.CURVE, ()):
+            add(M.TRAIN_LOSS, float(loss), int(step))
+            add(M.LR, float(lr), int(step))
+        step = int(result.get(M.STEP, 0))
+        for key in M.PER_REPORT:
             if key in result and result[key] is not None:
-                metrics.append(Metric(key, float(result[key]), ts, step))
+                add(key, float(result[key]), step)
         params = []
         if "model_params" in result:
             params.append(Param("model_params", str(int(result["model_params"]))))
@@ -127,19 +150,66 @@ class SweepTracker:
     def end_trial(self, run_id: str, *, status: str, metrics: Mapping[str, float] | None = None) -> None:
         ts = _now()
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
-                              tags=[RunTag("raysweep.status", status)])
-        self.client.set_terminated(run_id, {"failed": "FAILED", "stopped": "KILLED"}.get(status, "FINISHED"))
+                              tags=[RunTag(Tag.STATUS, str(status))])
+        self.client.set_terminated(run_id, TrialStatus(status).mlflow_status)
 
-    def earlier_trials(self, study: str, *, exclude_parent: str) -> list[TrialRow]:
-        """Finished trials of earlier sessions of the same sweep (a resumed study)."""
-        sweeps = self.client.search_runs([self.experiment_id], max_results=1000,
-                                         filter_string=f"tags.`raysweep.study` = '{study}'")
-        parents = [s.info.run_id for s in sweeps if s.info.run_id != exclude_parent]
+    def earlier_trials(self, study: str, *, exclude_runs: Iterable[str]) -> list[TrialRow]:
+        """Finished trials of earlier sessions of the same sweep (a resumed study): every trial under
+        the study's sweep run(s) but those of `exclude_runs` (this session's)."""
+        parents = self.sweep_runs(study)
         if not parents:
             return []
+        skip = set(exclude_runs)
         rows = read_trials(self.uri, self.client.get_experiment(self.experiment_id).name, parents)
         return [TrialRow(model=r["model"], epochs=r["epochs"], lr=r["lr"], status=r["status"], val_loss=r["val_loss"],
-                         val_acc=r["val_acc"], flops=r["flops"], run_id=r["run_id"]) for r in rows]
+                         val_acc=r["val_acc"], flops=r["flops"], run_id=r["run_id"]) for r in rows
+                if r["run_id"] not in skip]
+
+    # Resuming a sweep whose driver died -----------------------------------------------------------
+    def sweep_runs(self, study: str) -> list[str]:
+        """The sweep (parent) runs of a study, oldest first."""
+        runs = self.client.search_runs([self.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"],
+                                       filter_string=f"tags.`{Tag.STUDY}` = '{study}' and tags.`{Tag.KIND}` = "
+                                                     f"'{Tag.KIND_SWEEP}'")
+        return [r.info.run_id for r in runs]
+
+    def reopen_sweep(self, run_id: str) -> None:
+        """Continue a sweep under its original parent run (left RUNNING by a killed driver, or ended)."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.set_tags(run_id, {"raysweep.resumed": str(int(self.client.get_run(run_id).data.tags.get(
+            "raysweep.resumed", "0")) + 1)})
+
+    def trial_runs(self, study: str) -> dict[str, TrialRun]:
+        """Every child run of a study by its trial key token (the oldest, where a key has several)."""
+        out: dict[str, TrialRun] = {}
+        token = None
+        like = study.replace("%", "_").replace("'", "_")
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], max_results=1000, page_token=token, order_by=["attributes.start_time ASC"],
+                filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_TRIAL}' and tags.`{Tag.TRIAL_KEY}` LIKE '{like}|%'")
+            for run in page:
+                key = run.data.tags.get(Tag.TRIAL_KEY, "")
+                if key.startswith(study + "|") and key not in out:
+                    out[key] = TrialRun(run.info.run_id, run.info.status, TrialStatus.parse(
+                        run.data.tags.get(Tag.STATUS)))
+            token = page.token
+            if not token:
+                return out
+
+    def last_steps(self, run_id: str) -> dict[str, int]:
+        """The last step written per metric key of a run (what a resumed trial must not write again)."""
+        run = self.client.get_run(run_id)
+        out: dict[str, int] = {}
+        for key in run.data.metrics:
+            history = self.client.get_metric_history(run_id, key)
+            if history:
+                out[key] = max(m.step for m in history)
+        return out
+
+    def reopen_trial(self, run_id: str, cfg: TrialConfig) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+        self.set_tags(run_id, {Tag.STATUS: TrialStatus.RUNNING.value, Tag.REASON: cfg.reason})
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -53,10 +53,9 @@ class XlaDevice(Device):
         return out
 
     def worker_env(self) -> dict[str, str]:
-        env = {"XLA_NO_SPECIAL_SCALARS": "1"}
-        if self.tpu is not None:
-            env["PJRT_DEVICE"] = "TPU"
-        return env
+        # PJRT_DEVICE is not here: a host may name its own (a CPU test host that fakes a TPU one), so
+        # the backend and setup_process only fill it in where it is missing.
+        return {"XLA_NO_SPECIAL_SCALARS": "1"}
 
     def concurrency(self, cluster: dict[str, float]) -> tuple[int, str | None]:
         if self.tpu is None:
@@ -112,6 +111,14 @@ class XlaDevice(Device):
         if self.tpu is not None:
             return True
         return int(os.environ.get("CPU_NUM_DEVICES", "1") or 1) > 1 and os.environ.get("PJRT_DEVICE") == "CPU"
+
+    def describe_process(self) -> dict[str, Any]:
+        import torch_xla.runtime as xr
+
+        return {"pjrt_device": xr.device_type(), "xla_process_index": xr.process_index(),
+                "xla_process_count": xr.process_count(), "xla_global_devices": xr.global_runtime_device_count(),
+                "xla_local_devices": xr.addressable_runtime_device_count(), "spmd": xr.is_spmd(),
+                "env": {k: os.environ[k] for k in sorted(os.environ) if k.startswith(("TPU_", "PJRT_", "XLA_"))}}
 
     def placement(self, *, rank: int, world: int) -> Placement:
         import numpy as np

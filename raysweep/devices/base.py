@@ -124,5 +124,9 @@ class Device(ABC):
     def placement(self, *, rank: int, world: int) -> Placement:
         """Where this worker's copy of the loop runs."""
 
+    def describe_process(self) -> dict[str, Any]:
+        """What the device runtime says of this process (written to the trial's host records)."""
+        return {}
+
 
 _RESOURCE_KEYS = {"CPU": "resources.cpus_per_worker", "GPU": "resources.gpus_per_worker", "TPU": "resources.tpu"}

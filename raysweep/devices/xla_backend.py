@@ -11,7 +11,6 @@ from the TPU metadata (or the TPU_* variables GKE injects).
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,19 +40,12 @@ def _prepare_worker(env: dict[str, str]) -> dict[str, Any]:
     assert "torch_xla" not in __import__("sys").modules or os.environ.get("PJRT_DEVICE"), \
         "torch_xla was imported on this worker before the XLA backend set its environment"
     for k, v in env.items():
-        os.environ[k] = v
-    return {
-        "hostname": socket.gethostname(),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-        "env": {k: os.environ[k] for k in ("PJRT_DEVICE", *TPU_ENV) if k in os.environ},
-    }
+        os.environ.setdefault(k, v)  # what the host itself sets wins (GKE's TPU_*, a test host's PJRT_DEVICE)
+    return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+            "env": {k: os.environ[k] for k in ("PJRT_DEVICE", *TPU_ENV) if k in os.environ}}
 
 
 class _XlaBackend(Backend):
     def on_start(self, worker_group: Any, backend_config: XlaConfig) -> None:
-        env = dict(backend_config.env)
-        if backend_config.use_tpu:
-            env.setdefault("PJRT_DEVICE", "TPU")
-        env.setdefault("PJRT_DEVICE", "CPU")
+        env = {**backend_config.env, "PJRT_DEVICE": "TPU" if backend_config.use_tpu else "CPU"}
         worker_group.execute(_prepare_worker, env)

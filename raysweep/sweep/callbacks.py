@@ -15,8 +15,9 @@ from typing import Any
 from ray.tune import Callback
 
 from raysweep.config import SweepSpec
+from raysweep.records import M, TrialStatus
 from raysweep.sweep.trainable import trial_config
-from raysweep.tracking import SweepTracker
+from raysweep.tracking import SweepTracker, TrialRun
 
 
 @dataclass
@@ -32,6 +33,8 @@ class TrialRecord:
     status: str = "running"
     last: dict[str, Any] = field(default_factory=dict)
     wall_s: float = math.nan
+    logged: dict[str, int] = field(default_factory=dict)  # last MLflow step per metric key
+    restarts: int = 0
 
     @property
     def val_loss(self) -> float:
@@ -48,12 +51,18 @@ class TrialRecord:
 
 class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0) -> None:
         self.concurrent = concurrent  # trials the cluster runs side by side
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.spec = spec
         self.records: dict[str, TrialRecord] = {}
+        # A resumed sweep: the child runs earlier sessions made, by trial key. A trial proposed again
+        # (it was in flight when the driver died, or stopped) continues under its own run.
+        self.earlier_runs = dict(earlier_runs or {})
+        self.reused: set[str] = set()  # keys of earlier runs continued in this session
+        self.max_failures = max_failures  # Tune-level restarts of a trial from its checkpoint
         self.progress = progress  # one line per finished trial: the live view of a long sweep
         self._t0 = time.monotonic()
 
@@ -61,19 +70,31 @@ class MlflowTrialCallback(Callback):
         if trial.trial_id in self.records:  # a restarted trial keeps its run
             return
         cfg = trial_config(self.spec, trial.config)
-        run_id = self.tracker.start_trial(self.parent_run_id, cfg, trial_id=trial.trial_id)
+        token = cfg.key.token()
+        earlier = self.earlier_runs.pop(token, None)
+        logged: dict[str, int] = {}
+        if earlier is not None:
+            run_id = earlier.run_id
+            self.tracker.reopen_trial(run_id, cfg)
+            logged = self.tracker.last_steps(run_id)
+            self.reused.add(token)
+        else:
+            run_id = self.tracker.start_trial(self.parent_run_id, cfg, trial_id=trial.trial_id)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run_id, cfg.model, cfg.epochs, cfg.lr, cfg.cell,
-                                                   cfg.reason, started=time.monotonic())
+                                                   cfg.reason, started=time.monotonic(), logged=logged)
         if self.progress is not None:
-            self.progress(f"[{_clock(time.monotonic() - self._t0)}] start  {cfg.cell:<16} lr={cfg.lr:<7g} | {cfg.reason}")
+            again = " (continues its earlier run)" if earlier is not None else ""
+            self.progress(f"[{_clock(time.monotonic() - self._t0)}] start  {cfg.cell:<16} lr={cfg.lr:<7g} | "
+                          f"{cfg.reason}{again}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)
         if rec is None:
             return
-        rec.last = {k: v for k, v in result.items() if k != "curve"}
-        self.tracker.log_result(rec.run_id, result)
-        if self.progress is not None and result.get("status") == "running":  # an epoch boundary mid-budget
+        rec.last = {k: v for k, v in result.items() if k != M.CURVE}
+        self.tracker.log_result(rec.run_id, result, rec.logged)
+        if (self.progress is not None and result.get(M.STATUS) == TrialStatus.RUNNING.value
+                and M.VAL_LOSS in result):  # an epoch boundary mid-budget (not a mid-epoch checkpoint)
             self.progress(f"[{_clock(time.monotonic() - self._t0)}] epoch  {rec.cell:<16} lr={rec.lr:<7g} "
                           f"{result.get('epoch', 0):.2g}/{rec.epochs:g} val/loss {result.get('val/loss', math.nan):.4f}")
 
@@ -85,6 +106,19 @@ class MlflowTrialCallback(Callback):
         # by the sweep (--max-trials, Ctrl-C). A crash arrives through on_trial_error instead.
         status = rec.last.get("status")
         self._finish(rec, status if status in ("ok", "diverged") else "stopped")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial process died and Tune restarts it; it resumes from its latest checkpoint. One line."""
+        rec = self.records.get(trial.trial_id)
+        if rec is None:
+            return
+        rec.restarts += 1
+        step = rec.last.get(M.STEP)
+        where = f"its checkpoint at step {int(step)}" if step is not None else "the start"
+        if self.progress is not None:
+            self.progress(f"[{_clock(time.monotonic() - self._t0)}] lost   {rec.cell:<16} lr={rec.lr:<7g} "
+                          f"trial process died ({_first_line(info.get('error') or getattr(trial, 'error_msg', ''))}); "
+                          f"resumes from {where}, restart {rec.restarts} of {self.max_failures}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)
@@ -110,6 +144,11 @@ class MlflowTrialCallback(Callback):
         acc = rec.last.get("val/acc", math.nan) if rec.status == "ok" else math.nan
         return (f"[{_clock(time.monotonic() - self._t0)}] done   {rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} "
                 f"val/loss {loss:>7} acc {acc:5.3f} {rec.wall_s:6.1f} s | {done} done, {running} running")
+
+
+def _first_line(err: Any) -> str:
+    text = str(err or "").strip().splitlines()
+    return (text[-1] if text else "no message")[:120]
 
 
 def _clock(seconds: float) -> str:

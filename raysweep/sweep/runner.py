@@ -25,6 +25,7 @@ from raysweep.analysis.plots import plot_lr_curves
 from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median, summarize
 from raysweep.config import SweepSpec
 from raysweep.errors import SpecError
+from raysweep.records import TrialStatus
 from raysweep.search import make_searcher
 from raysweep.space import Lattice
 from raysweep.tracking import SweepTracker
@@ -92,10 +93,12 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         if concurrent < spec.resources.concurrent_trials and verbose >= 1:
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
-        parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells(), study=study)
+        parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
+                                           resume=resume)
         keep_actors_warm(concurrent)
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
-                                       progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None)
+                                       progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None,
+                                       earlier_runs=earlier_runs, max_failures=spec.resources.max_failures)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train"),
                                 compile_cache=str(results_dir / "xla_cache")),
@@ -115,6 +118,9 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
                 storage_path=str(results_dir / "tune"),
                 callbacks=[callback, JsonLoggerCallback()],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # A trial process that dies (a lost node, a killed local-mode trial) is restarted by Tune
+                # with the same config, hence the same key and Train run: it resumes from its checkpoint.
+                failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
                 verbose=1 if verbose >= 2 else 0,  # 2: Ray Tune's own trial tables as well
                 stop=trial_budget(callback, max_trials) if max_trials else None,
             ),
@@ -260,17 +266,44 @@ def new_study_name(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def open_parent(tracker: SweepTracker, spec: SweepSpec, *, source: str, n_cells: int, study: str,
+                resume: bool) -> tuple[str, dict[str, Any]]:
+    """The sweep's parent run and, when resuming, the child runs earlier sessions left, by trial key.
+
+    A resumed sweep continues under its original parent run (one sweep, one parent, however many
+    drivers it took), so its trials keep one child run per key.
+    """
+    if resume:
+        parents = tracker.sweep_runs(study)
+        if parents:
+            tracker.reopen_sweep(parents[0])
+            return parents[0], tracker.trial_runs(study)
+    return tracker.start_sweep(spec, source=source, n_cells=n_cells, study=study), {}
+
+
+def _reconcile_leftovers(tracker: SweepTracker, callback: Any) -> int:
+    """Close the child runs an earlier, killed driver left RUNNING that this session did not continue:
+    their trials were not proposed again, so they are `stopped` (MLflow KILLED), never RUNNING forever."""
+    n = 0
+    for run in callback.earlier_runs.values():
+        if run.mlflow_status == "RUNNING":
+            tracker.end_trial(run.run_id, status=TrialStatus.STOPPED)
+            n += 1
+    return n
+
+
 def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str, callback: Any, wall: float,
            tracking_uri: str, failed: bool, searcher: Any, study: str) -> SweepOutcome:
     records = list(callback.records.values())
     for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
-        if rec.status == "running":
-            callback._finish(rec, "stopped")
+        if rec.status == TrialStatus.RUNNING:
+            callback._finish(rec, TrialStatus.STOPPED.value)
+    _reconcile_leftovers(tracker, callback)
     trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
                        val_acc=float(r.last.get("val/acc", math.nan)), flops=float(r.last.get("compute/flops", 0.0)),
                        run_id=r.run_id) for r in records if r.status != "stopped"]  # stopped: no result
     if spec.search.searcher != "grid":  # a resumed study: earlier sessions' trials belong to this sweep
-        trials += tracker.earlier_trials(study, exclude_parent=parent)
+        trials += tracker.earlier_trials(study, exclude_runs={r.run_id for r in records})
     settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
     rows = summarize(trials, models=lattice.models, epochs=lattice.epochs, settled=settled)
     for row in rows:

@@ -11,6 +11,7 @@ own latest checkpoint.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import ray.train
@@ -48,7 +49,8 @@ def run_trial(config: dict[str, Any], *, spec_dict: dict[str, Any], storage_path
         worker_runtime_env={"env_vars": device.worker_env()} if device.worker_env() else None,
     )
     trainer = device.trainer(train_loop_per_worker,
-                             config={"trial": cfg.to_dict(), "compile_cache": compile_cache},
+                             config={"trial": cfg.to_dict(), "compile_cache": compile_cache,
+                                     "hosts_dir": str(Path(storage_path) / run_config.name / "hosts")},
                              run_config=run_config)
     trainer.fit()
 

@@ -59,6 +59,8 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         step = int(resume["step"])
+        if "rng" in resume:
+            torch.set_rng_state(resume["rng"])
     train_model: nn.Module = model
     if place.ddp:
         train_model = nn.parallel.DistributedDataParallel(model)
@@ -68,9 +70,13 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     loop_before = float(resume.get("loop_seconds", 0.0)) if resume else 0.0
     compile_before = float(resume.get("compile_seconds", 0.0)) if resume else 0.0
     compile_start = place.compile_seconds()  # per process: a reused process has compiled before
+    restarts = int(resume.get("restarts", 0)) + 1 if resume else 0  # resumed from a checkpoint this often
     curve: list[tuple[int, float, float]] = []
     window_sum = torch.zeros((), device=place.device)
     window_n = 0
+    if resume is not None and "window" in resume:  # a checkpoint between two curve points
+        window_sum += resume["window"][0].to(place.device)
+        window_n = int(resume["window"][1])
     loss_val = math.nan
 
     def metrics(status: TrialStatus, val: tuple[float, float] | None) -> dict[str, Any]:
@@ -87,6 +93,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             M.TRAIN_S: train_seconds,  # optimiser steps only (core-hours count this)
             M.LOOP_S: loop_before + time.perf_counter() - loop_start,  # the loop's wall time, all attempts
             M.COMPILE_S: compile_before + place.compile_seconds() - compile_start,
+            M.RESTARTS: restarts,
             M.STATUS: status.value,
             M.CURVE: list(curve),
         }
@@ -99,6 +106,25 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         out = metrics(TrialStatus.OK, evaluate(model, splits.val, spec.eval_batch_size, place))
         report(out, None)
         return out
+
+    def state_of(out: dict[str, Any]) -> dict[str, Any]:
+        """Everything a restart needs to continue exactly as if it had not stopped (weights_only-safe)."""
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "train_seconds": train_seconds, "loop_seconds": out[M.LOOP_S], "compile_seconds": out[M.COMPILE_S],
+                "rng": torch.get_rng_state(), "restarts": restarts, "window": (window_sum.detach().cpu(), window_n)}
+
+    every_steps, every_s = spec.checkpoint.every_steps, spec.checkpoint.every_minutes * 60.0
+    last_checkpoint = time.perf_counter()
+
+    def checkpoint_due(at: int) -> bool:
+        """Mid-epoch checkpoints: every N steps, or (at log points, agreed by every rank) after M minutes.
+        Every rank must decide alike, since a report is collective; lazy multi-host runs count steps only."""
+        if every_steps and at % every_steps == 0:
+            return True
+        if not every_s or at % plan.log_every:
+            return False
+        late = time.perf_counter() - last_checkpoint >= every_s
+        return _any_rank(late, place) if not (place.lazy and place.data_world > 1) else False
 
     epoch_seed = spec.seed
     batches = None
@@ -143,6 +169,12 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             curve.append((step, loss_val, schedule(step - 1)))
             window_sum.zero_()
             window_n = 0
+        if step not in plan.eval_steps and checkpoint_due(step):
+            train_seconds += time.perf_counter() - t0
+            out = metrics(TrialStatus.RUNNING, None)
+            report(out, state_of(out))
+            t0 = last_checkpoint = time.perf_counter()
+            continue
         if step in plan.eval_steps:
             train_seconds += time.perf_counter() - t0
             val = evaluate(model, splits.val, spec.eval_batch_size, place)
@@ -152,13 +184,10 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
                 return final
             done = step == plan.total_steps
             out = metrics(TrialStatus.OK if done else TrialStatus.RUNNING, val)
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "train_seconds": train_seconds, "loop_seconds": out[M.LOOP_S],
-                     "compile_seconds": out[M.COMPILE_S]}
-            report(out, state)
+            report(out, state_of(out))
             if done:
                 return out
-            t0 = time.perf_counter()
+            t0 = last_checkpoint = time.perf_counter()
     raise AssertionError("the loop ends at the last eval step")  # plan.eval_steps always holds total_steps
 
 

@@ -9,6 +9,9 @@ report and checkpoint API; in a worker group, `ray.train`'s (forwarded to Tune b
 
 from __future__ import annotations
 
+import hashlib
+import io
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,62 @@ from raysweep.train.loop import run_training
 from raysweep.trial import TrialConfig
 
 STATE_FILE = "state.pt"
+DIGEST_FILE = "state.sha256"
+
+
+def save_state(state: dict[str, Any], folder: Path) -> None:
+    """The state and its SHA-256: a checkpoint cut short by a crash is told apart from a good one."""
+    torch.save(state, folder / STATE_FILE)
+    (folder / DIGEST_FILE).write_text(hashlib.sha256((folder / STATE_FILE).read_bytes()).hexdigest())
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """A checkpoint's state, loaded safely (tensors and plain data only); ValueError if it is torn."""
+    data = (folder / STATE_FILE).read_bytes()
+    digest = folder / DIGEST_FILE
+    if not digest.exists() or digest.read_text().strip() != hashlib.sha256(data).hexdigest():
+        raise ValueError(f"{folder.name}: the state does not match its digest (cut short while written?)")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def load_resume_state(ckpt: Any) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The newest readable state among the latest checkpoint and the older ones kept beside it
+    (`CheckpointConfig(num_to_keep=2)`): (state, its checkpoint's name, names skipped as unreadable)."""
+    import pyarrow.fs
+
+    fs, path = ckpt.filesystem, ckpt.path
+    parent = path.rstrip("/").rsplit("/", 1)[0]
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(parent))
+    older = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_") and i.path.rstrip("/") != path.rstrip("/")),
+                   reverse=True)  # Ray names them checkpoint_<timestamp>: newest first
+    skipped: list[str] = []
+    for candidate in [path, *older]:
+        name = candidate.rstrip("/").rsplit("/", 1)[-1]
+        with type(ckpt)(candidate, filesystem=fs).as_directory() as d:
+            try:
+                return read_state(Path(d)), name, skipped
+            except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
+                skipped.append(name)
+    return None, None, skipped
+
+
+def _write_host_record(folder: Path, cfg: TrialConfig, runtime: dict[str, Any], *, rank: int, world: int,
+                       data: tuple[int, int], devices: int) -> None:
+    """One JSON file per worker beside the trial's checkpoints: where it ran and what share it read.
+    On a TPU slice this is how a user (and the tests) see that a trial held one whole slice."""
+    import json
+    import os
+    import socket
+
+    import ray
+
+    ctx = ray.get_runtime_context()
+    record = {"trial": cfg.key.token(), "rank": rank, "world": world, "data_rank": data[0], "data_world": data[1],
+              "devices_in_group": devices, "hostname": socket.gethostname(), "pid": os.getpid(),
+              "node_id": ctx.get_node_id(), "node_labels": dict(ctx.get_node_labels()), **runtime}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"rank-{rank}.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -38,19 +97,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ctx = ray.train.get_context()
         rank, world = ctx.get_world_rank(), ctx.get_world_size()
     place = device.placement(rank=rank, world=world)
+    if config.get("hosts_dir") and not local:
+        _write_host_record(Path(config["hosts_dir"]), cfg, device.describe_process(), rank=rank, world=world,
+                           data=(place.data_rank, place.data_world), devices=place.devices_in_group)
 
     resume = None
     ckpt = api.get_checkpoint()
     if ckpt is not None:
-        with ckpt.as_directory() as d:
-            resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        resume, used, skipped = load_resume_state(ckpt)
+        if rank == 0:
+            note = f"; skipped unreadable {', '.join(skipped)}" if skipped else ""
+            print(f"raysweep: {cfg.cell} lr={cfg.lr:g} resumes from step {resume['step'] if resume else 0} "
+                  f"({used or 'no readable checkpoint: from the start'}){note}", flush=True)
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if state is None or rank != 0:
             api.report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="raysweep-ckpt-") as d:
-            torch.save(state, Path(d) / STATE_FILE)
+            save_state(state, Path(d))
             api.report(metrics, checkpoint=api.Checkpoint.from_directory(d))
 
     run_training(cfg, report, place, resume)
