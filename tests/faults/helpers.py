@@ -46,7 +46,7 @@ def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
     processes it started, as when an SSH session drops."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([RAYSWEEP, *args], cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    return subprocess.Popen([RAYSWEEP, *args], cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             env=env, start_new_session=True)
 
 
