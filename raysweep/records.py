@@ -87,9 +87,11 @@ class M:
     FLOPS_PER_EXAMPLE: Final = "flops_per_example"
     TOTAL_STEPS: Final = "total_steps"
     RESTARTS: Final = "restarts"  # how often the trial was restarted from a checkpoint
+    DATA_DIGEST: Final = "data/order_digest"  # order-sensitive digest of every batch read (48 bits)
 
     # Logged per report at the report's step; the curve is logged per point.
-    PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS)
+    PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS,
+                          DATA_DIGEST)
 
 
 class Tag:

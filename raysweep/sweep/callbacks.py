@@ -93,6 +93,13 @@ class MlflowTrialCallback(Callback):
             return
         rec.last = {k: v for k, v in result.items() if k != M.CURVE}
         self.tracker.log_result(rec.run_id, result, rec.logged)
+        restarts = int(result.get(M.RESTARTS, 0) or 0)
+        if restarts > rec.restarts:  # a worker group Ray Train restarted, reporting again after resuming
+            rec.restarts = restarts
+            if self.progress is not None:
+                self.progress(f"[{_clock(time.monotonic() - self._t0)}] lost   {rec.cell:<16} lr={rec.lr:<7g} "
+                              f"a worker died; resumed from its checkpoint at step {int(result.get(M.STEP, 0))}, "
+                              f"restart {restarts} of {self.max_failures}")
         if (self.progress is not None and result.get(M.STATUS) == TrialStatus.RUNNING.value
                 and M.VAL_LOSS in result):  # an epoch boundary mid-budget (not a mid-epoch checkpoint)
             self.progress(f"[{_clock(time.monotonic() - self._t0)}] epoch  {rec.cell:<16} lr={rec.lr:<7g} "

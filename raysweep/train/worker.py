@@ -97,7 +97,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ctx = ray.train.get_context()
         rank, world = ctx.get_world_rank(), ctx.get_world_size()
     place = device.placement(rank=rank, world=world)
-    if config.get("hosts_dir") and not local:
+    if config.get("hosts_dir"):
         _write_host_record(Path(config["hosts_dir"]), cfg, device.describe_process(), rank=rank, world=world,
                            data=(place.data_rank, place.data_world), devices=place.devices_in_group)
 
