@@ -66,6 +66,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from ray.tune.logger import JsonLoggerCallback
 
     from raysweep.sweep.callbacks import MlflowTrialCallback
+    from raysweep.sweep.connect import connect
     from raysweep.sweep.trainable import run_trial, trial_resources
     from raysweep.sweep.tune_searcher import TuneCellSearcher
     from raysweep.sweep.warm_actors import keep_actors_warm
@@ -77,21 +78,18 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SpecError(f"expected a writable folder, got {results_dir} ({err.strerror})", key="--results") from None
-    tracker = open_tracker(tracking_uri, spec.tracking.experiment)  # a bad URI fails here, before Ray starts
-    searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
-
-    started_ray = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=True)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
-        started_ray = True
+    # The cluster first: resources it cannot hold are a one-line error before an MLflow experiment
+    # or an Optuna study exists (nothing created for a sweep that cannot run).
+    connection = connect()
     try:
+        if verbose >= 1:
+            print(f"raysweep: running on {connection.how}", flush=True)
         concurrent = concurrency(spec, ray.cluster_resources())
         if concurrent < spec.resources.concurrent_trials and verbose >= 1:
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
+        tracker = open_tracker(tracking_uri, spec.tracking.experiment)
+        searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
         parent = tracker.start_sweep(spec, source=source, n_cells=lattice.n_cells(), study=study)
         keep_actors_warm(concurrent)
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
@@ -132,7 +130,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
             outcome = dataclasses.replace(outcome, interrupted=interrupted)
     finally:
-        if started_ray:
+        if connection.started:
             ray.shutdown()
     return outcome
 
@@ -216,7 +214,7 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
     worker group that cannot be placed fails after a minute and would count as a failed trial."""
     res = spec.resources
     cpus = cluster.get("CPU", 0)
-    per_trial_cpu = res.cpus_per_worker * max(1, res.workers_per_trial)
+    per_trial_cpu = res.cpus_per_worker * max(1, res.workers())
     if cpus < per_trial_cpu:
         raise SpecError(f"expected a trial to fit the cluster's {cpus:g} CPUs, "
                         f"got {per_trial_cpu:g} CPUs per trial", key="resources.cpus_per_worker")
@@ -227,6 +225,14 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
             raise SpecError(f"expected a trial to fit the cluster's {cluster.get('GPU', 0):g} GPUs, got {gpus}",
                             key="resources.gpus_per_worker")
         fits = min(fits, int(cluster["GPU"] // gpus))
+    if res.tpu is not None:
+        # Ray puts `TPU-<pod type>-head: 1` on host 0 of every slice: one per slice of that shape
+        head = f"TPU-{res.tpu.pod_type()}-head"
+        slices = int(cluster.get(head, 0))
+        if slices < 1:
+            raise SpecError(f"expected a cluster with a {res.tpu.pod_type()} slice ({res.tpu.accelerator_type} "
+                            f"{res.tpu.topology}), got none (no {head!r} resource)", key="resources.tpu")
+        fits = min(fits, slices)
     return max(1, min(res.concurrent_trials, fits))
 
 
