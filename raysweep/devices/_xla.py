@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from raysweep.devices.base import Device, Placement
+
+if TYPE_CHECKING:
+    from raysweep.config import TpuSpec
 
 DATA_AXIS = "data"
 
@@ -37,15 +40,10 @@ class XlaDevice(Device):
     lazy = True
 
     @property
-    def tpu(self) -> Any:
-        return getattr(self.resources, "tpu", None)
+    def tpu(self) -> TpuSpec | None:
+        return self.resources.tpu
 
     # Driver side ----------------------------------------------------------------------------------
-    def workers(self) -> int:
-        if self.tpu is not None:
-            return int(self.tpu.hosts())  # one Ray worker per host of the slice
-        return self.resources.workers_per_trial
-
     def per_worker_resources(self) -> dict[str, float]:
         out = {"CPU": float(self.resources.cpus_per_worker)}
         if self.tpu is not None:
@@ -60,15 +58,16 @@ class XlaDevice(Device):
     def concurrency(self, cluster: dict[str, float]) -> tuple[int, str | None]:
         if self.tpu is None:
             return super().concurrency(cluster)
-        from ray.util.tpu import get_num_ready_tpu_slices
-
         from raysweep.errors import SpecError
 
-        slices = get_num_ready_tpu_slices(self.tpu.topology, self.tpu.accelerator_type)
+        # Ray puts `TPU-<pod type>-head: 1` on host 0 of every slice: one per slice of that shape.
+        head = f"TPU-{self.tpu.pod_type()}-head"
+        slices = int(cluster.get(head, 0))
         if slices < 1:
-            raise SpecError(f"expected at least one idle {self.tpu.accelerator_type} slice of topology "
-                            f"{self.tpu.topology} in the cluster, found none", key="resources.tpu")
-        return self._note(slices, f"the cluster's {slices} ready {self.tpu.pod_type()} slice(s)")
+            raise SpecError(f"expected a cluster with a {self.tpu.pod_type()} slice ({self.tpu.accelerator_type} "
+                            f"{self.tpu.topology}), got none (no {head!r} resource)", key="resources.tpu")
+        fits, note = super().concurrency(cluster)  # the hosts' CPUs must fit too
+        return self._note(min(fits, slices), f"the cluster's {slices} {self.tpu.pod_type()} slice(s)")
 
     def trainer(self, train_fn: Callable[[dict[str, Any]], None], *, config: dict[str, Any],
                 run_config: Any) -> Any:

@@ -59,7 +59,7 @@ class Device(ABC):
     # Driver side: what a trial asks of Ray --------------------------------------------------------
     def workers(self) -> int:
         """Ray Train workers per trial; 0 = Ray Train local mode (the loop runs in the Tune trial)."""
-        return self.resources.workers_per_trial
+        return self.resources.workers()
 
     def per_worker_resources(self) -> dict[str, float]:
         return {"CPU": float(self.resources.cpus_per_worker)}

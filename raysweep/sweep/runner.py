@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -67,6 +68,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from ray.tune.logger import JsonLoggerCallback
 
     from raysweep.sweep.callbacks import MlflowTrialCallback
+    from raysweep.sweep.connect import connect
     from raysweep.sweep.trainable import run_trial, trial_resources
     from raysweep.sweep.tune_searcher import TuneCellSearcher
     from raysweep.sweep.warm_actors import keep_actors_warm
@@ -78,21 +80,20 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SpecError(f"expected a writable folder, got {results_dir} ({err.strerror})", key="--results") from None
-    tracker = open_tracker(tracking_uri, spec.tracking.experiment)  # a bad URI fails here, before Ray starts
-    searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
-
-    started_ray = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=True)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
-        started_ray = True
+    # The cluster first: resources it cannot hold are a one-line error before an MLflow experiment
+    # or an Optuna study exists (nothing created for a sweep that cannot run).
+    if verbose < 2:  # quiet faults: the callback prints one line per lost worker or trial
+        route_ray_logs(sweep_dir / "ray-driver.log")
+    connection = connect(log_to_driver=verbose >= 2)
     try:
+        if verbose >= 1:
+            print(f"raysweep: running on {connection.how}", flush=True)
         concurrent = concurrency(spec, ray.cluster_resources())
         if concurrent < spec.resources.concurrent_trials and verbose >= 1:
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
+        tracker = open_tracker(tracking_uri, spec.tracking.experiment)
+        searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
         parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
                                            resume=resume)
         keep_actors_warm(concurrent)
@@ -139,9 +140,21 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
             outcome = dataclasses.replace(outcome, interrupted=interrupted)
     finally:
-        if started_ray:
+        if connection.started:
             ray.shutdown()
     return outcome
+
+
+def route_ray_logs(path: Path) -> None:
+    """Send Ray Tune's and Train's driver-side logs (their multi-line error dumps among them) to a
+    file in the sweep's folder instead of the console. The workers' own output stays in Ray's
+    session logs (`log_to_driver=False`); `--ray-output` shows both."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray.tune", "ray.train", "ray.air", "ray.util"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
 
 
 @dataclass

@@ -17,7 +17,9 @@ import pytest
 def ray_cluster() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
+    # address="local": a cluster of the tests' own, even where a head is running on the machine
+    # (ray.init() would join it and refuse num_cpus) or a crashed one left its address file behind
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=True)
     try:
         yield
     finally:
