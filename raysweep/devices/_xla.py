@@ -66,7 +66,7 @@ class XlaDevice(Device):
         if slices < 1:
             raise SpecError(f"expected a cluster with a {self.tpu.pod_type()} slice ({self.tpu.accelerator_type} "
                             f"{self.tpu.topology}), got none (no {head!r} resource)", key="resources.tpu")
-        fits, note = super().concurrency(cluster)  # the hosts' CPUs must fit too
+        fits, _ = super().concurrency(cluster)  # the hosts' CPUs must fit too
         return self._note(min(fits, slices), f"the cluster's {slices} {self.tpu.pod_type()} slice(s)")
 
     def trainer(self, train_fn: Callable[[dict[str, Any]], None], *, config: dict[str, Any],

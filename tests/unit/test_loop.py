@@ -55,7 +55,9 @@ def test_resuming_from_the_epoch_one_checkpoint_gives_the_same_weights() -> None
     mid_state = full.reports[0][1]
     resumed = Recorder()
     run_training(cfg(), resumed, CPU, resume=mid_state)
-    assert [m["step"] for m, _ in resumed.reports] == [8]
+    # at once a report that it resumed (no checkpoint), then the rest of the budget
+    assert [(m["step"], s is not None) for m, s in resumed.reports] == [(4, False), (8, True)]
+    assert resumed.reports[0][0]["restarts"] == 1
     a, b = full.reports[-1][1]["model"], resumed.reports[-1][1]["model"]  # type: ignore[index]
     assert a.keys() == b.keys()
     for k in a:
@@ -78,3 +80,37 @@ def test_divergence_stops_at_once_and_reports_inf() -> None:
     assert out["step"] < 8  # stopped before the budget ended
     assert rec.reports[-1][1] is None  # nothing worth checkpointing
     assert not math.isfinite(rec.reports[-1][0]["train/loss"])
+
+
+def test_mid_epoch_checkpoints_resume_bit_identical_with_the_same_data_order() -> None:
+    """Checkpoints every 3 steps (inside 4-step epochs); resuming from each one of them ends with the
+    same weights, loss, train-loss curve and data-order digest as the uninterrupted run."""
+    torch.set_num_threads(1)
+    spec = cfg().spec
+    spec = type(spec)(**{**spec.__dict__, "checkpoint": type(spec.checkpoint)(every_steps=3, every_minutes=0)})
+    c = TrialConfig(spec, "nfnet_t0", 2.0, 0.4)
+    full = Recorder()
+    run_training(c, full, CPU)
+    ckpts = [(m["step"], s) for m, s in full.reports if s is not None]
+    assert [st for st, _ in ckpts] == [3, 4, 6, 8]  # every 3 steps, plus the epoch boundaries
+    final = full.reports[-1][0]
+    curve = {p[0]: p[1] for m, _ in full.reports for p in m["curve"]}
+    for step, state in ckpts[:-1]:
+        resumed = Recorder()
+        out = run_training(c, resumed, CPU, resume=state)
+        assert out["val/loss"] == final["val/loss"] and out["data/order_digest"] == final["data/order_digest"]
+        assert out["compute/examples"] == final["compute/examples"]
+        for k, v in full.reports[-1][1]["model"].items():  # type: ignore[index]
+            assert torch.equal(v, resumed.reports[-1][1]["model"][k]), (step, k)  # type: ignore[index]
+        again = {p[0]: p[1] for m, _ in resumed.reports for p in m["curve"]}
+        assert again == {k: v for k, v in curve.items() if k > step}  # no point twice, none lost
+
+
+def test_the_data_digest_tells_another_order_apart() -> None:
+    torch.set_num_threads(1)
+    a, b = Recorder(), Recorder()
+    spec = cfg(epochs=1.0).spec
+    other = type(spec)(**{**spec.__dict__, "seed": 1})
+    out_a = run_training(TrialConfig(spec, "nfnet_t0", 1.0, 0.4), a, CPU)
+    out_b = run_training(TrialConfig(other, "nfnet_t0", 1.0, 0.4), b, CPU)
+    assert out_a["data/order_digest"] != out_b["data/order_digest"]
