@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 
 from raysweep.errors import SpecError
+from raysweep.redact import redact_text, redact_url
 
 EPILOG_RUN = """examples:
   raysweep run search_spaces/demo.yaml
@@ -25,8 +29,30 @@ Results: every trial is a nested MLflow run under the sweep's parent run. Open t
 """
 
 
+class _UsageError(Exception):
+    """A malformed command line, already worded by argparse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`raysweep run: error: ...`) and exit code 2, like bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --max-trials: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="raysweep",
         description="Compute-scaling sweeps of image models on Ray: model size x epoch budget x learning rate, "
                     "tracked in MLflow.",
@@ -48,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "else sqlite:///$PWD/mlflow.db)")
     run.add_argument("--results", default="raysweep_results", type=Path,
                      help="folder for Ray Tune/Train results, checkpoints and the Optuna study (default: %(default)s)")
-    run.add_argument("--max-trials", type=int, default=None, metavar="N",
+    run.add_argument("--max-trials", type=positive_int, default=None, metavar="N",
                      help="stop after N trials have finished in this session; `--resume` continues the sweep "
                           "later from its Optuna study (every searcher but grid)")
     run.add_argument("--resume", action="store_true",
@@ -88,10 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `raysweep` command: our own bugs still show their traceback, without secrets
+        sys.excepthook = _redacting_excepthook
     argv = list(sys.argv[1:] if argv is None else argv)
+    # MLflow prints "View run ... at: <tracking URI>" (credentials and all) each time a run ends
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if len(argv) >= 2 and argv[0] == "bench" and argv[1] in BENCHES:
         return _guard(lambda: BENCHES[argv[1]](argv[2:]))
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as err:
+        print(redact_text(str(err)), file=sys.stderr)
+        return 2
     if args.command == "run":
         return _guard(lambda: _run(args))
     if args.command == "ladders":
@@ -104,15 +138,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _guard(fn) -> int:  # type: ignore[no-untyped-def]
     try:
         return int(fn() or 0)
-    except SpecError as err:
-        print(f"raysweep: error: {err}", file=sys.stderr)
+    except (SpecError, FileNotFoundError) as err:
+        print(f"raysweep: error: {one_line(str(err))}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
-        print(f"raysweep: error: {err}", file=sys.stderr)
+    except _UsageError as err:  # a benchmark's own parser
+        print(one_line(str(err)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("raysweep: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(text: str) -> str:
+    """An error as printed: credentials redacted, on one line whatever the message held."""
+    return " ".join(redact_text(text).split())
+
+
+def _redacting_excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, value, tb))))
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -179,16 +222,15 @@ def _run(args: argparse.Namespace) -> int:
     from raysweep.tracking import resolve_tracking_uri
 
     spec = load_spec(args.space, args.overrides)
-    if args.max_trials is not None and args.max_trials < 1:
-        raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")
     splits = preflight(spec, str(args.space))
     if args.dry_run:
         print(dry_run_report(spec, splits))
         return 0
     uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
+    preflight_stores(spec, args, uri)
 
     print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
-          f"searcher {spec.search.searcher}; tracking at {uri}", flush=True)
+          f"searcher {spec.search.searcher}; tracking at {redact_url(uri)}", flush=True)
     try:
         out = _launch(spec, args, uri)
     except SpecError as err:  # keys of the YAML file name the file; command-line flags do not
@@ -210,7 +252,10 @@ def _run(args: argparse.Namespace) -> int:
                 else "the grid searcher cannot resume; run it again")
         print(f"the sweep stopped with {settled} of {cells} cells settled: {hint}")
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
-    print(f"  mlflow ui --backend-store-uri {uri}")
+    if uri.startswith(("http://", "https://")):  # a server: it is its own UI
+        print(f"  open {redact_url(uri)} in a browser")
+    else:
+        print(f"  mlflow ui --backend-store-uri {redact_url(uri)}")
     if out.interrupted:
         print("raysweep: interrupted", file=sys.stderr)
         return 130  # the shell's code for a command ended by Ctrl-C
@@ -232,9 +277,14 @@ def preflight(spec, file: str):  # type: ignore[no-untyped-def]
     from raysweep.train.recipe import plan_steps
 
     try:
-        splits = load_splits(spec.data)
+        splits = load_splits(spec.data, verify=True)
     except FileNotFoundError as err:
         raise SpecError(f"the dataset cannot be read: {err}", file=file, key="data") from None
+    except SpecError as err:  # the data layer names keys within `data`
+        raise err.located(file=file, key_prefix="data") from None
+    if spec.batch_size > len(splits.train):
+        raise SpecError(f"expected at most the {len(splits.train)} training examples of {spec.data.dataset}, "
+                        f"got {spec.batch_size}", file=file, key="batch_size")
     for i, e in enumerate(spec.epochs):
         try:
             plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
@@ -242,6 +292,29 @@ def preflight(spec, file: str):  # type: ignore[no-untyped-def]
         except ValueError as err:
             raise SpecError(str(err), file=file, key=f"epochs[{i}]") from None
     return splits
+
+
+def preflight_stores(spec, args: argparse.Namespace, uri: str) -> None:  # type: ignore[no-untyped-def]
+    """Check the results folder, the tracking store and the study storage; create none of them."""
+    from raysweep.preflight import check_results_dir, check_storage_url, check_tracking_uri
+
+    check_results_dir(args.results)
+    file = str(args.space)
+    # name where the URI came from, in resolve_tracking_uri's order
+    source: tuple[str | None, str] = (
+        (None, "--tracking-uri") if args.tracking_uri
+        else (None, "$MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI")
+        else (file, "tracking.uri") if spec.tracking.uri
+        else (None, "the current folder (for ./mlflow.db)"))
+    try:
+        check_tracking_uri(uri, key=source[1])
+    except SpecError as err:
+        raise SpecError(err.detail, file=source[0], key=source[1]) from None
+    if spec.search.storage:
+        try:
+            check_storage_url(spec.search.storage)
+        except SpecError as err:
+            raise err.located(file=file) from None
 
 
 def dry_run_report(spec, splits) -> str:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -24,7 +25,13 @@ from raysweep.errors import SpecError
 Device = Literal["cpu", "xla", "cuda"]
 MAX_LR_POINTS = 64  # a grid longer than this is a typo in factor/low/high, not a sweep
 MAX_IMAGE_SIZE = 1024
+MAX_EPOCHS = 10_000.0  # a budget past this is a typo (1e308), and would plan an endless list of eval steps
+MAX_NAME_LEN = 100  # the name becomes folder names (Ray Tune's experiment folder) and MLflow run names
+SEED_RANGE = 2**32  # seeds feed torch, NumPy's SeedSequence and Optuna's RandomState: [0, 2**32) suits all
 SearcherName = Literal["grid", "monotone", "bracket", "verify", "trend", "tpe", "random"]
+# The dataset names raysweep.data registers (a test checks that the two agree). Named here, not
+# imported from raysweep.data, so that the config needs nothing from the data layer, which imports it.
+DatasetName = Literal["mnist5k", "fashion_mnist", "digits", "image_folder"]
 
 
 @dataclass(frozen=True)
@@ -76,17 +83,20 @@ class LrSpec:
 
     def grid(self) -> tuple[float, ...]:
         """Ascending LRs base * factor**k that lie within [low, high] (a tolerance absorbs rounding)."""
-        k_lo = math.ceil(math.log(self.low / self.base, self.factor) - 1e-9)
-        k_hi = math.floor(math.log(self.high / self.base, self.factor) + 1e-9)
+        # in log space: high / base overflows to inf for high near 1e308, low / base underflows to 0
+        step = math.log(self.factor)
+        k_lo = math.ceil((math.log(self.low) - math.log(self.base)) / step - 1e-9)
+        k_hi = math.floor((math.log(self.high) - math.log(self.base)) / step + 1e-9)
         if k_hi - k_lo + 1 > MAX_LR_POINTS:  # validate() reports it; never build a huge grid
             k_hi = k_lo + MAX_LR_POINTS
         # 6 significant figures keep grid points readable and distinct for any factor > 1.0001
-        return tuple(float(f"{self.base * self.factor**k:.6g}") for k in range(k_lo, k_hi + 1))
+        points = (float(f"{math.exp(math.log(self.base) + k * step):.6g}") for k in range(k_lo, k_hi + 1))
+        return tuple(p for p in points if 0 < p < math.inf)  # the tolerance must not step past 1e308 or 0
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    dataset: str = "mnist5k"  # a key of raysweep.data.DATASETS
+    dataset: DatasetName = "mnist5k"  # a key of raysweep.data.DATASETS
     path: str | None = None  # root folder for `image_folder` (one sub-folder per class)
     val_fraction: float = 0.1  # held out from training with `split_seed`; never trained on
     split_seed: int = 0  # fixes the train/validation split independently of the trial seed
@@ -94,10 +104,6 @@ class DataSpec:
     train_subset: int | None = None  # use only the first N shuffled training examples (benchmarks)
 
     def validate(self) -> None:
-        from raysweep.data import DATASETS
-
-        if self.dataset not in DATASETS:
-            raise SpecError(f"expected one of {sorted(DATASETS)}, got {self.dataset!r}", key="dataset")
         if self.dataset == "image_folder" and not self.path:
             raise SpecError("expected a folder path for dataset image_folder, got nothing", key="path")
         if not 0 < self.val_fraction < 1:
@@ -107,6 +113,7 @@ class DataSpec:
             raise SpecError(f"expected at most {MAX_IMAGE_SIZE} pixels, got {self.image_size}", key="image_size")
         if self.train_subset is not None:
             _positive(self.train_subset, "train_subset")
+        _seed(self.split_seed, "split_seed")
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,7 @@ class SearchSpec:
         _positive(self.trials_per_cell, "trials_per_cell")
         if self.max_retries < 0:
             raise SpecError(f"expected an integer >= 0, got {self.max_retries!r}", key="max_retries")
+        _seed(self.seed, "seed")
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,14 @@ class TrackingSpec:
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "raysweep"
 
+    def validate(self) -> None:
+        if not self.experiment.strip() or len(self.experiment) > MAX_NAME_LEN or not self.experiment.isprintable():
+            raise SpecError(f"expected a name of 1 to {MAX_NAME_LEN} printable characters, got {_show(self.experiment)}",
+                            key="experiment")
+        if self.uri is not None and (not self.uri.strip() or not self.uri.isprintable()):
+            raise SpecError(f"expected a tracking URI such as http://host:5000 or sqlite:////abs/mlflow.db, "
+                            f"got {_show(self.uri)}", key="uri")
+
 
 @dataclass(frozen=True)
 class SweepSpec:
@@ -284,11 +300,15 @@ class SweepSpec:
     description: str = ""
 
     def validate(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
-            raise SpecError(f"expected a name of letters, digits, '-', '_' or '.', got {self.name!r}", key="name")
+        if not self.name or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in self.name) \
+                or len(self.name) > MAX_NAME_LEN or self.name.startswith("."):
+            raise SpecError(f"expected a name of 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.' (not first), "
+                            f"got {_show(self.name)}", key="name")
         _non_empty(self.epochs, "epochs")
         for i, e in enumerate(self.epochs):
             _positive(e, f"epochs[{i}]")
+            if e > MAX_EPOCHS:
+                raise SpecError(f"expected an epoch budget of at most {MAX_EPOCHS:g}, got {e:g}", key=f"epochs[{i}]")
         if list(self.epochs) != sorted(set(self.epochs)):
             raise SpecError(f"expected distinct epoch budgets in ascending order, got {list(self.epochs)}", key="epochs")
         _positive(self.batch_size, "batch_size")
@@ -304,6 +324,7 @@ class SweepSpec:
             # SPMD shards the batch over every chip of the slice: an uneven share is padding or an error
             raise SpecError(f"expected a multiple of the {tpu.chips()} chips of a {tpu.pod_type()} slice, "
                             f"got {self.batch_size}", key="batch_size")
+        _seed(self.seed, "seed")
 
     # Derived views -------------------------------------------------------------------------
     def lr_grid(self) -> tuple[float, ...]:
@@ -330,11 +351,18 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"expected valid YAML, got a syntax error{where}: {problem}", file=file) from None
+        raise SpecError(f"expected valid YAML, got a syntax error{where}: {' '.join(problem.split())}",
+                        file=file) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits (Python's int-from-text limit)
+        raise SpecError(f"expected valid YAML, got {exc}", file=file) from None
+    except RecursionError:
+        raise SpecError("expected a YAML file, got lists or mappings nested too deeply to read", file=file) from None
     if not isinstance(raw, dict):
         raise SpecError(f"expected a mapping at the top level, got {type(raw).__name__}", file=file)
-    raw = apply_overrides(raw, overrides, file=file)
-    return spec_from_dict(raw, file=file)
+    try:
+        return spec_from_dict(apply_overrides(raw, overrides, file=file), file=file)
+    except RecursionError:  # copying or quoting a value nested thousands deep
+        raise SpecError("expected a search space, got lists or mappings nested too deeply", file=file) from None
 
 
 def spec_from_dict(raw: Mapping[str, Any], *, file: str = "<dict>") -> SweepSpec:
@@ -358,7 +386,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
             raise SpecError(f"expected a dotted key such as optim.momentum, got {key!r}", file=file)
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself, checked as a string
             value = text
         _check_override_path(parts, key, file)
         node = out
@@ -404,7 +432,7 @@ def build(cls: type, data: Any, key: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in fields]
     if unknown:
-        raise SpecError(f"unknown key; expected one of {list(fields)}", key=_join(key, str(unknown[0])))
+        raise SpecError(f"unknown key; expected one of {list(fields)}", key=_join(key, _key_name(unknown[0])))
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = _join(key, name)
@@ -457,9 +485,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"expected a number, got {_show(value)}", key=key)
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past 1.8e308
+            number = math.inf
+        if not math.isfinite(number):
             raise SpecError(f"expected a finite number, got {_show(value)}", key=key)
-        return float(value)
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise SpecError(f"expected a string, got {_show(value)}", key=key)
@@ -467,12 +499,36 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise AssertionError(f"unsupported field type {tp!r} at {key}")  # an internal invariant
 
 
+_SHOW_CHARS = 120  # a value quoted in an error is cut here: the message stays one readable line
+
+
 def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}" if value is not None else "nothing (null)"
+    if value is None:
+        return "nothing (null)"
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for repr (Python caps int -> str at 4300 digits)
+        text = f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    if len(text) > _SHOW_CHARS:
+        text = text[:_SHOW_CHARS] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _key_name(key: Any) -> str:
+    """A mapping key as it appears in a dotted path: plain names as they are, anything else quoted."""
+    if isinstance(key, str) and key and key.isprintable() and not any(c in key for c in " .[]"):
+        return key
+    text = repr(key)
+    return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "..."
 
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _seed(value: int, key: str) -> None:
+    if not 0 <= value < SEED_RANGE:
+        raise SpecError(f"expected a seed in [0, 2**32), got {_show(value)}", key=key)
 
 
 def _positive(value: float, key: str) -> None:

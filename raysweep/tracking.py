@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from raysweep.analysis.summary import TrialRow
 from raysweep.config import SweepSpec
 from raysweep.records import M, Tag, TrialStatus
+from raysweep.redact import RedactingClient
 from raysweep.trial import TrialConfig
 
 PARENT_TAG = Tag.PARENT
@@ -69,7 +70,9 @@ class SweepTracker:
 
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        # every write to MLflow passes this one redaction point: no password or token in a param,
+        # tag or artifact (spec params carry search.storage and tracking.uri)
+        self.client = RedactingClient(MlflowClient(tracking_uri=uri))
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
 

