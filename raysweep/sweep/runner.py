@@ -25,6 +25,7 @@ from raysweep.analysis.plots import plot_lr_curves
 from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median, summarize
 from raysweep.config import SweepSpec
 from raysweep.errors import SpecError
+from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher
 from raysweep.space import Lattice
 from raysweep.tracking import SweepTracker
@@ -78,7 +79,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     except OSError as err:
         raise SpecError(f"expected a writable folder, got {results_dir} ({err.strerror})", key="--results") from None
     tracker = open_tracker(tracking_uri, spec.tracking.experiment)  # a bad URI fails here, before Ray starts
-    searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
+    searcher, study, lease = open_searcher(spec, lattice, sweep_dir, resume=resume)
 
     started_ray = False
     if not ray.is_initialized():
@@ -134,6 +135,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     finally:
         if started_ray:
             ray.shutdown()
+        lease.release()
     return outcome
 
 
@@ -230,8 +232,10 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
     return max(1, min(res.concurrent_trials, fits))
 
 
-def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume: bool) -> tuple[Any, str]:
-    """The sweep's searcher over its Optuna study: a new study, or with `resume` the newest one."""
+def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
+                  resume: bool) -> tuple[Any, str, lease_of.Lease]:
+    """The sweep's searcher over its Optuna study (a new study, or with `resume` the newest one),
+    and the lease that keeps a second driver off the study until `release()`."""
     storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
     if resume and spec.search.searcher == "grid":
         raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
@@ -243,6 +247,8 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume:
                         f"({type(err).__name__})", key="search.storage") from None
     if study is None:
         raise SpecError(f"no earlier study of sweep {spec.name!r} in {storage} to resume", key="--resume")
+    # before the searcher opens the study: opening it marks the trials left running as interrupted
+    lease = lease_of.acquire(storage, study, key="--resume" if resume else "search.storage")
     try:
         searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base,
                                  slowness=spec.search.slowness, tie_tolerance=spec.search.tie_tolerance,
@@ -250,11 +256,13 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume:
                                  max_retries=spec.search.max_retries,
                                  storage=storage, study_name=study)
     except ValueError as err:  # e.g. resuming a study made for another lattice
+        lease.release()
         raise SpecError(str(err), key="--resume" if resume else "search") from None
     except Exception as err:  # noqa: BLE001
+        lease.release()
         raise SpecError(f"expected a usable Optuna storage, got {storage!r}: {type(err).__name__}: {err}",
                         key="search.storage") from None
-    return searcher, study
+    return searcher, study, lease
 
 
 def open_tracker(uri: str, experiment: str) -> SweepTracker:
