@@ -8,6 +8,7 @@ report and checkpoint API; in a worker group, `ray.train`'s (forwarded to Tune b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -15,10 +16,23 @@ from typing import Any
 
 import torch
 
+from raysweep.records import M, TrialStatus
 from raysweep.train.loop import Placement, run_training
 from raysweep.trial import TrialConfig
 
 STATE_FILE = "state.pt"
+DIGEST_FILE = "params.rank{rank}.sha256"  # in a worker group's final checkpoint, one per rank
+
+
+def param_digest(state_dict: dict[str, Any]) -> str:
+    """SHA-256 over a model's tensors (names, dtypes, shapes and bytes, in name order): equal for
+    bit-identical replicas."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(state_dict[name].shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -43,11 +57,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        if state is None or rank != 0:
+        # In a worker group, each rank leaves a digest of its parameters in the final checkpoint
+        # (Ray merges the ranks' files into one folder): the record that DDP kept the replicas equal.
+        final = state is not None and world > 1 and metrics.get(M.STATUS) == TrialStatus.OK.value
+        if state is None or (rank != 0 and not final):
             api.report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="raysweep-ckpt-") as d:
-            torch.save(state, Path(d) / STATE_FILE)
+            if rank == 0:
+                torch.save(state, Path(d) / STATE_FILE)
+            if final:
+                (Path(d) / DIGEST_FILE.format(rank=rank)).write_text(param_digest(state["model"]) + "\n")
             api.report(metrics, checkpoint=api.Checkpoint.from_directory(d))
 
     run_training(cfg, report, place, resume)
