@@ -7,7 +7,7 @@ STAMP := $(VENV)/.raysweep-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: demo test env data lint bench clean
+.PHONY: demo test env data services lint bench clean
 
 env: $(STAMP)
 
@@ -26,10 +26,21 @@ data:
 	  else echo "make: not root: run 'apt-get install dataset-fashion-mnist' for the Fashion-MNIST set"; fi; \
 	fi
 
+# PostgreSQL's server binaries for the study-database tests (they start their own server in a
+# scratch folder as the unprivileged `postgres` user and stop it by pid; nothing runs as a service).
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+services:
+	@if [ -z "$(PG_INITDB)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	      || echo "make: could not install postgresql; the PostgreSQL study tests will be skipped"; \
+	  else echo "make: not root: run 'apt-get install postgresql' for the PostgreSQL study tests"; fi; \
+	fi
+
 demo: env
 	$(BIN)/raysweep run search_spaces/demo.yaml
 
-test: env data
+test: env data services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: env

@@ -27,6 +27,7 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from raysweep.search._storage import is_server_url, patient_engine_kwargs
 from raysweep.search.base import Outcome
 from raysweep.space import Lattice
 
@@ -36,7 +37,12 @@ MAX_RETRIES = 2  # default: a failed (cell, lr) is proposed again this many time
 
 
 def open_storage(url: str | None) -> BaseStorage:
-    """The storage at `url` (e.g. `sqlite:////abs/path/optuna.db`), or a fresh in-memory one."""
+    """The storage at `url` (e.g. `sqlite:////abs/path/optuna.db`), or a fresh in-memory one.
+
+    A database server's storage reconnects after a restart of the server (see `_storage`)."""
+    if url is not None and is_server_url(url):
+        return optuna.storages.get_storage(
+            optuna.storages.RDBStorage(url, engine_kwargs=patient_engine_kwargs(url)))
     return optuna.storages.get_storage(url)
 
 

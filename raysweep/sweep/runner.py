@@ -27,6 +27,7 @@ from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median,
 from raysweep.config import SweepSpec
 from raysweep.errors import SpecError
 from raysweep.records import TrialStatus
+from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher
 from raysweep.space import Lattice
 from raysweep.tracking import SweepTracker
@@ -85,6 +86,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     if verbose < 2:  # quiet faults: the callback prints one line per lost worker or trial
         route_ray_logs(sweep_dir / "ray-driver.log")
     connection = connect(log_to_driver=verbose >= 2)
+    lease: lease_of.Lease | None = None
     try:
         if verbose >= 1:
             print(f"raysweep: running on {connection.how}", flush=True)
@@ -93,7 +95,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
         tracker = open_tracker(tracking_uri, spec.tracking.experiment)
-        searcher, study = open_searcher(spec, lattice, sweep_dir, resume=resume)
+        searcher, study, lease = open_searcher(spec, lattice, sweep_dir, resume=resume)
         parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
                                            resume=resume)
         keep_actors_warm(concurrent)
@@ -142,6 +144,8 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     finally:
         if connection.started:
             ray.shutdown()
+        if lease is not None:
+            lease.release()
     return outcome
 
 
@@ -240,8 +244,10 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
     return fits
 
 
-def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume: bool) -> tuple[Any, str]:
-    """The sweep's searcher over its Optuna study: a new study, or with `resume` the newest one."""
+def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
+                  resume: bool) -> tuple[Any, str, lease_of.Lease]:
+    """The sweep's searcher over its Optuna study (a new study, or with `resume` the newest one),
+    and the lease that keeps a second driver off the study until `release()`."""
     storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
     if resume and spec.search.searcher == "grid":
         raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
@@ -253,6 +259,8 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume:
                         f"({type(err).__name__})", key="search.storage") from None
     if study is None:
         raise SpecError(f"no earlier study of sweep {spec.name!r} in {storage} to resume", key="--resume")
+    # before the searcher opens the study: opening it marks the trials left running as interrupted
+    lease = lease_of.acquire(storage, study, key="--resume" if resume else "search.storage")
     try:
         searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base,
                                  slowness=spec.search.slowness, tie_tolerance=spec.search.tie_tolerance,
@@ -260,11 +268,13 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *, resume:
                                  max_retries=spec.search.max_retries,
                                  storage=storage, study_name=study)
     except ValueError as err:  # e.g. resuming a study made for another lattice
+        lease.release()
         raise SpecError(str(err), key="--resume" if resume else "search") from None
     except Exception as err:  # noqa: BLE001
+        lease.release()
         raise SpecError(f"expected a usable Optuna storage, got {storage!r}: {type(err).__name__}: {err}",
                         key="search.storage") from None
-    return searcher, study
+    return searcher, study, lease
 
 
 def open_tracker(uri: str, experiment: str) -> SweepTracker:

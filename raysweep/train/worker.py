@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import tempfile
 from pathlib import Path
@@ -19,11 +20,13 @@ from typing import Any
 import torch
 
 from raysweep.devices import device_for
+from raysweep.records import M, TrialStatus
 from raysweep.train.loop import run_training
 from raysweep.trial import TrialConfig
 
 STATE_FILE = "state.pt"
 DIGEST_FILE = "state.sha256"
+PARAMS_DIGEST_FILE = "params.rank{rank}.sha256"  # in a worker group's final checkpoint, one per rank
 
 
 def save_state(state: dict[str, Any], folder: Path) -> None:
@@ -68,7 +71,6 @@ def _write_host_record(folder: Path, cfg: TrialConfig, runtime: dict[str, Any], 
     """One JSON file per worker beside the trial's checkpoints: where it ran and what share it read.
     On a TPU slice this is how a user (and the tests) see that a trial held one whole slice."""
     import json
-    import os
     import socket
 
     import ray
@@ -79,6 +81,17 @@ def _write_host_record(folder: Path, cfg: TrialConfig, runtime: dict[str, Any], 
               "node_id": ctx.get_node_id(), "node_labels": dict(ctx.get_node_labels()), **runtime}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"rank-{rank}.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+
+
+def param_digest(state_dict: dict[str, Any]) -> str:
+    """SHA-256 over a model's tensors (names, dtypes, shapes and bytes, in name order): equal for
+    bit-identical replicas."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(state_dict[name].shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -111,11 +124,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                   f"({used or 'no readable checkpoint: from the start'}){note}", flush=True)
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        if state is None or rank != 0:
+        # In a worker group, each rank leaves a digest of its parameters in the final checkpoint
+        # (Ray merges the ranks' files into one folder): the record that DDP kept the replicas equal.
+        final = state is not None and world > 1 and metrics.get(M.STATUS) == TrialStatus.OK.value
+        if state is None or (rank != 0 and not final):
             api.report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="raysweep-ckpt-") as d:
-            save_state(state, Path(d))
+            if rank == 0:
+                save_state(state, Path(d))
+            if final:
+                (Path(d) / PARAMS_DIGEST_FILE.format(rank=rank)).write_text(param_digest(state["model"]) + "\n")
             api.report(metrics, checkpoint=api.Checkpoint.from_directory(d))
 
     run_training(cfg, report, place, resume)

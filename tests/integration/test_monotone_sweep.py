@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from readback import assert_best_in_cell
 
 from raysweep.config import spec_from_dict
 from raysweep.sweep.runner import latest_study, run_sweep
@@ -57,8 +58,8 @@ def test_monotone_sweep_two_trials_per_cell_with_reasons(ray_cluster: None, tmp_
         assert r.data.tags["raysweep.status"] == "ok"
     assert any(r.data.tags["raysweep.reason"].startswith("bound from") for r in runs)
     parent = client.get_run(out.parent_run_id)
+    assert assert_best_in_cell(runs) == 4  # the lowest val/loss of each cell, read back from MLflow
     best = [r for r in runs if r.data.tags.get("raysweep.best_in_cell") == "true"]
-    assert len(best) == 4
     for r in best:
         key = "raysweep.settled." + r.data.tags["raysweep.cell"].replace("@", ":")
         assert float(parent.data.tags[key]) == float(r.data.params["lr"])
@@ -93,3 +94,5 @@ def test_stopped_sweep_resumes_from_optuna_storage_without_rerunning_settled_tri
     assert {row.cell for row in second.rows} == {"nfnet_t0@0.25", "nfnet_t0@0.5", "nfnet_t1@0.25", "nfnet_t1@0.5"}
     assert all(row.best_lr is not None for row in second.rows)
     assert sum(row.trials for row in second.rows) >= len(done_first) + len(done_second)
+    # over both sessions, one run per cell is tagged best: the lowest val/loss of the cell
+    assert assert_best_in_cell(child_runs(client, [first.parent_run_id, second.parent_run_id])) == 4

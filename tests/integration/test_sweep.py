@@ -6,11 +6,14 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+from readback import assert_best_in_cell
 
 from raysweep.config import spec_from_dict
 from raysweep.sweep.runner import run_sweep
 from raysweep.tracking import read_metric
+from raysweep.train.worker import DIGEST_FILE, STATE_FILE, param_digest
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +78,9 @@ def test_grid_sweep_records_parent_children_metrics_and_divergence(ray_cluster: 
         assert run.data.tags["raysweep.status"] == "diverged"
         assert math.isinf(read_metric(run.data.metrics["val/loss"]))
     # the summary tags the best run of each cell and the parent holds the settled LR per cell
+    # the summary tags the run with the lowest val/loss of each cell, as read back from MLflow
+    assert assert_best_in_cell(runs) == 2
     best = [r for r in runs if r.data.tags.get("raysweep.best_in_cell") == "true"]
-    assert len(best) == 2
     for r in best:
         settled = parent.data.tags[f"raysweep.settled.{r.data.tags['raysweep.cell'].replace('@', ':')}"]
         assert float(settled) == float(r.data.params["lr"]) == float(r.data.tags["raysweep.settled_lr"])
@@ -103,6 +107,15 @@ def test_worker_group_trial_with_gloo_ddp_tracks_to_a_real_mlflow_server(ray_clu
     # two CPU workers held for the training time
     assert m["compute/core_hours"] == pytest.approx(2 * m["time/train_s"] / 3600, rel=1e-6)
     assert 0 < m["val/loss"] < 3
+    # DDP kept the replicas identical: each rank's digest of its parameters in the final checkpoint
+    # (unsynchronised workers, each training on its half of the data, would differ)
+    (final,) = {p.parent for p in (tmp_path / "results" / "train").rglob(DIGEST_FILE.format(rank="*"))}
+    digests = {p.name: p.read_text().strip() for p in final.glob(DIGEST_FILE.format(rank="*"))}
+    assert set(digests) == {DIGEST_FILE.format(rank=0), DIGEST_FILE.format(rank=1)}, digests
+    assert len(set(digests.values())) == 1, digests
+    # ... and the digest is of the trained parameters rank 0 saved
+    state = torch.load(final / STATE_FILE, map_location="cpu", weights_only=True)
+    assert param_digest(state["model"]) == digests[DIGEST_FILE.format(rank=0)]
 
 
 def test_a_crashing_trial_is_failed_retried_and_the_sweep_ends(ray_cluster: None, tmp_path: Path) -> None:
