@@ -81,6 +81,16 @@ class SweepTracker:
         self.journal = Journal(folder, uri, catch_up=False)
         self.writer = JournalWriter(self.journal, uri, warn=warn or _stderr)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks (tuner.pkl) when a sweep starts. The journal's file and its
+        # writer thread belong to this process: a copy keeps the names only and cannot write.
+        return {"uri": self.uri, "experiment": self.experiment, "experiment_id": self.experiment_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.journal = self.writer = None  # type: ignore[assignment]
+
     def resolve(self, run_id: str) -> str:
         """The MLflow id of a run id this tracker handed out, or the local id while it is not created."""
         return self.journal.resolve(run_id) or run_id
@@ -104,6 +114,7 @@ class SweepTracker:
                      params=[[p.key, p.value] for p in params], tags=[[t.key, t.value] for t in tags])
 
     def _append(self, op: str, **fields: Any) -> None:
+        assert self.journal is not None, "an unpickled SweepTracker is a copy that cannot write"
         self.journal.append(op, **fields)
         self.writer.notify()
 

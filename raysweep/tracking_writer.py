@@ -18,6 +18,7 @@ replayed once more):
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,9 @@ class Replayer:
         self.uri = uri
         self.journal = journal
         self.client = MlflowClient(tracking_uri=uri)
+        # MLflow prints a "View run ... at" line per ended run on an http store; from a background
+        # thread that lands amid the sweep's progress lines, and `raysweep upload` says what it sent
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
         self._experiments: dict[str, str] = {}
 
     def apply(self, entry: dict[str, Any]) -> tuple[str, str] | None:

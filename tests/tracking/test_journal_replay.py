@@ -126,7 +126,7 @@ def test_upload_twice_writes_nothing_twice_and_a_fresh_store_gets_everything(tmp
     check_record(fresh)
 
 
-@pytest.mark.parametrize("crash_after", [0, 1, 3, 5, 9, 20, -1])
+@pytest.mark.parametrize("crash_after", [0, 2, 5, 8, -1])
 def test_a_crash_between_write_and_ack_writes_nothing_twice(tmp_path: Path, crash_after: int) -> None:
     """Entries up to `crash_after` reach MLflow; the last of them is not acknowledged (the process
     died in between). The next upload replays it: still one run each, no (key, step) twice."""
@@ -234,3 +234,15 @@ def test_transient_and_refused_errors_are_told_apart() -> None:
 def test_flush_timeout_must_be_a_finite_number_of_seconds(value: float) -> None:
     with pytest.raises(SpecError, match="tracking.flush_timeout_s"):
         spec_from_dict({**SPEC, "tracking": {"experiment": "x", "flush_timeout_s": value}})
+
+
+def test_a_pickled_tracker_copy_holds_no_thread_and_cannot_write(tmp_path: Path) -> None:
+    """Ray Tune pickles its callbacks, the tracker with them, when a sweep starts."""
+    import pickle
+
+    tracker = SweepTracker(sqlite(tmp_path / "mlflow.db"), "jtest", journal_dir=tmp_path / "sweep")
+    copy = pickle.loads(pickle.dumps(tracker))
+    assert copy.uri == tracker.uri and copy.experiment_id == tracker.experiment_id
+    with pytest.raises(AssertionError, match="cannot write"):
+        copy.set_tags("local-x", {"a": "b"})
+    assert tracker.close(10) is None
