@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
     table.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
+    upload = sub.add_parser("upload", help="send a sweep's tracking journal to MLflow (records an outage kept back)",
+                            description="Replay RESULTS/SWEEP/tracking-journal.jsonl into MLflow, in order. Records "
+                                        "already in that store are not written again, so running it twice is safe; "
+                                        "a fresh store receives the whole sweep.")
+    upload.add_argument("folder", type=Path, metavar="RESULTS/SWEEP",
+                        help="the sweep's results folder, e.g. raysweep_results/demo")
+    upload.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
+
     bench = sub.add_parser("bench", help="benchmarks that need no cluster",
                            description="Benchmarks that need no cluster.")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -132,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guard(lambda: _ladders(args))
     if args.command == "table":
         return _guard(lambda: _table(args))
+    if args.command == "upload":
+        return _guard(lambda: _upload(args))
     raise AssertionError(args.command)
 
 
@@ -181,6 +191,31 @@ def _table(args: argparse.Namespace) -> int:
             w.writerow([r["model"], r["model_params"], f"{r['epochs']:g}", f"{r['lr']:g}", r["seed"],
                         f"{r['val_loss']:.6g}", f"{r['flops']:.6g}", f"{r['core_hours']:.6g}"])
     print(f"wrote {len(rows)} trials ({sum(r['status'] == 'diverged' for r in rows)} diverged) to {args.out}")
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from raysweep.tracking import resolve_tracking_uri
+    from raysweep.tracking_journal import JOURNAL, Journal, display_uri
+    from raysweep.tracking_writer import is_transient, upload
+
+    if not (args.folder / JOURNAL).is_file():
+        raise SpecError(f"expected a sweep's results folder holding {JOURNAL}, got {args.folder}", key="RESULTS/SWEEP")
+    uri = resolve_tracking_uri(args.tracking_uri, None)
+    try:
+        sent, left = upload(args.folder, uri)
+    except (MlflowException, OSError) as err:
+        journal = Journal(args.folder, uri)
+        left = journal.unsent()
+        journal.close()
+        line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        what = "a reachable MLflow tracking URI" if is_transient(err) else "a store that accepts the journal's records"
+        raise SpecError(f"expected {what}, got {display_uri(uri)} ({type(err).__name__}: {line[:160]}); "
+                        f"{left} records still to send", key="--tracking-uri") from None
+    print(f"uploaded {sent} tracking records from {args.folder} to {display_uri(uri)}; {left} left"
+          if sent else f"nothing to upload: MLflow at {display_uri(uri)} holds every record of {args.folder}")
     return 0
 
 
@@ -251,6 +286,9 @@ def _run(args: argparse.Namespace) -> int:
         hint = ("continue it with the same command plus --resume" if spec.search.searcher != "grid"
                 else "the grid searcher cannot resume; run it again")
         print(f"the sweep stopped with {settled} of {cells} cells settled: {hint}")
+    if out.unsent is not None:
+        print(unsent_line(out.unsent, spec.tracking.flush_timeout_s), file=sys.stderr)
+        return 2
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
     if uri.startswith(("http://", "https://")):  # a server: it is its own UI
         print(f"  open {redact_url(uri)} in a browser")
@@ -260,6 +298,16 @@ def _run(args: argparse.Namespace) -> int:
         print("raysweep: interrupted", file=sys.stderr)
         return 130  # the shell's code for a command ended by Ctrl-C
     return 0
+
+
+def unsent_line(b, timeout_s: float) -> str:  # type: ignore[no-untyped-def]
+    """The one line a sweep ends with when MLflow did not take its records (a `Backlog`)."""
+    from raysweep.tracking_journal import display_uri
+
+    uri = display_uri(b.uri)
+    return (f"raysweep: error: MLflow at {uri} did not take {b.unsent} tracking records ({b.runs_pending} runs not "
+            f"yet created) within tracking.flush_timeout_s={timeout_s:g} s ({b.error[:160]}); they are kept in "
+            f"{b.folder}; send them with: raysweep upload {b.folder} --tracking-uri {uri}")
 
 
 def _launch(spec, args: argparse.Namespace, uri: str):  # type: ignore[no-untyped-def]

@@ -272,6 +272,14 @@ class CheckpointSpec:
 class TrackingSpec:
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "raysweep"
+    # At the end of a sweep, wait this long for a store that is down to take the journal's backlog;
+    # then exit 2 and leave it for `raysweep upload` (2 minutes rides out a server restart)
+    flush_timeout_s: float = 120.0
+
+    def validate(self) -> None:
+        if not (isinstance(self.flush_timeout_s, (int, float)) and 0 <= self.flush_timeout_s < math.inf):
+            raise SpecError(f"expected a finite number of seconds >= 0, got {self.flush_timeout_s!r}",
+                            key="flush_timeout_s")
 
     def validate(self) -> None:
         if not self.experiment.strip() or len(self.experiment) > MAX_NAME_LEN or not self.experiment.isprintable():

@@ -3,12 +3,19 @@
 Pure MLflow (no Ray): the Ray Tune callback in `raysweep.sweep.callbacks` calls this from the
 driver, so one process writes the store (safe for SQLite) and a crashed trial is still recorded.
 Analysis reads these records back; there is no second hidden state.
+
+Writes never wait on the store: each is appended to the sweep's durable journal
+(`raysweep.tracking_journal`) and sent by one background thread (`raysweep.tracking_writer`),
+which retries while the store is down. Run ids handed out are local ids until the run exists in
+MLflow; `resolve()` gives the MLflow id once it does.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from raysweep.analysis.summary import TrialRow
 from raysweep.config import SweepSpec
 from raysweep.records import M, Tag, TrialStatus
-from raysweep.redact import RedactingClient
+from raysweep.redact import redact
+from raysweep.tracking_journal import Journal, new_local_id
+from raysweep.tracking_writer import Backlog, JournalWriter, is_transient
 from raysweep.trial import TrialConfig
 
 PARENT_TAG = Tag.PARENT
@@ -34,7 +44,6 @@ class TrialRun:
     run_id: str
     mlflow_status: str  # RUNNING (its driver died), FINISHED, FAILED, KILLED
     status: TrialStatus | None  # raysweep.status
-_BATCH = 100  # MLflow's log_batch accepts at most 100 params / 1000 metrics per call
 
 
 def resolve_tracking_uri(cli_uri: str | None, spec_uri: str | None, *, cwd: Path | None = None) -> str:
@@ -66,47 +75,96 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class SweepTracker:
-    """Creates and fills the MLflow runs of one sweep."""
+    """Creates and fills the MLflow runs of one sweep, through its journal (see the module docstring).
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    `journal_dir`: the sweep's results folder, where the journal survives the process; None: a
+    temporary folder (what is unsent at `close` is then lost with it).
+    """
+
+    def __init__(self, uri: str, experiment: str, *, journal_dir: Path | None = None,
+                 warn: Any = None) -> None:
         self.uri = uri
-        # every write to MLflow passes this one redaction point: no password or token in a param,
-        # tag or artifact (spec params carry search.storage and tracking.uri)
-        self.client = RedactingClient(MlflowClient(tracking_uri=uri))
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=uri)  # reads; every write goes through the journal
+        # Found or made now, in the foreground: an unreachable store is an error before anything starts
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        folder = journal_dir if journal_dir is not None else Path(tempfile.mkdtemp(prefix="raysweep-"))
+        self.journal = Journal(folder, uri, catch_up=False)
+        self.writer = JournalWriter(self.journal, uri, warn=warn or _stderr)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks (tuner.pkl) when a sweep starts. The journal's file and its
+        # writer thread belong to this process: a copy keeps the names only and cannot write.
+        return {"uri": self.uri, "experiment": self.experiment, "experiment_id": self.experiment_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.journal = self.writer = None  # type: ignore[assignment]
+
+    def resolve(self, run_id: str) -> str:
+        """The MLflow id of a run id this tracker handed out, or the local id while it is not created."""
+        return self.journal.resolve(run_id) or run_id
+
+    def close(self, timeout_s: float) -> Backlog | None:
+        """Wait up to `timeout_s` for the journal to reach MLflow; what is left stays in the journal."""
+        backlog = self.writer.close(timeout_s)
+        self.journal.close()
+        return backlog
+
+    # Journaled writes: the calls of MlflowClient they stand for, with every time stamp fixed now
+    def _create_run(self, run_name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
+        local = new_local_id()
+        self._append("create_run", local=local, experiment=self.experiment, run_name=run_name, tags=dict(tags),
+                     parent=parent, start_time=_now())
+        return local
+
+    def _log_batch(self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (),
+                   tags: Iterable[RunTag] = ()) -> None:
+        self._append("log_batch", run=run_id, metrics=[[m.key, m.value, m.timestamp, m.step] for m in metrics],
+                     params=[[p.key, p.value] for p in params], tags=[[t.key, t.value] for t in tags])
+
+    def _append(self, op: str, **fields: Any) -> None:
+        assert self.journal is not None, "an unpickled SweepTracker is a copy that cannot write"
+        # The one redaction point of every write: no password or token reaches the journal on disk, nor
+        # a param, tag or artifact in MLflow (spec params carry search.storage and tracking.uri).
+        metrics = fields.pop("metrics", None)
+        fields = redact(fields)
+        if metrics is not None:
+            fields["metrics"] = metrics
+        self.journal.append(op, **fields)
+        self.writer.notify()
 
     # The sweep ---------------------------------------------------------------------------------
     def start_sweep(self, spec: SweepSpec, *, source: str, n_cells: int, study: str) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=spec.name,
+        run_id = self._create_run(
+            spec.name,
             tags={"raysweep.kind": "sweep", "raysweep.space": source, "raysweep.study": study,
                   "raysweep.searcher": spec.search.searcher,
                   "mlflow.note.content": spec.description or f"raysweep sweep {spec.name}"},
         )
         params = flatten(spec.to_dict())
         params["cells"] = n_cells
-        self._log_params(run.info.run_id, params)
-        return run.info.run_id
+        self._log_params(run_id, params)
+        return run_id
 
     def end_sweep(self, run_id: str, *, summary_rows: list[dict[str, Any]], metrics: Mapping[str, float],
                   tags: Mapping[str, str], artifacts: Iterable[Path] = (), failed: bool = False) -> None:
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), _now(), 0) for k, v in metrics.items()],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
-        self.client.log_dict(run_id, {"cells": summary_rows}, "summary.json")
-        for path in artifacts:
-            self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+        self._log_batch(run_id, metrics=[Metric(k, float(v), _now(), 0) for k, v in metrics.items()],
+                        tags=[RunTag(k, v) for k, v in tags.items()])
+        self._append("log_dict", run=run_id, data={"cells": summary_rows}, path="summary.json")
+        for path in artifacts:  # copied: the caller's files may be temporary
+            self._append("log_artifact", run=run_id, file=self.journal.keep_file(Path(path)))
+        self._append("set_terminated", run=run_id, status="FAILED" if failed else "FINISHED", end_time=_now())
 
     # Trials -------------------------------------------------------------------------------------
     def start_trial(self, parent_id: str, cfg: TrialConfig, *, trial_id: str) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=cfg.key.run_name(),
-            tags={PARENT_TAG: parent_id, Tag.CELL: cfg.cell, Tag.STATUS: TrialStatus.RUNNING.value,
-                  Tag.REASON: cfg.reason, "raysweep.trial_id": trial_id, Tag.KIND: Tag.KIND_TRIAL,
-                  Tag.TRIAL_KEY: cfg.key.token()},
+        run_id = self._create_run(
+            cfg.key.run_name(),
+            tags={Tag.CELL: cfg.cell, Tag.STATUS: TrialStatus.RUNNING.value, Tag.REASON: cfg.reason,
+                  "raysweep.trial_id": trial_id, Tag.KIND: Tag.KIND_TRIAL, Tag.TRIAL_KEY: cfg.key.token()},
+            parent=parent_id,  # the writer sets mlflow.parentRunId to the parent's MLflow id
         )
         spec = cfg.spec
         params = {"model": cfg.model, "family": spec.ladder.family, "epochs": cfg.epochs, "lr": cfg.lr,
@@ -115,8 +173,8 @@ class SweepTracker:
         for k in ("ladder.rungs", "epochs", "name", "description", "batch_size", "seed"):
             rest.pop(k, None)
         params.update(rest)
-        self._log_params(run.info.run_id, params)
-        return run.info.run_id
+        self._log_params(run_id, params)
+        return run_id
 
     def log_result(self, run_id: str, result: Mapping[str, Any], logged: dict[str, int] | None = None) -> None:
         """Log one report of a trial: the train-loss curve points since the last, then eval metrics.
@@ -145,32 +203,37 @@ class SweepTracker:
         if "model_params" in result:
             params.append(Param("model_params", str(int(result["model_params"]))))
             params.append(Param("flops_per_example", f"{float(result['flops_per_example']):.6g}"))
-        for i in range(0, len(metrics), 1000):
-            self.client.log_batch(run_id, metrics=metrics[i:i + 1000], params=params if i == 0 else [])
-        if not metrics and params:
-            self.client.log_batch(run_id, params=params)
+        if metrics or params:  # one entry; MLflow's log_batch splits it to its own limits on replay
+            self._log_batch(run_id, metrics=metrics, params=params)
 
     def end_trial(self, run_id: str, *, status: str, metrics: Mapping[str, float] | None = None) -> None:
         ts = _now()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
-                              tags=[RunTag(Tag.STATUS, str(status))])
-        self.client.set_terminated(run_id, TrialStatus(status).mlflow_status)
+        self._log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
+                        tags=[RunTag(Tag.STATUS, str(status))])
+        self._append("set_terminated", run=run_id, status=TrialStatus(status).mlflow_status, end_time=ts)
 
     def earlier_trials(self, study: str, *, exclude_runs: Iterable[str]) -> list[TrialRow]:
         """Finished trials of earlier sessions of the same sweep (a resumed study): every trial under
         the study's sweep run(s) but those of `exclude_runs` (this session's)."""
-        parents = self.sweep_runs(study)
-        if not parents:
+        try:
+            parents = self.sweep_runs(study)
+            if not parents:
+                return []
+            rows = read_trials(self.uri, self.experiment, parents)
+        except MlflowException as err:  # the store is down: the summary covers this session only
+            if not is_transient(err):
+                raise
+            _stderr(f"raysweep: MLflow at {self.uri} is not answering; the summary leaves out earlier sessions")
             return []
-        skip = set(exclude_runs)
-        rows = read_trials(self.uri, self.client.get_experiment(self.experiment_id).name, parents)
+        skip = {self.resolve(r) for r in exclude_runs}
         return [TrialRow(model=r["model"], epochs=r["epochs"], lr=r["lr"], status=r["status"], val_loss=r["val_loss"],
                          val_acc=r["val_acc"], flops=r["flops"], run_id=r["run_id"]) for r in rows
                 if r["run_id"] not in skip]
 
     # Resuming a sweep whose driver died -----------------------------------------------------------
+    # Read in the foreground when a sweep resumes: the store must answer then, as when a sweep starts.
     def sweep_runs(self, study: str) -> list[str]:
-        """The sweep (parent) runs of a study, oldest first."""
+        """The sweep (parent) runs of a study in MLflow, oldest first."""
         runs = self.client.search_runs([self.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"],
                                        filter_string=f"tags.`{Tag.STUDY}` = '{study}' and tags.`{Tag.KIND}` = "
                                                      f"'{Tag.KIND_SWEEP}'")
@@ -178,9 +241,9 @@ class SweepTracker:
 
     def reopen_sweep(self, run_id: str) -> None:
         """Continue a sweep under its original parent run (left RUNNING by a killed driver, or ended)."""
-        self.client.update_run(run_id, status="RUNNING")
-        self.set_tags(run_id, {"raysweep.resumed": str(int(self.client.get_run(run_id).data.tags.get(
-            "raysweep.resumed", "0")) + 1)})
+        resumed = int(self.client.get_run(run_id).data.tags.get("raysweep.resumed", "0") or 0)
+        self._append("set_terminated", run=run_id, status="RUNNING", end_time=None)
+        self.set_tags(run_id, {"raysweep.resumed": str(resumed + 1)})
 
     def trial_runs(self, study: str) -> dict[str, TrialRun]:
         """Every child run of a study by its trial key token (the oldest, where a key has several)."""
@@ -194,37 +257,44 @@ class SweepTracker:
             for run in page:
                 key = run.data.tags.get(Tag.TRIAL_KEY, "")
                 if key.startswith(study + "|") and key not in out:
-                    out[key] = TrialRun(run.info.run_id, run.info.status, TrialStatus.parse(
-                        run.data.tags.get(Tag.STATUS)))
+                    out[key] = TrialRun(run.info.run_id, run.info.status,
+                                        TrialStatus.parse(run.data.tags.get(Tag.STATUS)))
             token = page.token
             if not token:
                 return out
 
     def last_steps(self, run_id: str) -> dict[str, int]:
         """The last step written per metric key of a run (what a resumed trial must not write again)."""
-        run = self.client.get_run(run_id)
-        out: dict[str, int] = {}
-        for key in run.data.metrics:
-            history = self.client.get_metric_history(run_id, key)
-            if history:
-                out[key] = max(m.step for m in history)
-        return out
+        try:
+            run = self.client.get_run(run_id)
+            out: dict[str, int] = {}
+            for key in run.data.metrics:
+                history = self.client.get_metric_history(run_id, key)
+                if history:
+                    out[key] = max(m.step for m in history)
+            return out
+        except MlflowException as err:  # the store is down: the journal's order still holds
+            if not is_transient(err):
+                raise
+            return {}
 
     def reopen_trial(self, run_id: str, cfg: TrialConfig) -> None:
-        self.client.update_run(run_id, status="RUNNING")
+        self._append("set_terminated", run=run_id, status="RUNNING", end_time=None)
         self.set_tags(run_id, {Tag.STATUS: TrialStatus.RUNNING.value, Tag.REASON: cfg.reason})
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self._log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(run_id, params=items[i:i + _BATCH])
+        self._log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def read_metric(v: float) -> float:

@@ -31,6 +31,7 @@ from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher
 from raysweep.space import Lattice
 from raysweep.tracking import SweepTracker
+from raysweep.tracking_writer import Backlog
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class SweepOutcome:
     median_overhead_s: float
     ideal_s: float  # sum of the trials' wall times / concurrent trials: the makespan with no idle slot
     interrupted: bool = False  # Ctrl-C (SIGINT) stopped the sweep early
+    unsent: Backlog | None = None  # tracking records MLflow did not take in time: they wait in the journal
 
 
 def lattice_of(spec: SweepSpec) -> Lattice:
@@ -94,7 +96,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         if concurrent < spec.resources.concurrent_trials and verbose >= 1:
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
-        tracker = open_tracker(tracking_uri, spec.tracking.experiment)
+        tracker = open_tracker(tracking_uri, spec.tracking.experiment, journal_dir=sweep_dir)
         searcher, study, lease = open_searcher(spec, lattice, sweep_dir, resume=resume)
         parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
                                            resume=resume)
@@ -140,7 +142,9 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         finally:
             wall = time.monotonic() - t0
             outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
-            outcome = dataclasses.replace(outcome, interrupted=interrupted)
+            unsent = tracker.close(spec.tracking.flush_timeout_s)  # the journal keeps whatever is unsent
+            outcome = dataclasses.replace(outcome, interrupted=interrupted, unsent=unsent,
+                                          parent_run_id=tracker.resolve(parent))
     finally:
         if connection.started:
             ray.shutdown()
@@ -277,9 +281,9 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
     return searcher, study, lease
 
 
-def open_tracker(uri: str, experiment: str) -> SweepTracker:
+def open_tracker(uri: str, experiment: str, *, journal_dir: Path | None = None) -> SweepTracker:
     try:
-        return SweepTracker(uri, experiment)
+        return SweepTracker(uri, experiment, journal_dir=journal_dir)
     except Exception as err:  # noqa: BLE001 - MLflow raises many types for an unusable store
         raise SpecError(f"expected a reachable MLflow tracking URI, got {uri!r}: {type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}", key="--tracking-uri") from None
@@ -350,7 +354,8 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
         csv = Path(d) / "trials.csv"
         csv.write_text("model,epochs,lr,status,val_loss,val_acc,flops,wall_s,loop_s,run_id\n" + "".join(
             f"{r.model},{r.epochs:g},{r.lr:g},{r.status},{r.val_loss},{r.last.get('val/acc', '')},"
-            f"{r.last.get('compute/flops', '')},{r.wall_s:.3f},{r.loop_s:.3f},{r.run_id}\n" for r in records))
+            f"{r.last.get('compute/flops', '')},{r.wall_s:.3f},{r.loop_s:.3f},{tracker.resolve(r.run_id)}\n"
+            for r in records))
         png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
                           tags=tags, artifacts=[txt, csv, png], failed=failed)
