@@ -280,8 +280,6 @@ class TrackingSpec:
         if not (isinstance(self.flush_timeout_s, (int, float)) and 0 <= self.flush_timeout_s < math.inf):
             raise SpecError(f"expected a finite number of seconds >= 0, got {self.flush_timeout_s!r}",
                             key="flush_timeout_s")
-
-    def validate(self) -> None:
         if not self.experiment.strip() or len(self.experiment) > MAX_NAME_LEN or not self.experiment.isprintable():
             raise SpecError(f"expected a name of 1 to {MAX_NAME_LEN} printable characters, got {_show(self.experiment)}",
                             key="experiment")
