@@ -53,9 +53,10 @@ def open_study(
 
     `attrs` describe the search; a loaded study must carry the same ones.
     """
-    study = optuna.create_study(
-        storage=storage, study_name=name, sampler=sampler, direction="minimize", load_if_exists=True
-    )
+    with quiet_optuna():  # Optuna's INFO line per created study is noise in a sweep's output
+        study = optuna.create_study(
+            storage=storage, study_name=name, sampler=sampler, direction="minimize", load_if_exists=True
+        )
     have = study.user_attrs
     for key, value in attrs.items():
         want = json.loads(json.dumps(value))  # tuples come back from storage as lists

@@ -56,6 +56,13 @@ def answers(address: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
         return False
 
 
+def _level(verbose: bool) -> int:
+    """Ray's own start-up lines (token auth, "Started a local Ray instance") only when asked for."""
+    import logging
+
+    return logging.INFO if verbose else logging.ERROR
+
+
 def connect(*, log_to_driver: bool = True) -> Connection:
     """Initialise Ray for a sweep (see the module docstring for the order)."""
     import ray
@@ -66,7 +73,7 @@ def connect(*, log_to_driver: bool = True) -> Connection:
     if env and env != "local":
         try:
             # No address argument: Ray reads RAY_ADDRESS itself, and passing resources would fail.
-            ray.init(log_to_driver=log_to_driver)
+            ray.init(log_to_driver=log_to_driver, logging_level=_level(log_to_driver))
         except ConnectionError as err:
             raise SpecError(f"expected a reachable Ray cluster, got RAY_ADDRESS={env!r} ({err})",
                             key="RAY_ADDRESS") from None
@@ -75,8 +82,9 @@ def connect(*, log_to_driver: bool = True) -> Connection:
     if recorded and answers(recorded):
         # address=None (not the address itself) so that Ray enables token auth for a local cluster
         # found automatically, as it does for `ray.init()`; an explicit address never does.
-        ray.init(log_to_driver=log_to_driver)
+        ray.init(log_to_driver=log_to_driver, logging_level=_level(log_to_driver))
         return Connection(started=False, how=f"the running local Ray cluster at {recorded}")
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=log_to_driver)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=log_to_driver,
+             logging_level=_level(log_to_driver))
     stale = f" (ignoring {recorded} in ray_current_cluster: nothing answers there)" if recorded else ""
     return Connection(started=True, how=f"a Ray cluster of its own on this machine{stale}")

@@ -87,6 +87,8 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     # or an Optuna study exists (nothing created for a sweep that cannot run).
     if verbose < 2:  # quiet faults: the callback prints one line per lost worker or trial
         route_ray_logs(sweep_dir / "ray-driver.log")
+        # Tune's new console output prints a configuration box even when silent; the classic one does not
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     connection = connect(log_to_driver=verbose >= 2)
     lease: lease_of.Lease | None = None
     try:
