@@ -333,6 +333,11 @@ def preflight(spec, file: str):  # type: ignore[no-untyped-def]
     if spec.batch_size > len(splits.train):
         raise SpecError(f"expected at most the {len(splits.train)} training examples of {spec.data.dataset}, "
                         f"got {spec.batch_size}", file=file, key="batch_size")
+    try:  # a ladder written in the file, again at the data's real channels and classes
+        spec.ladder.check_models(num_classes=splits.num_classes, in_chans=splits.in_chans,
+                                 image_size=splits.image_size)
+    except SpecError as err:
+        raise err.located(file=file) from None
     for i, e in enumerate(spec.epochs):
         try:
             plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
@@ -383,8 +388,8 @@ def dry_run_report(spec, splits) -> str:  # type: ignore[no-untyped-def]
     total = 0.0
     cells = 0
     for model in spec.ladder.rungs:
-        fpe = flops_per_example(spec.ladder.family, model, **kw)
-        n = param_count(spec.ladder.family, model, **kw)
+        fpe = flops_per_example(spec.ladder.ref, model, **kw)
+        n = param_count(spec.ladder.ref, model, **kw)
         for e in spec.epochs:
             plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
                               warmup_fraction=spec.optim.warmup_fraction)

@@ -22,6 +22,9 @@ import yaml
 
 from raysweep.errors import SpecError
 
+if typing.TYPE_CHECKING:
+    from raysweep.models import LadderRef
+
 Device = Literal["cpu", "xla", "cuda"]
 MAX_LR_POINTS = 64  # a grid longer than this is a typo in factor/low/high, not a sweep
 MAX_IMAGE_SIZE = 1024
@@ -35,27 +38,118 @@ DatasetName = Literal["mnist5k", "fashion_mnist", "digits", "image_folder"]
 
 
 @dataclass(frozen=True)
+class TimmRungSpec:
+    """One rung of a ladder written in the search-space file: a timm model and its arguments."""
+
+    name: str  # the rung's name in the lattice, MLflow and tables, e.g. resnet_s
+    model: str  # a timm model name (timm.list_models()), built from scratch with no pretrained weights
+    # keyword arguments for timm.create_model (JSON-like values); num_classes, in_chans and img_size
+    # come from the data and are refused here. Not hashed: a dict is not hashable (eq still compares it).
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def validate(self) -> None:
+        from raysweep.models.timm_rungs import check_kwargs, check_model_name
+
+        _check_name(self.name, "name")
+        try:
+            check_model_name(self.model)
+        except SpecError as err:
+            raise err.located(key_prefix="model") from None
+        try:
+            check_kwargs(self.kwargs)
+        except SpecError as err:
+            raise err.located(key_prefix="kwargs") from None
+
+
+@dataclass(frozen=True)
 class LadderSpec:
-    family: str  # a key of raysweep.models.LADDERS, e.g. "nfnet_cpu", "nfnet_paper", "vit_cpu"
-    rungs: tuple[str, ...]  # ordered rung names within the family; the order must be ascending in size
+    # a key of raysweep.models.LADDERS ("nfnet_cpu", "nfnet_paper", "vit_cpu", "vit_paper"), or, with
+    # `timm`, a new name for the ladder this file defines (MLflow records it as the `family` param)
+    family: str
+    # the rungs to sweep, ascending in size; with `timm`, empty means every rung defined there, in order
+    rungs: tuple[str, ...] = ()
+    # rungs defined in this file, smallest first (checked by measuring their parameters): any timm model
+    timm: tuple[TimmRungSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.rungs and self.timm:  # frozen: the one place a default is derived from another field
+            object.__setattr__(self, "rungs", tuple(r.name for r in self.timm))
 
     def validate(self) -> None:
         from raysweep.models import LADDERS
 
+        if self.timm:
+            self._validate_defined(LADDERS)
+            return
         if self.family not in LADDERS:
-            raise SpecError(f"expected one of {sorted(LADDERS)}, got {self.family!r}", key="family")
+            raise SpecError(f"expected one of {sorted(LADDERS)}, or rungs defined under ladder.timm, "
+                            f"got {self.family!r}", key="family")
         known = LADDERS[self.family].rung_names()
-        _non_empty(self.rungs, "rungs")
+        if not self.rungs:
+            raise SpecError(f"expected a non-empty list of rungs of {self.family} {list(known)}, got []", key="rungs")
         for i, rung in enumerate(self.rungs):
             if rung not in known:
                 raise SpecError(f"expected a rung of {self.family} {list(known)}, got {rung!r}", key=f"rungs[{i}]")
+        self._check_order(known)
+
+    def _validate_defined(self, registered: Mapping[str, Any]) -> None:
+        if self.family in registered:
+            raise SpecError(f"expected a new family name for the rungs under ladder.timm, got {self.family!r}, "
+                            "a built-in ladder", key="family")
+        _check_name(self.family, "family")
+        known = tuple(r.name for r in self.timm)
+        seen: set[str] = set()
+        for i, name in enumerate(known):
+            if name in seen:
+                raise SpecError(f"expected distinct rung names, got {name!r} twice", key=f"timm[{i}].name")
+            seen.add(name)
+        for i, rung in enumerate(self.rungs):
+            if rung not in known:
+                raise SpecError(f"expected a rung defined under ladder.timm {list(known)}, got {rung!r}",
+                                key=f"rungs[{i}]")
+        self._check_order(known)
+
+    def _check_order(self, known: tuple[str, ...]) -> None:
         if len(set(self.rungs)) != len(self.rungs):
             raise SpecError(f"expected distinct rungs, got {list(self.rungs)}", key="rungs")
-        # the lattice and the monotone prior assume ascending size: the ladder table's own order
+        # the lattice and the monotone prior assume ascending size: the ladder's own order
         order = [known.index(r) for r in self.rungs]
         if order != sorted(order):
             ascending = [r for r in known if r in self.rungs]
             raise SpecError(f"expected rungs in ascending size {ascending}, got {list(self.rungs)}", key="rungs")
+
+    @property
+    def ref(self) -> LadderRef:
+        """What raysweep.models builds from: the registered family's name, or the ladder this file defines."""
+        from raysweep.models import Ladder, Rung, TimmCfg
+
+        if not self.timm:
+            return self.family
+        rungs = tuple(Rung(r.name, TimmCfg.of(r.model, r.kwargs)) for r in self.timm)
+        return Ladder(self.family, rungs, "defined in the search-space file")
+
+    def check_models(self, *, num_classes: int, in_chans: int, image_size: int) -> None:
+        """For a ladder defined in the file: every rung builds and runs at this data shape, and the
+        parameter counts measured from the built models rise along the ladder. Keys are full paths."""
+        if not self.timm:
+            return  # the registered ladders are checked by their own tests
+        from raysweep.models import param_count
+        from raysweep.models.timm_rungs import check_builds
+
+        ref = self.ref
+        shape = {"num_classes": num_classes, "in_chans": in_chans, "image_size": image_size}
+        counts: list[int] = []
+        for i, rung in enumerate(self.timm):
+            try:
+                check_builds(ref.rung(rung.name).cfg, **shape)  # type: ignore[union-attr, arg-type]
+            except SpecError as err:
+                raise err.located(key_prefix=f"ladder.timm[{i}]") from None
+            counts.append(param_count(ref, rung.name, **shape))
+            if i and counts[i] <= counts[i - 1]:
+                sizes = ", ".join(f"{r.name} {n:,}" for r, n in zip(self.timm, counts, strict=False))
+                raise SpecError(f"expected rungs ascending in measured parameter count, got {sizes} "
+                                f"(at {image_size}x{image_size}, {in_chans} channels, {num_classes} classes)",
+                                key=f"ladder.timm[{i}]")
 
 
 @dataclass(frozen=True)
@@ -116,26 +210,65 @@ class DataSpec:
         _seed(self.split_seed, "split_seed")
 
 
+# Defaults that depend on the optimiser, one line each with its reason; `None` in OptimSpec means
+# "the chosen optimiser's default" and is filled from here when the spec is built.
+_SGD_DEFAULTS: dict[str, Any] = {
+    "momentum": 0.9,  # NFNet recipe: SGD with Nesterov momentum 0.9
+    "nesterov": True,
+    "agc_clip": 0.01,  # AGC lambda for batch 1024-4096 in the NFNet paper; 0 turns AGC off
+    "weight_decay": 1e-5,  # NFNet: 2e-5 on ImageNet, 1e-6 on JFT; never on gains and biases
+    "warmup_fraction": 0.05,  # NFNet: 5 of 360 epochs; short budgets here need a few more steps
+}
+_ADAMW_DEFAULTS: dict[str, Any] = {
+    "betas": (0.9, 0.999),  # ViT (Dosovitskiy et al.) and DeiT; beta2 0.999 averages the scale over ~1k steps
+    "agc_clip": 0.0,  # off: Adam already normalises each parameter's step, and the ViT recipes clip nothing
+    # DeiT's 0.05 (the ViT paper's 0.1 at batch 4096): decoupled decay is multiplied by the LR, which
+    # is ~1000x smaller than SGD's, so the coefficient is ~1000x larger
+    "weight_decay": 0.05,
+    "warmup_fraction": 0.1,  # Adam's second-moment estimate is noisy over the first steps; ViTs diverge without warm-up
+}
+MAX_ADAMW_LR = 0.1  # an AdamW step moves every weight by about the LR: above 0.1 no ViT weight survives a step
+
+
 @dataclass(frozen=True)
 class OptimSpec:
-    momentum: float = 0.9  # NFNet recipe: SGD with Nesterov momentum 0.9
-    nesterov: bool = True
-    agc_clip: float = 0.01  # AGC lambda for batch 1024-4096 in the NFNet paper; 0 turns AGC off
+    # sgd: the NFNet recipe (SGD + Nesterov + AGC), the default and the NFNet ladders' optimiser;
+    # adamw: decoupled weight decay (Loshchilov & Hutter 2019), what ViTs are trained with
+    name: Literal["sgd", "adamw"] = "sgd"
+    momentum: float | None = None  # sgd only (0.9); adamw has betas
+    nesterov: bool | None = None  # sgd only (true)
+    betas: tuple[float, ...] | None = None  # adamw only ((0.9, 0.999))
+    agc_clip: float | None = None  # sgd 0.01, adamw 0 (off); 0 turns AGC off with either
     agc_eps: float = 1e-3  # floor on the weight norm in AGC
-    weight_decay: float = 1e-5  # NFNet: 2e-5 on ImageNet, 1e-6 on JFT; never on gains and biases
+    weight_decay: float | None = None  # sgd 1e-5, adamw 0.05; never on gains, biases and norms
     label_smoothing: float = 0.1
-    warmup_fraction: float = 0.05  # share of the budget's steps spent in linear warm-up
+    warmup_fraction: float | None = None  # share of the budget's steps spent in linear warm-up: sgd 0.05, adamw 0.1
+
+    def __post_init__(self) -> None:
+        defaults = _SGD_DEFAULTS if self.name == "sgd" else _ADAMW_DEFAULTS if self.name == "adamw" else {}
+        for key, value in defaults.items():  # frozen: fill the chosen optimiser's defaults once, here
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
 
     def validate(self) -> None:
-        if not 0 <= self.momentum < 1:
+        other = {"sgd": ("betas",), "adamw": ("momentum", "nesterov")}[self.name]
+        for key in other:
+            if getattr(self, key) is not None:
+                owner = "adamw" if key == "betas" else "sgd"
+                value = getattr(self, key)
+                raise SpecError(f"expected no {key} with optim.name {self.name} (an {owner} setting), "
+                                f"got {list(value) if isinstance(value, tuple) else value!r}", key=key)
+        if self.momentum is not None and not 0 <= self.momentum < 1:
             raise SpecError(f"expected a number in [0, 1), got {self.momentum!r}", key="momentum")
+        if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
+            raise SpecError(f"expected two numbers in [0, 1) (beta1, beta2), got {list(self.betas)}", key="betas")
         for key in ("agc_clip", "weight_decay"):
             if getattr(self, key) < 0:
                 raise SpecError(f"expected a number >= 0, got {getattr(self, key)!r}", key=key)
         _positive(self.agc_eps, "agc_eps")
         if not 0 <= self.label_smoothing < 1:
             raise SpecError(f"expected a number in [0, 1), got {self.label_smoothing!r}", key="label_smoothing")
-        if not 0 <= self.warmup_fraction < 1:
+        if not 0 <= self.warmup_fraction < 1:  # type: ignore[operator]  # filled in __post_init__
             raise SpecError(f"expected a fraction in [0, 1), got {self.warmup_fraction!r}", key="warmup_fraction")
 
 
@@ -306,10 +439,7 @@ class SweepSpec:
     description: str = ""
 
     def validate(self) -> None:
-        if not self.name or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in self.name) \
-                or len(self.name) > MAX_NAME_LEN or self.name.startswith("."):
-            raise SpecError(f"expected a name of 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.' (not first), "
-                            f"got {_show(self.name)}", key="name")
+        _check_name(self.name, "name")
         _non_empty(self.epochs, "epochs")
         for i, e in enumerate(self.epochs):
             _positive(e, f"epochs[{i}]")
@@ -319,6 +449,11 @@ class SweepSpec:
             raise SpecError(f"expected distinct epoch budgets in ascending order, got {list(self.epochs)}", key="epochs")
         _positive(self.batch_size, "batch_size")
         _positive(self.eval_batch_size, "eval_batch_size")
+        if self.optim.name == "adamw" and self.lr.high > MAX_ADAMW_LR:
+            raise SpecError(f"expected an LR grid for AdamW (around 1e-3, at most {MAX_ADAMW_LR}), got lr.high "
+                            f"{self.lr.high:g}: set lr to e.g. {{base: 1.0e-3, low: 1.25e-4, high: 8.0e-3}}",
+                            key="lr.high")
+        self._check_ladder_builds()
         workers = max(1, self.resources.workers_per_trial)
         if self.batch_size % workers:
             raise SpecError(
@@ -331,6 +466,15 @@ class SweepSpec:
             raise SpecError(f"expected a multiple of the {tpu.chips()} chips of a {tpu.pod_type()} slice, "
                             f"got {self.batch_size}", key="batch_size")
         _seed(self.seed, "seed")
+
+    def _check_ladder_builds(self) -> None:
+        """A ladder written in the file must build at this image size; the dataset's classes are known
+        here when it is a fixed one, its channels only once it is read (the CLI's preflight checks
+        again at the real shape), so 3 channels stand in for them."""
+        from raysweep.data import DATASETS
+
+        classes = getattr(DATASETS[self.data.dataset], "num_classes", 10)
+        self.ladder.check_models(num_classes=classes, in_chans=3, image_size=self.data.image_size)
 
     # Derived views -------------------------------------------------------------------------
     def lr_grid(self) -> tuple[float, ...]:
@@ -475,6 +619,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key)  # type: ignore[arg-type]
+    if origin is dict:  # free-form arguments (a timm model's kwargs): a mapping of plain YAML values
+        if not isinstance(value, Mapping):
+            raise SpecError(f"expected a mapping, got {_show(value)}", key=key)
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SpecError(f"expected string keys, got {_show(k)}", key=key)
+            _check_plain(v, _join(key, k))
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise SpecError(f"expected true or false, got {_show(value)}", key=key)
@@ -506,6 +658,32 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 
 _SHOW_CHARS = 120  # a value quoted in an error is cut here: the message stays one readable line
+
+
+def _check_plain(value: Any, key: str) -> None:
+    """JSON-like values only, so that the config crosses processes as a plain dict unchanged."""
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(f"expected a finite number, got {_show(value)}", key=key)
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{key}[{i}]")
+        return
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        for k, v in value.items():
+            _check_plain(v, _join(key, k))
+        return
+    raise SpecError(f"expected a number, string, boolean, list or mapping, got {_show(value)}", key=key)
+
+
+def _check_name(value: str, key: str) -> None:
+    if not value or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in value) \
+            or len(value) > MAX_NAME_LEN or value.startswith("."):
+        raise SpecError(f"expected a name of 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.' (not first), "
+                        f"got {_show(value)}", key=key)
 
 
 def _show(value: Any) -> str:

@@ -8,6 +8,7 @@ from raysweep.models.ladder import (
     LADDERS,
     ArchCfg,
     Ladder,
+    LadderRef,
     Rung,
     VitCfg,
     build_model,
@@ -18,12 +19,15 @@ from raysweep.models.ladder import (
     no_weight_decay_names,
     param_count,
 )
+from raysweep.models.timm_rungs import TimmCfg
 
 __all__ = [
     "LADDERS",
     "ArchCfg",
     "Ladder",
+    "LadderRef",
     "Rung",
+    "TimmCfg",
     "VitCfg",
     "build_model",
     "classifier_param_names",

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from raysweep.models.ladder import build_model
+from raysweep.models.ladder import LadderRef, build_model
 
 _aten = torch.ops.aten
 
@@ -49,27 +49,29 @@ def _conv_backward_flop(
 _CUSTOM_FLOPS = {_aten.convolution_backward: _conv_backward_flop}
 
 
-def _count(family: str, rung: str, num_classes: int, in_chans: int, image_size: int, backward: bool) -> float:
+def _count(family: LadderRef, rung: str, num_classes: int, in_chans: int, image_size: int, backward: bool) -> float:
     with torch.device("meta"):
         model = build_model(family, rung, num_classes=num_classes, in_chans=in_chans, image_size=image_size)
-        x = torch.empty(1, in_chans, image_size, image_size)
+        # two examples, not one: a BatchNorm in training mode (timm's ResNets) refuses a batch of one
+        # when the last stage ends at 1x1; FLOPs are linear in the batch, so halve the count
+        x = torch.empty(2, in_chans, image_size, image_size)
         with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
             out = model(x)
             if backward:
                 # no input gradient: training never differentiates the image
                 out.sum().backward()
-    return float(counter.get_total_flops())
+    return float(counter.get_total_flops()) / 2
 
 
 @functools.cache
-def flops_per_example(family: str, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> float:
+def flops_per_example(family: LadderRef, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> float:
     """Training FLOPs for one example: forward plus backward (about 3x the forward)."""
     return _count(family, rung, num_classes, in_chans, image_size, backward=True)
 
 
 @functools.cache
 def forward_flops_per_example(
-    family: str, rung: str, *, num_classes: int, in_chans: int, image_size: int
+    family: LadderRef, rung: str, *, num_classes: int, in_chans: int, image_size: int
 ) -> float:
     """Inference FLOPs for one example (the forward pass alone), e.g. to cost evaluation."""
     return _count(family, rung, num_classes, in_chans, image_size, backward=False)

@@ -5,6 +5,10 @@ ViTs). Every rung is written as `dataclasses.replace(base, **overrides)`, so add
 a table row and adding an architecture is adding a config type, one builder and a table. Parameter
 counts are measured from the built model (on the meta device for the paper's large rungs), never
 inferred from a rung's name.
+
+The built-in ladders are registered in `LADDERS` by family name. A search-space file can define
+its own ladder of timm models (`TimmCfg` rungs, see timm_rungs.py); the functions below take either
+a registered family's name or such a `Ladder` object (a `LadderRef`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from raysweep.errors import SpecError
+from raysweep.models.timm_rungs import TimmCfg, build_timm
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class VitCfg:
     global_pool: str = "token"  # classify from the class token, as ViT-S/B/L do
 
 
-ArchCfg = NfCfg | VitCfg
+ArchCfg = NfCfg | VitCfg | TimmCfg
 
 
 @dataclass(frozen=True)
@@ -181,17 +186,24 @@ def _build_vit(cfg: VitCfg, num_classes: int, in_chans: int, image_size: int) ->
 
 
 # One builder per config type: a new architecture adds a line here and a ladder table above.
-_BUILDERS: dict[type, Callable[..., nn.Module]] = {NfCfg: _build_nfnet, VitCfg: _build_vit}
+_BUILDERS: dict[type, Callable[..., nn.Module]] = {NfCfg: _build_nfnet, VitCfg: _build_vit, TimmCfg: build_timm}
+
+# A registered family's name, or a ladder defined elsewhere (a search-space file's timm rungs). Such a
+# ladder object must be hashable, as TimmCfg rungs are, so that measurements of it can be cached;
+# registered ladders (whose NfCfg is not hashable) go by name.
+LadderRef = str | Ladder
 
 
-def ladder(family: str) -> Ladder:
-    """The ladder registered as `family`; a one-line error names the known families."""
+def ladder(family: LadderRef) -> Ladder:
+    """The ladder registered as `family` (or `family` itself); a one-line error names the known families."""
+    if isinstance(family, Ladder):
+        return family
     if family not in LADDERS:
         raise SpecError(f"expected a ladder family of {sorted(LADDERS)}, got {family!r}")
     return LADDERS[family]
 
 
-def build_model(family: str, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+def build_model(family: LadderRef, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
     """A freshly initialised model of one rung, on the current default device."""
     for key, value in (("num_classes", num_classes), ("in_chans", in_chans), ("image_size", image_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -206,7 +218,7 @@ def count_params(model: nn.Module) -> int:
 
 
 @functools.cache
-def param_count(family: str, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> int:
+def param_count(family: LadderRef, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> int:
     """Parameters of a rung, measured on the meta device so that F7+ costs no memory and little time."""
     with torch.device("meta"):
         model = build_model(family, rung, num_classes=num_classes, in_chans=in_chans, image_size=image_size)

@@ -44,9 +44,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     torch.manual_seed(spec.seed)
     splits = load_splits(spec.data)
     model_kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
-    model = build_model(spec.ladder.family, cfg.model, **model_kw).to(place.device)
+    model = build_model(spec.ladder.ref, cfg.model, **model_kw).to(place.device)
     n_params = count_params(model)
-    fpe = flops_per_example(spec.ladder.family, cfg.model, **model_kw)
+    fpe = flops_per_example(spec.ladder.ref, cfg.model, **model_kw)
     plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
                       warmup_fraction=spec.optim.warmup_fraction)
     def schedule(s: int) -> float:  # the LR of optimiser step s (0-based)
@@ -55,7 +55,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     groups, agc_params = param_groups(model, weight_decay=spec.optim.weight_decay,
                                       head_names=classifier_param_names(model),
                                       no_decay_names=no_weight_decay_names(model))
-    opt = make_optimizer(groups, lr=cfg.lr, momentum=spec.optim.momentum, nesterov=spec.optim.nesterov)
+    opt = make_optimizer(groups, lr=cfg.lr, optim=spec.optim)
     step = 0
     if resume is not None:
         model.load_state_dict(resume["model"])

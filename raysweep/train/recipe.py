@@ -1,8 +1,9 @@
-"""The NFNet training recipe, free of Ray: schedule, AGC, parameter groups, optimiser, losses.
+"""The training recipe, free of Ray: schedule, AGC, parameter groups, optimiser, losses.
 
 Smith et al. (2023) pre-train NFNets with SGD + Nesterov momentum, Adaptive Gradient Clipping
-(Brock et al. 2021) and a warm-up followed by cosine decay over the whole epoch budget. Each
-function here is small and pure so that the unit tests can check it against the formula.
+(Brock et al. 2021) and a warm-up followed by cosine decay over the whole epoch budget. ViTs are
+trained with AdamW instead (`optim.name: adamw`); `make_optimizer` is the one place the choice is
+made. Each function here is small and pure so that the unit tests can check it against the formula.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from raysweep.config import OptimSpec
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,15 @@ def param_groups(model: nn.Module, *, weight_decay: float, head_names: set[str],
     return [g for g in groups if g["params"]], agc
 
 
-def make_optimizer(groups: list[dict], *, lr: float, momentum: float, nesterov: bool) -> torch.optim.SGD:
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+def make_optimizer(groups: list[dict], *, lr: float, optim: OptimSpec) -> torch.optim.Optimizer:
+    """The optimiser `optim.name` names, over `groups` (whose weight decay param_groups has set)."""
+    if optim.name == "sgd":
+        momentum = float(optim.momentum)  # type: ignore[arg-type]  # OptimSpec fills sgd's defaults
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=bool(optim.nesterov) and momentum > 0)
+    if optim.name == "adamw":
+        beta1, beta2 = optim.betas  # type: ignore[misc]  # OptimSpec fills adamw's defaults
+        return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2))
+    raise AssertionError(f"OptimSpec.name {optim.name!r} has no optimiser")  # the Literal type rules it out
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

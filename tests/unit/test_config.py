@@ -68,7 +68,7 @@ def err(tmp_path: Path, data: object, overrides: tuple[str, ...] = ()) -> str:
         ({"ladder": {"family": "resnet_zoo", "rungs": ["a"]}}, "ladder.family", "expected one of"),
         ({"ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_f9"]}}, "ladder.rungs[0]", "expected a rung"),
         ({"ladder": {"family": "nfnet_cpu", "rungs": []}}, "ladder.rungs", "non-empty"),
-        ({"ladder": {"family": "nfnet_cpu"}}, "ladder.rungs", "required key is missing"),
+        ({"ladder": {"family": "nfnet_cpu"}}, "ladder.rungs", "non-empty list of rungs of nfnet_cpu"),
         ({"data": {"dataset": "imagenet22k"}}, "data.dataset", "expected one of"),
         ({"data": {"dataset": "image_folder"}}, "data.path", "folder path"),
         ({"data": {"val_fraction": 1.5}}, "data.val_fraction", "fraction"),
