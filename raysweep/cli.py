@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from raysweep import study_cmd
 from raysweep.errors import SpecError
 
 EPILOG_RUN = """examples:
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
     table.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
+    study_cmd.add_parsers(sub)
+
     bench = sub.add_parser("bench", help="benchmarks that need no cluster",
                            description="Benchmarks that need no cluster.")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -98,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guard(lambda: _ladders(args))
     if args.command == "table":
         return _guard(lambda: _table(args))
+    if args.command == "analyze":
+        return _guard(lambda: study_cmd.run_analyze(args))
+    if args.command == "plan":
+        return _guard(lambda: study_cmd.run_plan(args))
     raise AssertionError(args.command)
 
 

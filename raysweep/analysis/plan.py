@@ -97,14 +97,14 @@ def format_plan(p: Plan, study: str) -> str:
     lines = [
         f"plan for a budget of {p.budget:.4g} {p.axis_short}, from study {study!r} ({p.method}):",
         f"  compute-optimal size      N* = {p.n_opt:,.0f} parameters, for {p.epochs_opt:.3g} epochs",
-        f"  nearest rung              {p.rung} ({p.rung_params:,} parameters): {p.rung_epochs:.3g} epochs "
-        f"spend the budget",
-        f"  learning rate             {p.lr:.3g} (95% interval {_iv(p.lr_interval)}); on the study's grid: "
-        f"{p.lr_grid:g}",
-        f"  predicted val loss        {_f(p.loss_parametric)} (95% {_iv(p.loss_parametric_ci)}) from L(N, D) at "
-        f"{p.rung}@{p.rung_epochs:.3g}",
-        f"                            {_f(p.loss_frontier)} (95% {_iv(p.loss_frontier_ci)}) from the frontier's "
-        f"power law at this budget",
+        (f"  nearest rung              {p.rung} ({p.rung_params:,} parameters): {p.rung_epochs:.3g} epochs "
+        f"spend the budget"),
+        (f"  learning rate             {p.lr:.3g} (95% interval {_iv(p.lr_interval)}); on the study's grid: "
+        f"{p.lr_grid:g}"),
+        (f"  predicted val loss        {_f(p.loss_parametric)} (95% {_iv(p.loss_parametric_ci)}) from L(N, D) at "
+        f"{p.rung}@{p.rung_epochs:.3g}"),
+        (f"                            {_f(p.loss_frontier)} (95% {_iv(p.loss_frontier_ci)}) from the frontier's "
+        f"power law at this budget"),
     ]
     lines += [f"  note: {n}" for n in p.notes]
     return "\n".join(lines)

@@ -141,7 +141,8 @@ class Runs:
         return out
 
     def has_axis(self, axis: ComputeAxis) -> bool:
-        return all((c := r.cost(axis)) is not None and c > 0 for r in self.runs)
+        """Whether every run that finished with a finite loss has a positive cost on `axis`."""
+        return all((c := r.cost(axis)) is not None and c > 0 for r in self.runs if math.isfinite(r.val_loss))
 
     def cells(self, axis: ComputeAxis = ComputeAxis.FLOPS, *,
               losses: Mapping[tuple[str, float, float], np.ndarray] | None = None) -> list[CellBest]:
@@ -159,7 +160,8 @@ class Runs:
         costs: dict[tuple[str, float], list[float]] = {}
         for r in self.runs:
             c = r.cost(axis)
-            if c is not None and c > 0:
+            # a diverged run stopped early: only runs that finished their budget say what it costs
+            if c is not None and c > 0 and math.isfinite(r.val_loss):
                 costs.setdefault((r.model, r.epochs), []).append(c)
         out = []
         for (model, epochs), entries in by_cell.items():

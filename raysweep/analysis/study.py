@@ -13,11 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.analysis.frontier import (AllocationFit, EdgeWarning, PowerLawFit, edge_warnings, fit_allocation,
-                                        fit_frontier, frontier_points, log_span)
+from raysweep.analysis.frontier import (
+    AllocationFit,
+    EdgeWarning,
+    PowerLawFit,
+    edge_warnings,
+    fit_allocation,
+    fit_frontier,
+    frontier_points,
+    log_span,
+)
 from raysweep.analysis.lr_trend import LrTrend, fit_lr_trend
 from raysweep.analysis.parametric import ChinchillaFit, fit_chinchilla
-from raysweep.analysis.runs import (TPU_V4_PEAK_FLOPS_PER_CORE, TPU_V4_UTILISATION, CellBest, ComputeAxis, Runs)
+from raysweep.analysis.runs import TPU_V4_PEAK_FLOPS_PER_CORE, TPU_V4_UTILISATION, CellBest, ComputeAxis, Runs
 from raysweep.analysis.stats import BOOTSTRAP_REPLICATES, Resampler, fit_line
 
 
