@@ -7,7 +7,13 @@ import math
 
 import pytest
 
-from raysweep.analysis.frontier import edge_warnings, envelope_at, fit_allocation, fit_frontier, frontier_points
+from raysweep.analysis.frontier import (
+    edge_warnings,
+    envelope_at,
+    fit_allocation,
+    fit_frontier,
+    frontier_points,
+)
 from raysweep.analysis.runs import CellBest, ComputeAxis
 from raysweep.analysis.stats import FitStatus, Resampler
 from raysweep.analysis.testing import Surface, planted_runs
@@ -19,7 +25,7 @@ def cell(model: str, params: int, epochs: float, compute: float, loss: float) ->
 
 def known_lattice() -> list[CellBest]:
     """Frontier: a@1 -> a@2 -> b@2 -> b@4 -> c@4 on loss = 10 * C^-0.25 exactly; every other cell above it."""
-    law = lambda c: 10 * c ** -0.25  # noqa: E731
+    law = lambda c: 10 * c ** -0.25
     on = [cell("a", 10, 1, 1e4, law(1e4)), cell("a", 10, 2, 2e4, law(2e4)), cell("b", 20, 2, 4e4, law(4e4)),
           cell("b", 20, 4, 8e4, law(8e4)), cell("c", 40, 4, 1.6e5, law(1.6e5))]
     off = [cell("a", 10, 4, 4e4, law(4e4) * 1.1),  # costs as much as b@2, worse
