@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from raysweep import study_cmd
 from raysweep.errors import SpecError
 from raysweep.redact import redact_text, redact_url
 
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("folder", type=Path, metavar="RESULTS/SWEEP",
                         help="the sweep's results folder, e.g. raysweep_results/demo")
     upload.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
+    study_cmd.add_parsers(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that need no cluster",
                            description="Benchmarks that need no cluster.")
@@ -142,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guard(lambda: _table(args))
     if args.command == "upload":
         return _guard(lambda: _upload(args))
+    if args.command == "analyze":
+        return _guard(lambda: study_cmd.run_analyze(args))
+    if args.command == "plan":
+        return _guard(lambda: study_cmd.run_plan(args))
     raise AssertionError(args.command)
 
 

@@ -345,3 +345,12 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> li
             break
     rows.sort(key=lambda r: (r["model_params"], r["model"], r["epochs"], r["lr"], r["seed"]))
     return rows
+
+
+def log_artifacts(uri: str, run_ids: Iterable[str], paths: Iterable[Path], artifact_path: str | None = None) -> None:
+    """Attach files (an analysis's figures and report) to runs, e.g. every parent run of a sweep."""
+    client = MlflowClient(tracking_uri=uri)
+    files = list(paths)
+    for run_id in run_ids:
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path)

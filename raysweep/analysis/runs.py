@@ -1,0 +1,270 @@
+"""The runs a study is analysed from, and the cells they settle: the one input of every fit.
+
+A `Runs` holds finished trials (one row per run: model, size, budget, LR, seed, loss, cost), read
+from a results CSV (`raysweep table`'s columns) or from rows `raysweep.tracking.read_trials` gave.
+`Runs.cells()` reduces them to one `CellBest` per (model, epoch budget): the LR whose loss,
+averaged over seeds, is lowest, as the paper tuned each cell. Every fit starts from those cells.
+
+Pure numpy (no Ray, MLflow or Optuna): the analysis is tested on planted data alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+import numpy as np
+
+from raysweep.errors import SpecError
+from raysweep.records import cell_name
+
+# TPU-v4 calibration (../shared/PAPER.md "Compute calibration"): 275 TFLOP/s bf16 per chip, two
+# TensorCores per chip; a utilisation of 0.36 reproduces both ends of the paper's compute axis.
+TPU_V4_PEAK_FLOPS_PER_CORE: Final = 137.5e12
+TPU_V4_UTILISATION: Final = 0.36
+
+REQUIRED_COLUMNS: Final = ("model", "model_params", "epochs", "lr", "val_loss", "flops")
+OPTIONAL_COLUMNS: Final = ("seed", "core_hours")
+
+
+class ComputeAxis(str, Enum):
+    """What a run's cost is counted in."""
+
+    FLOPS = "flops"  # training FLOPs, measured from the built model x examples seen
+    CORE_HOURS = "core_hours"  # measured device time (depends on the machine that ran the sweep)
+    TPU_V4_CORE_HOURS = "tpu_v4_core_hours"  # FLOPs / (137.5e12 per core x 0.36) / 3600
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return {
+            ComputeAxis.FLOPS: "training FLOPs",
+            ComputeAxis.CORE_HOURS: "measured core-hours",
+            ComputeAxis.TPU_V4_CORE_HOURS: (f"TPU-v4-equivalent core-hours (FLOPs / ({TPU_V4_PEAK_FLOPS_PER_CORE:.4g} "
+                                            f"FLOP/s per core x utilisation {TPU_V4_UTILISATION}))"),
+        }[self]
+
+    @property
+    def short(self) -> str:
+        return {ComputeAxis.FLOPS: "FLOPs", ComputeAxis.CORE_HOURS: "core-hours",
+                ComputeAxis.TPU_V4_CORE_HOURS: "TPU-v4 core-hours"}[self]
+
+
+def tpu_v4_core_hours(flops: float) -> float:
+    return flops / (TPU_V4_PEAK_FLOPS_PER_CORE * TPU_V4_UTILISATION) / 3600.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished trial. `val_loss` is inf when it diverged."""
+
+    model: str
+    model_params: int
+    epochs: float
+    lr: float
+    seed: str
+    val_loss: float
+    flops: float
+    core_hours: float | None = None
+
+    def cost(self, axis: ComputeAxis) -> float | None:
+        if axis is ComputeAxis.FLOPS:
+            return self.flops
+        if axis is ComputeAxis.TPU_V4_CORE_HOURS:
+            return tpu_v4_core_hours(self.flops)
+        return self.core_hours
+
+
+@dataclass(frozen=True)
+class CellBest:
+    """One (model, epoch budget) cell at its best learning rate."""
+
+    model: str
+    params: int  # N
+    epochs: float  # D, in passes over the training split
+    best_lr: float
+    loss: float  # mean over seeds at best_lr
+    loss_se: float  # its standard error over seeds (nan with one seed)
+    seeds: int
+    compute: float  # cost of one run of the cell on the chosen axis (mean over its runs)
+    lr_at_grid_edge: bool  # the best LR is the smallest or largest LR the cell tried
+
+    @property
+    def name(self) -> str:
+        return cell_name(self.model, self.epochs)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The finished runs of one study (one experiment, however many sessions, or one table)."""
+
+    name: str
+    runs: tuple[Run, ...]
+    source: str  # where they came from, for the report
+
+    def __post_init__(self) -> None:
+        assert self.runs, "a study needs runs; loaders raise SpecError before this"
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Rungs in ascending size."""
+        sizes = {r.model: r.model_params for r in self.runs}
+        return tuple(sorted(sizes, key=lambda m: (sizes[m], m)))
+
+    @property
+    def rung_params(self) -> dict[str, int]:
+        return {m: next(r.model_params for r in self.runs if r.model == m) for m in self.models}
+
+    @property
+    def epochs(self) -> tuple[float, ...]:
+        return tuple(sorted({r.epochs for r in self.runs}))
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        return tuple(sorted({r.lr for r in self.runs}))
+
+    def has_seeds(self) -> bool:
+        """Whether some (model, budget, LR) was run with two or more seeds: then seeds can be resampled."""
+        groups = self.groups()
+        return any(len(v) >= 2 for v in groups.values())
+
+    def groups(self) -> dict[tuple[str, float, float], list[Run]]:
+        out: dict[tuple[str, float, float], list[Run]] = {}
+        for r in self.runs:
+            out.setdefault((r.model, r.epochs, r.lr), []).append(r)
+        return out
+
+    def has_axis(self, axis: ComputeAxis) -> bool:
+        """Whether every run that finished with a finite loss has a positive cost on `axis`."""
+        return all((c := r.cost(axis)) is not None and c > 0 for r in self.runs if math.isfinite(r.val_loss))
+
+    def cells(self, axis: ComputeAxis = ComputeAxis.FLOPS, *,
+              losses: Mapping[tuple[str, float, float], np.ndarray] | None = None) -> list[CellBest]:
+        """One `CellBest` per cell with a finite loss, ordered by (size, budget).
+
+        `losses` replaces the per-seed losses of each (model, budget, LR) group: the bootstrap
+        passes resampled seeds here. Ties go to the larger LR, as the searchers break them.
+        """
+        groups = self.groups()
+        by_cell: dict[tuple[str, float], list[tuple[float, np.ndarray]]] = {}
+        for (model, epochs, lr), rs in groups.items():
+            vals = losses[(model, epochs, lr)] if losses is not None else np.array([r.val_loss for r in rs])
+            by_cell.setdefault((model, epochs), []).append((lr, vals))
+        params = self.rung_params
+        costs: dict[tuple[str, float], list[float]] = {}
+        for r in self.runs:
+            c = r.cost(axis)
+            # a diverged run stopped early: only runs that finished their budget say what it costs
+            if c is not None and c > 0 and math.isfinite(r.val_loss):
+                costs.setdefault((r.model, r.epochs), []).append(c)
+        out = []
+        for (model, epochs), entries in by_cell.items():
+            entries.sort(key=lambda t: t[0])
+            means = [float(np.mean(v)) if np.all(np.isfinite(v)) else math.inf for _, v in entries]
+            finite = [i for i, m in enumerate(means) if math.isfinite(m)]
+            if not finite:
+                continue  # every LR diverged: the cell settles nothing
+            best = min(finite, key=lambda i: (means[i], -entries[i][0]))
+            vals = entries[best][1]
+            known = costs.get((model, epochs), [])
+            out.append(CellBest(
+                model=model, params=params[model], epochs=epochs, best_lr=entries[best][0], loss=means[best],
+                loss_se=float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) >= 2 else math.nan,
+                seeds=len(vals), compute=float(np.mean(known)) if known else math.nan,
+                lr_at_grid_edge=best in (0, len(entries) - 1),
+            ))
+        out.sort(key=lambda c: (c.params, c.model, c.epochs))
+        return out
+
+
+# Loading ------------------------------------------------------------------------------------------
+
+def runs_from_rows(rows: Iterable[Mapping[str, Any]], *, name: str, source: str) -> Runs:
+    """Runs from `raysweep.tracking.read_trials` rows (or any mapping with the table's columns)."""
+    runs = []
+    for row in rows:
+        loss = float(row["val_loss"])
+        hours = row.get("core_hours")
+        runs.append(Run(model=str(row["model"]), model_params=int(row["model_params"]), epochs=float(row["epochs"]),
+                        lr=float(row["lr"]), seed=str(row.get("seed", "0")),
+                        val_loss=loss if math.isfinite(loss) else math.inf, flops=float(row.get("flops") or 0.0),
+                        core_hours=float(hours) if hours not in (None, "") and float(hours) > 0 else None))
+    if not runs:
+        raise SpecError(f"expected finished trials, got none in {source}", key="--experiment")
+    _check_sizes(runs, source, key="model_params")
+    return Runs(name=name, runs=tuple(runs), source=source)
+
+
+def load_csv(path: str, *, name: str | None = None) -> Runs:
+    """Read a results table; every problem is a `SpecError` naming the file, the line and the column."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in REQUIRED_COLUMNS if c not in header]
+            if missing:
+                raise SpecError(f"expected the columns {','.join(REQUIRED_COLUMNS)} (optional: "
+                                f"{','.join(OPTIONAL_COLUMNS)}), got {','.join(header) or 'no header'}; "
+                                f"missing {','.join(missing)}", file=path, key="header")
+            records = [({(k or "").strip(): (v or "").strip() for k, v in rec.items()}, reader.line_num)
+                       for rec in reader]
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"expected a readable CSV file, got {type(err).__name__}: {err}", file=path) from None
+    runs = []
+    for rec, line in records:
+        where = f"line {line}"
+        if not rec.get("model"):
+            raise SpecError("expected a model name, got an empty value", file=path, key=f"{where}, column model")
+        hours = rec.get("core_hours", "")
+        runs.append(Run(
+            model=rec["model"],
+            model_params=int(_number(rec["model_params"], path, where, "model_params", positive=True)),
+            epochs=_number(rec["epochs"], path, where, "epochs", positive=True),
+            lr=_number(rec["lr"], path, where, "lr", positive=True),
+            seed=rec.get("seed") or "0",
+            val_loss=_loss(rec["val_loss"], path, where),
+            flops=_number(rec["flops"], path, where, "flops", positive=True),
+            core_hours=_number(hours, path, where, "core_hours", positive=True) if hours else None,
+        ))
+    if not runs:
+        raise SpecError("expected at least one data row, got none", file=path)
+    _check_sizes(runs, path, key="column model_params")
+    stem = path.rsplit("/", 1)[-1].removesuffix(".csv")
+    return Runs(name=name or stem, runs=tuple(runs), source=path)
+
+
+def _check_sizes(runs: Sequence[Run], source: str, *, key: str) -> None:
+    sizes: dict[str, set[int]] = {}
+    for r in runs:
+        sizes.setdefault(r.model, set()).add(r.model_params)
+    odd = {m: sorted(s) for m, s in sizes.items() if len(s) > 1}
+    if odd:
+        raise SpecError(f"expected one parameter count per model, got {odd}", file=source, key=key)
+
+
+def _number(text: str, path: str, where: str, column: str, *, positive: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or (positive and value <= 0):
+        want = "a positive number" if positive else "a finite number"
+        raise SpecError(f"expected {want}, got {text!r}", file=path, key=f"{where}, column {column}")
+    return value
+
+
+def _loss(text: str, path: str, where: str) -> float:
+    if not text or text.lower() in ("inf", "+inf", "infinity", "nan"):
+        return math.inf  # a diverged run
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(f"expected a number, or inf / nan / empty for a diverged run, got {text!r}",
+                        file=path, key=f"{where}, column val_loss") from None
+    return value if math.isfinite(value) else math.inf

@@ -1,0 +1,270 @@
+"""`raysweep analyze` and `raysweep plan`: the study's questions answered from its MLflow runs (or a
+results table), and a forecast for the next budget.
+
+The edge between the pure analysis (`raysweep.analysis`, no MLflow) and the record: runs are read
+with `raysweep.tracking.read_trials`, and the outputs are logged back as artifacts on every parent
+run of the sweep (a sweep resumed across sessions has several). Bad input is a `SpecError` before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from raysweep.errors import SpecError
+
+ANALYZE_EPILOG = """examples:
+  raysweep analyze --experiment raysweep-demo --out analysis/
+  raysweep analyze --table benchmarks/fashion_grid_agc0.16.csv --out benchmarks/analysis/fashion_grid_agc0.16
+  raysweep analyze --experiment nfnet-fashion --experiment vit-fashion --out compare/   # frontiers overlaid
+  raysweep analyze --experiment raysweep-demo --compute tpu_v4_core_hours --out analysis/
+
+Writes into OUT: loss_vs_compute.png (the paper's Figure 2), optimal_allocation.png, lr_vs_epochs.png
+(Figure 3), report.md (the tables behind each figure, and a warning when the frontier sits at an edge
+of the lattice) and fit.json (every fitted number with its 95% bootstrap interval). With two or more
+studies, each gets a folder OUT/<name>/, and OUT holds frontiers_overlay.png, comparison.md (the loss
+each reaches at matched compute) and fit.json. Read from MLflow, the files are also logged as
+artifacts (folder "analysis") on the sweep's parent run(s).
+
+Compute axes: flops (training FLOPs measured from the built model), core_hours (measured device
+time), tpu_v4_core_hours (FLOPs / (137.5e12 FLOP/s per TPU-v4 core x 0.36 utilisation) / 3600,
+the calibration that reproduces the paper's axis).
+"""
+
+PLAN_EPILOG = """examples:
+  raysweep plan --experiment raysweep-demo --budget 5e10
+  raysweep plan --table benchmarks/fashion_grid_agc0.16.csv --budget 2e11
+  raysweep plan --table benchmarks/fashion_grid_agc0.16.csv --core-hours 0.05
+
+Prints the compute-optimal model size and epoch budget (from the parametric law L(N, D) under the
+measured cost of an epoch), the ladder rung nearest that size and the epochs that spend the budget
+on it, the learning rate from the fitted LR trend, and the predicted validation loss with a 95%
+interval (from L(N, D), and from the frontier's power law). Runs nothing.
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    an = sub.add_parser("analyze", help="frontier, scaling laws, the paper's figures and a report from a sweep",
+                        description="Analyse finished sweeps: the compute-efficient frontier and its power law, "
+                                    "the parametric law L(N, D), the optimal allocation, the LR trend; figures, "
+                                    "report.md and fit.json.",
+                        epilog=ANALYZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _sources(an, repeat=True)
+    an.add_argument("--out", type=Path, required=True, help="folder to write into (created if missing)")
+    an.add_argument("--compute", choices=("flops", "core_hours", "tpu_v4_core_hours"), default="flops",
+                    help="the compute axis (default: %(default)s)")
+    an.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                    help="bootstrap replicates for the intervals (default: %(default)s; 0: no intervals)")
+
+    pl = sub.add_parser("plan", help="forecast the compute-optimal run for a budget not yet spent (runs nothing)",
+                        description="Fit a finished study and forecast, for a new compute budget, the optimal model "
+                                    "size and epoch budget, the rung to train, its LR and the loss to expect.",
+                        epilog=PLAN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _sources(pl, repeat=False)
+    budget = pl.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget", type=float, metavar="FLOPS", help="training FLOPs of the run to plan")
+    budget.add_argument("--core-hours", type=float, metavar="H",
+                        help="measured core-hours of the run to plan (on the machine the study ran on)")
+    pl.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                    help="bootstrap replicates for the intervals (default: %(default)s)")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
+    action = "append" if repeat else "store"
+    what = " (repeatable: studies are compared)" if repeat else ""
+    p.add_argument("--experiment", action=action, default=[] if repeat else None, metavar="NAME",
+                   help=f"MLflow experiment of the sweep; every session of it counts{what}")
+    p.add_argument("--table", action=action, default=[] if repeat else None, metavar="CSV",
+                   help="a results table with `raysweep table`'s columns: model,model_params,epochs,lr,seed,val_loss,"
+                        f"flops,core_hours{what}")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)")
+
+
+# Loading ------------------------------------------------------------------------------------------
+
+class _Source:
+    def __init__(self, runs: Any, parents: list[str], uri: str | None) -> None:
+        self.runs = runs
+        self.parents = parents  # MLflow parent runs (sessions) the trials came from
+        self.uri = uri
+
+
+def _load_experiment(name: str, uri: str) -> _Source:
+    from raysweep.analysis.runs import runs_from_rows
+    from raysweep.tracking import read_trials
+
+    try:
+        rows = read_trials(uri, name)
+    except FileNotFoundError:
+        raise SpecError(f"expected an MLflow experiment at {uri}, got {name!r}, which does not exist",
+                        key="--experiment") from None
+    except Exception as err:  # noqa: BLE001 - MLflow raises many types for an unusable store
+        raise SpecError(f"expected a reachable MLflow tracking URI, got {uri!r} ({type(err).__name__})",
+                        key="--tracking-uri") from None
+    if not rows:
+        raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key="--experiment")
+    parents = sorted({r["parent"] for r in rows if r["parent"]})
+    runs = runs_from_rows(rows, name=name, source=f"MLflow experiment {name!r} at {uri}, "
+                                                  f"{len(parents)} session(s)")
+    return _Source(runs, parents, uri)
+
+
+def _load(args: argparse.Namespace) -> list[_Source]:
+    from raysweep.analysis.runs import load_csv
+    from raysweep.tracking import resolve_tracking_uri
+
+    experiments = args.experiment if isinstance(args.experiment, list) else [args.experiment] * bool(args.experiment)
+    tables = args.table if isinstance(args.table, list) else [args.table] * bool(args.table)
+    if not experiments and not tables:
+        raise SpecError("expected --experiment NAME or --table CSV, got neither", key="--experiment")
+    if not isinstance(args.experiment, list) and experiments and tables:
+        raise SpecError("expected one of --experiment or --table, got both", key="--table")
+    uri = resolve_tracking_uri(args.tracking_uri, None) if experiments else None
+    sources = [_load_experiment(e, uri) for e in experiments]  # type: ignore[arg-type]
+    sources += [_Source(load_csv(t), [], None) for t in tables]
+    names = [s.runs.name for s in sources]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SpecError(f"expected distinct study names, got {dup} more than once", key="--experiment/--table")
+    return sources
+
+
+def _axis(name: str, sources: list[_Source]):  # type: ignore[no-untyped-def]
+    from raysweep.analysis.runs import ComputeAxis
+
+    axis = ComputeAxis(name)
+    for s in sources:
+        if not s.runs.has_axis(axis):
+            raise SpecError(f"expected every run of {s.runs.name!r} to have a positive {axis.value.replace('tpu_v4_', '')}"
+                            f" value, got runs without one", key="--compute")
+    return axis
+
+
+def _check_out(out: Path) -> None:
+    """An unwritable --out is an error before any work (and before anything is created)."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if probe == out and not out.is_dir():
+        raise SpecError(f"expected a folder, got the file {str(out)!r}", key="--out")
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SpecError(f"expected a writable folder, got {str(out)!r} ({str(probe)!r} is not writable)", key="--out")
+
+
+# analyze ------------------------------------------------------------------------------------------
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from raysweep.analysis import figures
+    from raysweep.analysis.compare import matched_compute
+    from raysweep.analysis.report import comparison_report, study_report
+    from raysweep.analysis.study import analyze
+
+    if args.bootstrap < 0:
+        raise SpecError(f"expected a number >= 0, got {args.bootstrap}", key="--bootstrap")
+    _check_out(args.out)
+    sources = _load(args)
+    axis = _axis(args.compute, sources)
+    fits = [analyze(s.runs, axis, replicates=args.bootstrap) for s in sources]
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecError(f"expected a folder that can be created, got {str(args.out)!r} ({err.strerror})",
+                        key="--out") from None
+    many = len(fits) > 1
+    written: dict[str, list[Path]] = {}
+    for s, fit in zip(sources, fits, strict=True):
+        folder = args.out / _safe(fit.name) if many else args.out
+        folder.mkdir(exist_ok=True)
+        files = figures.draw_all(fit, folder)
+        (folder / "report.md").write_text(study_report(fit))
+        (folder / "fit.json").write_text(json.dumps(fit.to_json(), indent=2, allow_nan=False, default=_json) + "\n")
+        written[fit.name] = [*files, folder / "report.md", folder / "fit.json"]
+        _print_study(fit, folder)
+    shared: list[Path] = []
+    if many:
+        matched = matched_compute(fits)
+        shared.append(figures.plot_overlay(fits, args.out / figures.OVERLAY))
+        (args.out / "comparison.md").write_text(comparison_report(fits, matched))
+        doc = {"studies": {f.name: f.to_json() for f in fits}, "matched_compute": [m.to_json() for m in matched]}
+        (args.out / "fit.json").write_text(json.dumps(doc, indent=2, allow_nan=False, default=_json) + "\n")
+        shared += [args.out / "comparison.md", args.out / "fit.json"]
+        print(f"comparison at matched compute: {args.out / 'comparison.md'}; overlay: {args.out / figures.OVERLAY}")
+    _log_to_mlflow(sources, fits, written, shared)
+    return 0
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _json(x: Any) -> Any:
+    raise TypeError(f"not JSON: {type(x).__name__}")
+
+
+def _print_study(fit, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    pl = fit.power_law
+    print(f"{fit.name}: {fit.n_runs} runs, {len(fit.cells)} cells, frontier {len(fit.frontier)} points "
+          f"({', '.join(c.name for c in fit.frontier)})")
+    if pl.ok:
+        ci = f" [{pl.slope_ci.lo:.3f}, {pl.slope_ci.hi:.3f}]" if math.isfinite(pl.slope_ci.lo) else ""
+        print(f"  frontier power law: loss ~ C^{pl.slope:.3f}{ci}, R^2 {pl.r2:.3f} ({fit.axis.short})")
+    ch = fit.chinchilla
+    if ch.ok:
+        a, b = ch.allocation_exponents(1.0)
+        print(f"  L(N, D) = {ch.E:.3g} + {ch.A:.3g}/N^{ch.alpha:.3f} + {ch.B:.3g}/D^{ch.beta:.3f} "
+              f"({'converged' if ch.converged else 'NOT converged'}); with C = 6ND: N_opt ~ C^{a:.2f}, D_opt ~ C^{b:.2f}")
+    else:
+        print(f"  L(N, D): {ch.status}")
+    tr = fit.lr_trend
+    if tr.ok:
+        print(f"  LR trend: lr ~ N^{tr.p:.3f} epochs^{tr.q:.3f}; {len(tr.breaks)} monotonicity break(s)")
+    for w in fit.warnings:
+        print(f"  warning: {w.message}")
+    print(f"  wrote {folder}/: report.md, fit.json, {figures_names()}")
+
+
+def figures_names() -> str:
+    from raysweep.analysis import figures
+
+    return f"{figures.LOSS_VS_COMPUTE}, {figures.OPTIMAL_ALLOCATION}, {figures.LR_VS_EPOCHS}"
+
+
+def _log_to_mlflow(sources: list[_Source], fits: list[Any], written: dict[str, list[Path]],
+                   shared: list[Path]) -> None:
+    from raysweep.tracking import log_artifacts
+
+    for s, fit in zip(sources, fits, strict=True):
+        if not s.parents or s.uri is None:
+            continue
+        log_artifacts(s.uri, s.parents, written[fit.name] + shared, "analysis")
+        print(f"logged the analysis as artifacts (folder 'analysis') on {len(s.parents)} parent run(s) of "
+              f"{fit.name!r}: {', '.join(s.parents)}")
+
+
+# plan ---------------------------------------------------------------------------------------------
+
+def run_plan(args: argparse.Namespace) -> int:
+    from raysweep.analysis.plan import format_plan, plan
+    from raysweep.analysis.study import analyze
+
+    budget, key = (args.budget, "--budget") if args.budget is not None else (args.core_hours, "--core-hours")
+    if not (math.isfinite(budget) and budget > 0):
+        raise SpecError(f"expected a positive number, got {budget}", key=key)
+    if args.bootstrap < 0:
+        raise SpecError(f"expected a number >= 0, got {args.bootstrap}", key="--bootstrap")
+    sources = _load(args)
+    axis = _axis("flops" if args.budget is not None else "core_hours", sources)
+    fit = analyze(sources[0].runs, axis, replicates=args.bootstrap)
+    p = plan(fit, budget)
+    if args.json:
+        print(json.dumps({"study": fit.name, **p.to_json()}, indent=2, default=str))
+    else:
+        print(format_plan(p, fit.name))
+    return 0
