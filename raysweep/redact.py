@@ -78,11 +78,16 @@ def redact_text(text: str, secrets: Iterable[str] | None = None) -> str:
     """`text` with every URL redacted, every `secret_name=value` masked and every secret value of
     the environment (or of `secrets`, when given) replaced by `***`."""
     out = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-    out = _ASSIGNMENT.sub(lambda m: f"{m['name']}={MASK}" if is_secret_name(m["name"]) else m.group(0), out)
+    out = _ASSIGNMENT.sub(lambda m: f"{m['name']}={MASK}" if _secret_assignment(m["name"]) else m.group(0), out)
     for value in secret_values() if secrets is None else sorted(set(secrets), key=len, reverse=True):
         if len(value) >= _MIN_SECRET_LEN:
             out = out.replace(value, MASK)
     return out
+
+
+def _secret_assignment(name: str) -> bool:
+    # a bare `key=` is how help texts write placeholders (`--set KEY=VALUE`), not a credential
+    return is_secret_name(name) and name.lower() != "key"
 
 
 def redact(value: Any, secrets: Iterable[str] | None = None) -> Any:
