@@ -107,3 +107,16 @@ def test_the_tracker_logs_spec_params_redacted(tmp_path: Path) -> None:
     assert params["search.storage"] == "postgresql+psycopg://optuna:***@db/optuna"
     assert params["tracking.uri"] == "http://me:***@127.0.0.1:5000"
     assert not any("-pw-" in v for v in params.values())
+
+
+def test_errors_and_tracebacks_printed_by_the_cli_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    from raysweep.cli import _redacting_excepthook, one_line
+
+    assert one_line("bad\nstore postgresql://u:cli-pw-1@h/db") == "bad store postgresql://u:***@h/db"
+    try:
+        raise RuntimeError("lost http://u:hook-pw-2@h:5000")
+    except RuntimeError as err:
+        _redacting_excepthook(RuntimeError, err, err.__traceback__)
+    printed = capsys.readouterr().err
+    assert "Traceback" in printed and "http://u:***@h:5000" in printed  # the bug still shows, the secret not
+    assert "hook-pw-2" not in printed
