@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from raysweep.records import Tag, TrialStatus
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,15 +52,15 @@ def test_no_secret_reaches_mlflow_or_the_console(tmp_path: Path, mlflow_server: 
     client = MlflowClient(tracking_uri=mlflow_server)  # the server takes no auth: read back everything
     exp = client.get_experiment_by_name("credentials")
     runs = client.search_runs([exp.experiment_id])
-    trials = [r for r in runs if r.data.tags.get("raysweep.kind") == "trial"]
+    trials = [r for r in runs if r.data.tags.get(Tag.KIND) == Tag.KIND_TRIAL]
     assert len(runs) == 3 and len(trials) == 2, [r.info.run_name for r in runs]  # parent + one per LR
-    assert {r.data.tags.get("raysweep.status") for r in trials} == {"ok"}
+    assert {r.data.tags.get(Tag.STATUS) for r in trials} == {TrialStatus.OK.value}
     written = []
     for run in runs:
         written += [run.info.run_name, *run.data.params.values(), *run.data.tags.values()]
         root = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl" / run.info.run_id)))
         written += [p.read_bytes().decode("utf-8", "replace") for p in root.rglob("*") if p.is_file()]
-    parent = next(r for r in runs if r.data.tags.get("raysweep.kind") == "sweep")
+    parent = next(r for r in runs if r.data.tags.get(Tag.KIND) == Tag.KIND_SWEEP)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.json", "summary.txt", "trials.csv"} <= artifacts, artifacts
     # redacted, not dropped: the record still says where the study and the tracking store are
