@@ -365,15 +365,15 @@ def preflight_stores(spec, args: argparse.Namespace, uri: str) -> None:  # type:
         else (None, "$MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI")
         else (file, "tracking.uri") if spec.tracking.uri
         else (None, "the current folder (for ./mlflow.db)"))
-    try:
-        check_tracking_uri(uri, key=source[1])
-    except SpecError as err:
-        raise SpecError(err.detail, file=source[0], key=source[1]) from None
-    if spec.search.storage:
+    if spec.search.storage:  # local checks first, the network last
         try:
             check_storage_url(spec.search.storage)
         except SpecError as err:
             raise err.located(file=file) from None
+    try:
+        check_tracking_uri(uri, key=source[1])
+    except SpecError as err:
+        raise SpecError(err.detail, file=source[0], key=source[1]) from None
 
 
 def dry_run_report(spec, splits) -> str:  # type: ignore[no-untyped-def]

@@ -184,8 +184,14 @@ class LrSpec:
         if k_hi - k_lo + 1 > MAX_LR_POINTS:  # validate() reports it; never build a huge grid
             k_hi = k_lo + MAX_LR_POINTS
         # 6 significant figures keep grid points readable and distinct for any factor > 1.0001
-        points = (float(f"{math.exp(math.log(self.base) + k * step):.6g}") for k in range(k_lo, k_hi + 1))
+        points = (float(f"{self._point(k):.6g}") for k in range(k_lo, k_hi + 1))
         return tuple(p for p in points if 0 < p < math.inf)  # the tolerance must not step past 1e308 or 0
+
+    def _point(self, k: int) -> float:
+        try:
+            return self.base * self.factor**k  # not exp(log ...): the same floats as grids already recorded
+        except OverflowError:  # factor**k past 1.8e308
+            return math.inf
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ problem is a `SpecError` naming the flag or key the value came from.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -59,8 +60,7 @@ def _probe_server(uri: str, *, key: str) -> None:
                                 max_retries=0, timeout=PROBE_TIMEOUT_S, raise_on_status=False,
                                 json={"max_results": 1})
     except MlflowException as err:  # MLflow wraps every connection error and timeout in it
-        cause = type(err.__cause__).__name__ if err.__cause__ else "no answer"
-        raise SpecError(f"expected a reachable MLflow tracking server, got {shown} ({cause})", key=key) from None
+        raise SpecError(f"expected a reachable MLflow tracking server, got {shown} ({_reason(err)})", key=key) from None
     if response.status_code in (401, 403):
         raise SpecError(f"the MLflow tracking server at {shown} refused the credentials "
                         f"(HTTP {response.status_code}); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
@@ -68,6 +68,15 @@ def _probe_server(uri: str, *, key: str) -> None:
     if response.status_code != 200:
         raise SpecError(f"expected an MLflow tracking server at {shown}, got HTTP {response.status_code} "
                         f"for an experiment search", key=key)
+
+
+def _reason(err: BaseException) -> str:
+    """The last words of a connection error ("[Errno 111] Connection refused"), not urllib3's whole chain."""
+    text = str(err)
+    match = re.search(r"(\[Errno -?\d+\][^\"')]*)", text)
+    if match:
+        return match.group(1).strip()
+    return "timed out" if "timeout" in text.lower() else type(err.__context__ or err).__name__
 
 
 def check_storage_url(url: str, *, key: str = "search.storage") -> None:

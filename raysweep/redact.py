@@ -31,8 +31,8 @@ _SECRET_ENV = frozenset({"DATABASE_URL"})
 _MIN_SECRET_LEN = 4
 # A URL inside free text: a scheme, '://', and everything up to whitespace or a quote.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
-# `scheme://user:password@` where the password holds an unencoded '/', which ends the netloc early.
-_BARE_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@\s]*):[^@\s]*?@")
+# `scheme://user:` where a password may follow: the user part holds no '/', ':', '@', '?' or '#'.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@\s?#]*):")
 # `name=value` outside URLs (libpq DSNs, command lines): the value ends at whitespace, ',', ';' or '&'.
 _ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>[^\s,;&'\"]+)")
 
@@ -52,37 +52,48 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def redact_url(url: str) -> str:
     """`url` with its password and its secret query parameters masked; other text is unchanged."""
+    url = _mask_password(url)
     try:
         parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a parseable URL (e.g. a bad port): leave it to the text rules
+    except ValueError:  # not a parseable URL (e.g. an unclosed IPv6 bracket): leave it to the text rules
         return url
-    netloc = parts.netloc
-    if password is None and _BARE_USERINFO.match(url):  # an unencoded '/' in the password cut the netloc short
-        return _BARE_USERINFO.sub(rf"\1:{MASK}@", url, count=1)
-    if password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(is_secret_name(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*/:")
-    if (netloc, query) == (parts.netloc, parts.query):
+    if not parts.query:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(is_secret_name(k) for k, _ in pairs):
+        return url
+    query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*/:@")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _mask_password(url: str) -> str:
+    """`scheme://user:***@host...`. The password runs to the last '@' before the query: users paste
+    passwords with '@' or '/' unencoded, which would end the netloc early and leak the rest."""
+    m = _USERINFO.match(url)
+    if not m:
+        return url
+    head = re.split(r"[?#]", url, maxsplit=1)[0]
+    at = head.rfind("@")
+    rest = head[m.end():at]
+    if at < m.end() or (rest.split("/", 1)[0].isdigit() and "/" in rest):  # host:port/path/@x, no password
+        return url
+    return f"{m.group(1)}:{MASK}{url[at:]}"
 
 
 def redact_text(text: str, secrets: Iterable[str] | None = None) -> str:
     """`text` with every URL redacted, every `secret_name=value` masked and every secret value of
     the environment (or of `secrets`, when given) replaced by `***`."""
     out = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-    out = _ASSIGNMENT.sub(lambda m: f"{m['name']}={MASK}" if is_secret_name(m["name"]) else m.group(0), out)
+    out = _ASSIGNMENT.sub(lambda m: f"{m['name']}={MASK}" if _secret_assignment(m["name"]) else m.group(0), out)
     for value in secret_values() if secrets is None else sorted(set(secrets), key=len, reverse=True):
         if len(value) >= _MIN_SECRET_LEN:
             out = out.replace(value, MASK)
     return out
+
+
+def _secret_assignment(name: str) -> bool:
+    # a bare `key=` is how help texts write placeholders (`--set KEY=VALUE`), not a credential
+    return is_secret_name(name) and name.lower() != "key"
 
 
 def redact(value: Any, secrets: Iterable[str] | None = None) -> Any:

@@ -167,6 +167,11 @@ def load_table(path: str) -> Table:
             ]
     except OSError as e:
         raise SpecError(f"cannot read the table: {e.strerror}", file=path) from None
+    except UnicodeDecodeError as e:  # a binary file given as the table
+        raise SpecError(f"expected a UTF-8 text CSV, got a byte {e.object[e.start]:#04x} at offset {e.start}",
+                        file=path) from None
+    except csv.Error as e:  # e.g. a NUL byte
+        raise SpecError(f"expected a CSV table, got {e}", file=path) from None
     if not raw:
         raise SpecError("expected at least one data row, got none", file=path)
 
