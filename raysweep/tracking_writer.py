@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
 from raysweep.records import Tag
+from raysweep.redact import RedactingClient
 from raysweep.tracking_journal import Journal
 
 KEY_TAG: Final = "raysweep.journal_key"
@@ -52,7 +53,9 @@ class Replayer:
     def __init__(self, uri: str, journal: Journal) -> None:
         self.uri = uri
         self.journal = journal
-        self.client = MlflowClient(tracking_uri=uri)
+        # The journal's entries were redacted when appended; artifacts (files) are redacted here, on
+        # their way into MLflow, as are entries an older journal may hold.
+        self.client = RedactingClient(MlflowClient(tracking_uri=uri))
         # MLflow prints a "View run ... at" line per ended run on an http store; from a background
         # thread that lands amid the sweep's progress lines, and `raysweep upload` says what it sent
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
