@@ -233,6 +233,14 @@ _ADAMW_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.05,
     "warmup_fraction": 0.1,  # Adam's second-moment estimate is noisy over the first steps; ViTs diverge without warm-up
 }
+
+
+def _by_optimiser() -> Any:
+    """The default of a field that depends on optim.name: a placeholder OptimSpec fills from the tables
+    above, so the field's type stays a plain number for the code that reads it."""
+    return None
+
+
 MAX_ADAMW_LR = 0.1  # an AdamW step moves every weight by about the LR: above 0.1 no ViT weight survives a step
 
 
@@ -244,11 +252,11 @@ class OptimSpec:
     momentum: float | None = None  # sgd only (0.9); adamw has betas
     nesterov: bool | None = None  # sgd only (true)
     betas: tuple[float, ...] | None = None  # adamw only ((0.9, 0.999))
-    agc_clip: float | None = None  # sgd 0.01, adamw 0 (off); 0 turns AGC off with either
+    agc_clip: float = _by_optimiser()  # sgd 0.01, adamw 0 (off); 0 turns AGC off with either
     agc_eps: float = 1e-3  # floor on the weight norm in AGC
-    weight_decay: float | None = None  # sgd 1e-5, adamw 0.05; never on gains, biases and norms
+    weight_decay: float = _by_optimiser()  # sgd 1e-5, adamw 0.05; never on gains, biases and norms
     label_smoothing: float = 0.1
-    warmup_fraction: float | None = None  # share of the budget's steps spent in linear warm-up: sgd 0.05, adamw 0.1
+    warmup_fraction: float = _by_optimiser()  # share of the steps spent in linear warm-up: sgd 0.05, adamw 0.1
 
     def __post_init__(self) -> None:
         defaults = _SGD_DEFAULTS if self.name == "sgd" else _ADAMW_DEFAULTS if self.name == "adamw" else {}
@@ -274,7 +282,7 @@ class OptimSpec:
         _positive(self.agc_eps, "agc_eps")
         if not 0 <= self.label_smoothing < 1:
             raise SpecError(f"expected a number in [0, 1), got {self.label_smoothing!r}", key="label_smoothing")
-        if not 0 <= self.warmup_fraction < 1:  # type: ignore[operator]  # filled in __post_init__
+        if not 0 <= self.warmup_fraction < 1:
             raise SpecError(f"expected a fraction in [0, 1), got {self.warmup_fraction!r}", key="warmup_fraction")
 
 

@@ -87,7 +87,7 @@ def _takes_img_size(cfg: TimmCfg) -> bool:
 
 def build_timm(cfg: TimmCfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
     """A freshly initialised timm model sized for the data, on the current default device."""
-    size = {"img_size": image_size} if _takes_img_size(cfg) else {}
+    size: dict[str, Any] = {"img_size": image_size} if _takes_img_size(cfg) else {}
     return timm.create_model(cfg.model, pretrained=False, num_classes=num_classes, in_chans=in_chans,
                              **size, **cfg.kwargs)
 
