@@ -7,7 +7,6 @@ the key and what was expected, with exit code 2, before Ray is started.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -181,9 +180,11 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.space, args.overrides)
     if args.max_trials is not None and args.max_trials < 1:
         raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")
-    splits = preflight(spec, str(args.space))
+    shape = preflight(spec, str(args.space), dry_run=args.dry_run)
     if args.dry_run:
-        print(dry_run_report(spec, splits))
+        from raysweep.dryrun import report
+
+        print(report(spec, shape))
         return 0
     uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
 
@@ -225,59 +226,31 @@ def _launch(spec, args: argparse.Namespace, uri: str):  # type: ignore[no-untype
                      resume=args.resume)
 
 
-def preflight(spec, file: str):  # type: ignore[no-untyped-def]
+def preflight(spec, file: str, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
     """Check what only the data can tell before anything starts: it loads, and every budget buys a
-    step. Returns the loaded splits."""
+    step. Returns the data's shape; a dry run may plan with `data.assume` where the data is absent."""
     from raysweep.data import load_splits
+    from raysweep.dryrun import DataShape
     from raysweep.train.recipe import plan_steps
 
     try:
         splits = load_splits(spec.data)
+        shape = DataShape(len(splits.train), len(splits.val), splits.num_classes, splits.in_chans,
+                          splits.image_size)
     except FileNotFoundError as err:
-        raise SpecError(f"the dataset cannot be read: {err}", file=file, key="data") from None
+        assume = spec.data.assume
+        if not (dry_run and assume is not None):
+            hint = "; a dry run can plan without it from data.assume" if dry_run else ""
+            raise SpecError(f"the dataset cannot be read: {err}{hint}", file=file, key="data") from None
+        shape = DataShape(assume.train_examples, None, assume.num_classes, assume.in_chans, spec.data.image_size,
+                          assumed=True)
     for i, e in enumerate(spec.epochs):
         try:
-            plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
+            plan_steps(n_train=shape.n_train, batch_size=spec.batch_size, epochs=e,
                        warmup_fraction=spec.optim.warmup_fraction)
         except ValueError as err:
             raise SpecError(str(err), file=file, key=f"epochs[{i}]") from None
-    return splits
-
-
-def dry_run_report(spec, splits) -> str:  # type: ignore[no-untyped-def]
-    from raysweep.models import flops_per_example, param_count
-    from raysweep.space import format_epochs
-    from raysweep.train.recipe import plan_steps
-
-    grid = spec.lr_grid()
-    per_cell = {"grid": len(grid), "monotone": 2, "bracket": 2, "verify": 3, "trend": 2,
-                "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]
-    kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
-    lines = [(f"sweep {spec.name}: dataset {spec.data.dataset} ({len(splits.train)} train / {len(splits.val)} val, "
-             f"{splits.num_classes} classes), batch {spec.batch_size}"),
-             f"LR grid ({len(grid)}): {', '.join(f'{g:g}' for g in grid)}",
-             f"searcher {spec.search.searcher}: about {per_cell} trials per cell",
-             "",
-             f"{'cell':<24} {'params':>12} {'steps':>7} {'examples':>10} {'FLOPs/trial':>12}"]
-    total = 0.0
-    cells = 0
-    for model in spec.ladder.rungs:
-        fpe = flops_per_example(spec.ladder.family, model, **kw)
-        n = param_count(spec.ladder.family, model, **kw)
-        for e in spec.epochs:
-            plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
-                              warmup_fraction=spec.optim.warmup_fraction)
-            flops = fpe * plan.examples
-            total += flops * per_cell
-            cells += 1
-            lines.append(f"{model + '@' + format_epochs(e):<24} {n:>12,} {plan.total_steps:>7} {plan.examples:>10,} "
-                         f"{flops:>12.3g}")
-    trials = cells * per_cell
-    lines += ["", (f"{cells} cells, about {trials} trials, about {total:.3g} training FLOPs "
-                  f"({total / max(trials, 1):.3g} per trial on average)")]
-    if not math.isfinite(total):
-        lines.append("(FLOPs could not be estimated)")
-    return "\n".join(lines)
+    return shape
 
 
 if __name__ == "__main__":
