@@ -7,6 +7,7 @@ the key and what was expected, with exit code 2, before Ray is started.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else tracking.uri in the YAML, "
                           "else sqlite:///$PWD/mlflow.db)")
-    run.add_argument("--results", default="raysweep_results", type=Path,
-                     help="folder for Ray Tune/Train results, checkpoints and the Optuna study (default: %(default)s)")
+    run.add_argument("--results", default=Path(os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results"), type=Path,
+                     help="folder for Ray Tune/Train results, checkpoints and the Optuna study; on a cluster, one "
+                          "every node sees (default: $RAYSWEEP_RESULTS, else %(default)s)")
     run.add_argument("--max-trials", type=int, default=None, metavar="N",
                      help="stop after N trials have finished in this session; `--resume` continues the sweep "
                           "later from its Optuna study (every searcher but grid)")

@@ -251,7 +251,7 @@ class SearchSpec:
     tie_tolerance: float = 0.0  # relative loss difference treated as a tie (ties go to the larger LR)
     trials_per_cell: int = 2  # budget per cell for tpe / random
     max_retries: int = 2  # a failed trial (crash, OOM, pre-emption) is re-run this often, then counts as diverged
-    storage: str | None = None  # Optuna storage URL; default: sqlite file next to the sweep results
+    storage: str | None = None  # Optuna storage URL; default: $RAYSWEEP_OPTUNA_STORAGE, else sqlite next to the results
     seed: int = 0  # seeds the tpe / random samplers
 
     def validate(self) -> None:

@@ -87,7 +87,10 @@ def test_the_launcher_installs_raysweep_with_the_tpu_extra() -> None:
     setup = " ".join(launcher()["setup_commands"])
     assert re.search(r'pip install .*raysweep\[tpu[,\]]', setup), setup
     starts = launcher()["head_start_ray_commands"] + launcher()["worker_start_ray_commands"]
-    assert all("RAY_AUTH_MODE=token ray start" in c for c in starts if "ray start" in c)
+    assert all(re.search(r"RAY_AUTH_MODE=token\b.*ray start", c, re.DOTALL) for c in starts if "ray start" in c)
+    head = " ".join(launcher()["head_start_ray_commands"])
+    for var in ("MLFLOW_TRACKING_URI=http://127.0.0.1:5000", "RAYSWEEP_RESULTS=/mnt/raysweep/", "RAYSWEEP_OPTUNA_STORAGE="):
+        assert var in head
 
 
 # KubeRay -------------------------------------------------------------------------------------
@@ -176,7 +179,8 @@ def test_mlflow_and_postgres_sit_beside_the_cluster_and_secrets_come_from_a_secr
     head = ray_cluster(docs)["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     env = env_of(head)
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://raysweep-mlflow:5000"
-    assert env["OPTUNA_STORAGE"]["value"].startswith("postgresql+psycopg://raysweep:$(POSTGRES_PASSWORD)@raysweep-postgres:5432/")
+    assert env["RAYSWEEP_RESULTS"]["value"].startswith("/mnt/raysweep/")
+    assert env["RAYSWEEP_OPTUNA_STORAGE"]["value"].startswith("postgresql+psycopg://raysweep:$(POSTGRES_PASSWORD)@raysweep-postgres:5432/")
     # every password or token anywhere comes from the Secret, never a literal
     containers = [c for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
     rc = ray_cluster(docs)["spec"]
