@@ -18,7 +18,9 @@ EPILOG_RUN = """examples:
   raysweep run search_spaces/demo.yaml
   raysweep run search_spaces/demo.yaml --set search.searcher=grid --set resources.concurrent_trials=1
   raysweep run --dry-run search_spaces/fashion_ladder.yaml
-  RAY_ADDRESS=auto raysweep run search_spaces/demo.yaml      # on a running cluster
+  RAY_ADDRESS=http://HEAD:8265 ray job submit --working-dir . -- python -m raysweep run search_spaces/smoke.yaml
+
+Ray: joins $RAY_ADDRESS, else a head running on this machine (`ray start --head`), else starts its own.
 
 Results: every trial is a nested MLflow run under the sweep's parent run. Open them with
   mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a sweep described by a search-space YAML file",
-                         description="Validate a search space, start (or join, via RAY_ADDRESS) a Ray cluster and "
+                         description="Validate a search space, join a Ray cluster (RAY_ADDRESS, or a head "
+                                     "running on this machine) or start one, and "
                                      "run every trial the searcher proposes as a Ray Tune trial driving a Ray Train run.",
                          epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("space", help="search-space YAML file (see search_spaces/)")

@@ -87,9 +87,8 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 2, timeout: float = 1
     if dashboard:
         cmd += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port)]
     log = tmpdir / "head.log"
-    run_env = {**os.environ, **env, "RAY_AUTH_MODE": "token", **(head_env or {})}
-    for name in ("RAY_ADDRESS", *drop_env):
-        run_env.pop(name, None)
+    run_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", *drop_env)}
+    run_env.update(env, RAY_AUTH_MODE="token", **(head_env or {}))
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
     address_file = tmpdir / "ray" / "ray_current_cluster"
