@@ -23,7 +23,9 @@ EPILOG_RUN = """examples:
   raysweep run search_spaces/demo.yaml
   raysweep run search_spaces/demo.yaml --set search.searcher=grid --set resources.concurrent_trials=1
   raysweep run --dry-run search_spaces/fashion_ladder.yaml
-  RAY_ADDRESS=auto raysweep run search_spaces/demo.yaml      # on a running cluster
+  RAY_ADDRESS=http://HEAD:8265 ray job submit --working-dir . -- python -m raysweep run search_spaces/smoke.yaml
+
+Ray: joins $RAY_ADDRESS, else a head running on this machine (`ray start --head`), else starts its own.
 
 Results: every trial is a nested MLflow run under the sweep's parent run. Open them with
   mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db
@@ -61,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a sweep described by a search-space YAML file",
-                         description="Validate a search space, start (or join, via RAY_ADDRESS) a Ray cluster and "
+                         description="Validate a search space, join a Ray cluster (RAY_ADDRESS, or a head "
+                                     "running on this machine) or start one, and "
                                      "run every trial the searcher proposes as a Ray Tune trial driving a Ray Train run.",
                          epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("space", help="search-space YAML file (see search_spaces/)")
@@ -73,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else tracking.uri in the YAML, "
                           "else sqlite:///$PWD/mlflow.db)")
-    run.add_argument("--results", default="raysweep_results", type=Path,
-                     help="folder for Ray Tune/Train results, checkpoints and the Optuna study (default: %(default)s)")
+    run.add_argument("--results", default=Path(os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results"), type=Path,
+                     help="folder for Ray Tune/Train results, checkpoints and the Optuna study; on a cluster, one "
+                          "every node sees (default: $RAYSWEEP_RESULTS, else %(default)s)")
     run.add_argument("--max-trials", type=positive_int, default=None, metavar="N",
                      help="stop after N trials have finished in this session; `--resume` continues the sweep "
                           "later from its Optuna study (every searcher but grid)")
@@ -263,9 +267,11 @@ def _run(args: argparse.Namespace) -> int:
     from raysweep.tracking import resolve_tracking_uri
 
     spec = load_spec(args.space, args.overrides)
-    splits = preflight(spec, str(args.space))
+    shape = preflight(spec, str(args.space), dry_run=args.dry_run)
     if args.dry_run:
-        print(dry_run_report(spec, splits))
+        from raysweep.dryrun import report
+
+        print(report(spec, shape))
         return 0
     uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
     preflight_stores(spec, args, uri)
@@ -324,33 +330,42 @@ def _launch(spec, args: argparse.Namespace, uri: str):  # type: ignore[no-untype
                      resume=args.resume)
 
 
-def preflight(spec, file: str):  # type: ignore[no-untyped-def]
+def preflight(spec, file: str, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
     """Check what only the data can tell before anything starts: it loads, and every budget buys a
-    step. Returns the loaded splits."""
+    step. Returns the data's shape; a dry run may plan with `data.assume` where the data is absent."""
     from raysweep.data import load_splits
+    from raysweep.dryrun import DataShape
     from raysweep.train.recipe import plan_steps
 
     try:
         splits = load_splits(spec.data, verify=True)
     except FileNotFoundError as err:
-        raise SpecError(f"the dataset cannot be read: {err}", file=file, key="data") from None
+        assume = spec.data.assume
+        if not (dry_run and assume is not None):
+            hint = "; a dry run can plan without it from data.assume" if dry_run else ""
+            raise SpecError(f"the dataset cannot be read: {err}{hint}", file=file, key="data") from None
+        shape = DataShape(assume.train_examples, None, assume.num_classes, assume.in_chans, spec.data.image_size,
+                          assumed=True)
     except SpecError as err:  # the data layer names keys within `data`
         raise err.located(file=file, key_prefix="data") from None
-    if spec.batch_size > len(splits.train):
-        raise SpecError(f"expected at most the {len(splits.train)} training examples of {spec.data.dataset}, "
-                        f"got {spec.batch_size}", file=file, key="batch_size")
-    try:  # a ladder written in the file, again at the data's real channels and classes
-        spec.ladder.check_models(num_classes=splits.num_classes, in_chans=splits.in_chans,
-                                 image_size=splits.image_size)
-    except SpecError as err:
-        raise err.located(file=file) from None
+    else:
+        if spec.batch_size > len(splits.train):
+            raise SpecError(f"expected at most the {len(splits.train)} training examples of {spec.data.dataset}, "
+                            f"got {spec.batch_size}", file=file, key="batch_size")
+        try:  # a ladder written in the file, again at the data's real channels and classes
+            spec.ladder.check_models(num_classes=splits.num_classes, in_chans=splits.in_chans,
+                                     image_size=splits.image_size)
+        except SpecError as err:
+            raise err.located(file=file) from None
+        shape = DataShape(len(splits.train), len(splits.val), splits.num_classes, splits.in_chans,
+                          splits.image_size)
     for i, e in enumerate(spec.epochs):
         try:
-            plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
+            plan_steps(n_train=shape.n_train, batch_size=spec.batch_size, epochs=e,
                        warmup_fraction=spec.optim.warmup_fraction)
         except ValueError as err:
             raise SpecError(str(err), file=file, key=f"epochs[{i}]") from None
-    return splits
+    return shape
 
 
 def preflight_stores(spec, args: argparse.Namespace, uri: str) -> None:  # type: ignore[no-untyped-def]
@@ -374,42 +389,6 @@ def preflight_stores(spec, args: argparse.Namespace, uri: str) -> None:  # type:
         check_tracking_uri(uri, key=source[1])
     except SpecError as err:
         raise SpecError(err.detail, file=source[0], key=source[1]) from None
-
-
-def dry_run_report(spec, splits) -> str:  # type: ignore[no-untyped-def]
-    from raysweep.models import flops_per_example, param_count
-    from raysweep.space import format_epochs
-    from raysweep.train.recipe import plan_steps
-
-    grid = spec.lr_grid()
-    per_cell = {"grid": len(grid), "monotone": 2, "bracket": 2, "verify": 3, "trend": 2,
-                "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]
-    kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
-    lines = [(f"sweep {spec.name}: dataset {spec.data.dataset} ({len(splits.train)} train / {len(splits.val)} val, "
-             f"{splits.num_classes} classes), batch {spec.batch_size}"),
-             f"LR grid ({len(grid)}): {', '.join(f'{g:g}' for g in grid)}",
-             f"searcher {spec.search.searcher}: about {per_cell} trials per cell",
-             "",
-             f"{'cell':<24} {'params':>12} {'steps':>7} {'examples':>10} {'FLOPs/trial':>12}"]
-    total = 0.0
-    cells = 0
-    for model in spec.ladder.rungs:
-        fpe = flops_per_example(spec.ladder.ref, model, **kw)
-        n = param_count(spec.ladder.ref, model, **kw)
-        for e in spec.epochs:
-            plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=e,
-                              warmup_fraction=spec.optim.warmup_fraction)
-            flops = fpe * plan.examples
-            total += flops * per_cell
-            cells += 1
-            lines.append(f"{model + '@' + format_epochs(e):<24} {n:>12,} {plan.total_steps:>7} {plan.examples:>10,} "
-                         f"{flops:>12.3g}")
-    trials = cells * per_cell
-    lines += ["", (f"{cells} cells, about {trials} trials, about {total:.3g} training FLOPs "
-                  f"({total / max(trials, 1):.3g} per trial on average)")]
-    if not math.isfinite(total):
-        lines.append("(FLOPs could not be estimated)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,23 @@ class LrSpec:
 
 
 @dataclass(frozen=True)
+class DataAssumption:
+    """What `--dry-run` plans with where the data cannot be read on this machine (a 4-billion-image
+    folder that only the cluster mounts). Only a dry run uses it: a real run reads the data."""
+
+    train_examples: int  # the training split's size (after the validation hold-out)
+    num_classes: int  # sizes the classifier, whose FLOPs count
+    in_chans: int = 3  # colour images
+
+    def validate(self) -> None:
+        _positive(self.train_examples, "train_examples")
+        if self.num_classes < 2:
+            raise SpecError(f"expected at least 2 classes, got {self.num_classes}", key="num_classes")
+        if self.in_chans not in (1, 3):
+            raise SpecError(f"expected 1 or 3 channels, got {self.in_chans}", key="in_chans")
+
+
+@dataclass(frozen=True)
 class DataSpec:
     dataset: DatasetName = "mnist5k"  # a key of raysweep.data.DATASETS
     path: str | None = None  # root folder for `image_folder` (one sub-folder per class)
@@ -202,6 +219,7 @@ class DataSpec:
     split_seed: int = 0  # fixes the train/validation split independently of the trial seed
     image_size: int = 32  # 28x28 digits are padded to 32 so four stride-2 stages divide evenly
     train_subset: int | None = None  # use only the first N shuffled training examples (benchmarks)
+    assume: DataAssumption | None = None  # for --dry-run only, where `path` is not readable here
 
     def validate(self) -> None:
         if self.dataset == "image_folder" and not self.path:
@@ -387,7 +405,7 @@ class SearchSpec:
     tie_tolerance: float = 0.0  # relative loss difference treated as a tie (ties go to the larger LR)
     trials_per_cell: int = 2  # budget per cell for tpe / random
     max_retries: int = 2  # a failed trial (crash, OOM, pre-emption) is re-run this often, then counts as diverged
-    storage: str | None = None  # Optuna storage URL; default: sqlite file next to the sweep results
+    storage: str | None = None  # Optuna storage URL; default: $RAYSWEEP_OPTUNA_STORAGE, else sqlite next to the results
     seed: int = 0  # seeds the tpe / random samplers
 
     def validate(self) -> None:

@@ -257,17 +257,21 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
                   resume: bool) -> tuple[Any, str, lease_of.Lease]:
     """The sweep's searcher over its Optuna study (a new study, or with `resume` the newest one),
     and the lease that keeps a second driver off the study until `release()`."""
-    storage = spec.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
+    # From the environment where the URL holds a password (a cluster's PostgreSQL): never in a file
+    storage = (spec.search.storage or os.environ.get("RAYSWEEP_OPTUNA_STORAGE")
+               or f"sqlite:///{sweep_dir / 'optuna.db'}")
+    # ... and then it is named, not shown, in errors
+    shown = repr(storage) if storage != os.environ.get("RAYSWEEP_OPTUNA_STORAGE") else "$RAYSWEEP_OPTUNA_STORAGE"
     if resume and spec.search.searcher == "grid":
         raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
                         key="search.searcher")
     try:
         study = latest_study(storage, spec.name) if resume else new_study_name(spec.name)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy and Optuna raise many types for a bad URL
-        raise SpecError(f"expected an Optuna storage URL such as sqlite:////abs/path.db, got {storage!r} "
+        raise SpecError(f"expected an Optuna storage URL such as sqlite:////abs/path.db, got {shown} "
                         f"({type(err).__name__})", key="search.storage") from None
     if study is None:
-        raise SpecError(f"no earlier study of sweep {spec.name!r} in {storage} to resume", key="--resume")
+        raise SpecError(f"no earlier study of sweep {spec.name!r} in {shown} to resume", key="--resume")
     # before the searcher opens the study: opening it marks the trials left running as interrupted
     lease = lease_of.acquire(storage, study, key="--resume" if resume else "search.storage")
     try:
@@ -281,7 +285,8 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
         raise SpecError(str(err), key="--resume" if resume else "search") from None
     except Exception as err:  # noqa: BLE001
         lease.release()
-        raise SpecError(f"expected a usable Optuna storage, got {storage!r}: {type(err).__name__}: {err}",
+        raise SpecError(f"expected a usable Optuna storage, got {shown}: {type(err).__name__}"
+                         + (f": {err}" if shown == repr(storage) else ""),  # a driver's message may quote the URL
                         key="search.storage") from None
     return searcher, study, lease
 

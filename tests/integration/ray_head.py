@@ -72,7 +72,9 @@ def _alive(pid: int, start: int) -> bool:
     return st is not None and st[1] == start
 
 
-def start_head(*, dashboard: bool = False, num_cpus: int = 2, timeout: float = 120) -> RayHead:
+def start_head(*, dashboard: bool = False, num_cpus: int = 2, timeout: float = 120,
+               head_env: dict[str, str] | None = None, drop_env: tuple[str, ...] = ()) -> RayHead:
+    """`head_env` is added to the head's environment (its jobs inherit it); `drop_env` is removed."""
     # AF_UNIX socket paths are limited to 107 bytes: a short folder, not pytest's tmp_path
     tmpdir = Path(tempfile.mkdtemp(prefix="rsh", dir="/tmp"))
     token = secrets.token_hex(16)
@@ -85,8 +87,8 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 2, timeout: float = 1
     if dashboard:
         cmd += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port)]
     log = tmpdir / "head.log"
-    run_env = {**os.environ, **env, "RAY_AUTH_MODE": "token"}
-    run_env.pop("RAY_ADDRESS", None)
+    run_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", *drop_env)}
+    run_env.update(env, RAY_AUTH_MODE="token", **(head_env or {}))
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
     address_file = tmpdir / "ray" / "ray_current_cluster"
@@ -94,21 +96,26 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 2, timeout: float = 1
     head = RayHead(proc, tmpdir, env, "", f"http://127.0.0.1:{dash_port}" if dashboard else None, log)
     while not (address_file.exists() and address_file.read_text().strip()):
         if proc.poll() is not None or time.monotonic() > deadline:
+            text = log.read_text()[-3000:]
             stop_head(head)
-            raise RuntimeError(f"ray start --head did not come up: {log.read_text()[-3000:]}")
+            raise RuntimeError(f"ray start --head did not come up: {text}")
         time.sleep(0.5)
     head.gcs_address = address_file.read_text().strip()
     if dashboard:
+        import urllib.error
         import urllib.request
 
-        while True:  # the job API answers once the dashboard is up
+        while True:  # the job API answers once the dashboard is up (with 401 without the token)
             try:
                 urllib.request.urlopen(f"{head.dashboard_url}/api/version", timeout=2)
                 break
+            except urllib.error.HTTPError:
+                break
             except OSError:
                 if time.monotonic() > deadline:
+                    text = log.read_text()[-3000:]
                     stop_head(head)
-                    raise RuntimeError(f"the dashboard did not come up: {log.read_text()[-3000:]}") from None
+                    raise RuntimeError(f"the dashboard did not come up: {text}") from None
                 time.sleep(1)
     return head
 
