@@ -221,7 +221,8 @@ def _print_study(fit, folder: Path) -> None:  # type: ignore[no-untyped-def]
         print(f"  L(N, D) = {ch.E:.3g} + {ch.A:.3g}/N^{ch.alpha:.3f} + {ch.B:.3g}/D^{ch.beta:.3f} "
               f"({'converged' if ch.converged else 'NOT converged'}); with C = 6ND: N_opt ~ C^{a:.2f}, D_opt ~ C^{b:.2f}")
     else:
-        print(f"  L(N, D): {ch.status}")
+        edge = f" ({', '.join(ch.at_bounds)} at the edge of the search box)" if ch.at_bounds else ""
+        print(f"  L(N, D): {ch.status}{edge}")
     tr = fit.lr_trend
     if tr.ok:
         print(f"  LR trend: lr ~ N^{tr.p:.3f} epochs^{tr.q:.3f}; {len(tr.breaks)} monotonicity break(s)")

@@ -218,7 +218,10 @@ def fit_chinchilla(cells: Sequence[CellBest], resampler: Resampler | None = None
     pred = np.log(E + A / np.exp(data.log_n + math.log(data.n_ref)) ** alpha
                   + B / np.exp(data.log_d + math.log(data.d_ref)) ** beta)
     rmse = float(np.sqrt(np.mean((pred - data.log_l) ** 2)))
-    status = FitStatus.OK if best.success else FitStatus.NOT_CONVERGED
+    # A term whose scale or exponent ends on the box's edge has dropped out of the law (or become a
+    # step): the allocation it implies would be an artefact of the box, not of the data.
+    lost = set(at_bounds) & {"log A", "log B", "alpha", "beta"}
+    status = (FitStatus.NOT_CONVERGED if not best.success else FitStatus.DEGENERATE if lost else FitStatus.OK)
     fit = ChinchillaFit(status=status, E=E, A=A, alpha=alpha, B=B, beta=beta, objective=float(best.fun),
                         converged=bool(best.success), message=str(best.message), starts=len(results), grid=len(grid),
                         starts_converged=sum(bool(r.success) for r in results), starts_at_best=at_best,
