@@ -96,8 +96,9 @@ class ChinchillaFit:
     def to_json(self, gamma: float = 1.0) -> dict[str, object]:
         a6, b6 = self.allocation_exponents(1.0) if self.ok else (math.nan, math.nan)
         ag, bg = self.allocation_exponents(gamma) if self.ok else (math.nan, math.nan)
-        i6 = self.allocation_intervals(1.0) if self.samples else (NO_INTERVAL, NO_INTERVAL)
-        ig = self.allocation_intervals(gamma) if self.samples else (NO_INTERVAL, NO_INTERVAL)
+        # a fit that is not a result (degenerate, not converged) implies no allocation, nor an interval on one
+        i6 = self.allocation_intervals(1.0) if self.samples and self.ok else (NO_INTERVAL, NO_INTERVAL)
+        ig = self.allocation_intervals(gamma) if self.samples and self.ok else (NO_INTERVAL, NO_INTERVAL)
         return {
             "status": str(self.status), "converged": self.converged, "message": self.message,
             "E": _num(self.E), "A": _num(self.A), "alpha": _num(self.alpha), "B": _num(self.B), "beta": _num(self.beta),
