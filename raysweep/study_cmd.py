@@ -97,16 +97,22 @@ class _Source:
 
 
 def _load_experiment(name: str, uri: str) -> _Source:
+    from mlflow.exceptions import MlflowException
+
     from raysweep.analysis.runs import runs_from_rows
     from raysweep.tracking import read_trials
 
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # MLflow would create an empty store (and its folders) at a mistyped path: say so instead
+        raise SpecError(f"expected an existing MLflow SQLite store, got {uri!r}, which does not exist",
+                        key="--tracking-uri")
     try:
         rows = read_trials(uri, name)
     except FileNotFoundError:
         raise SpecError(f"expected an MLflow experiment at {uri}, got {name!r}, which does not exist",
                         key="--experiment") from None
-    except Exception as err:  # noqa: BLE001 - MLflow raises many types for an unusable store
-        raise SpecError(f"expected a reachable MLflow tracking URI, got {uri!r} ({type(err).__name__})",
+    except MlflowException as err:
+        raise SpecError(f"expected a usable MLflow tracking URI, got {uri!r} ({type(err).__name__})",
                         key="--tracking-uri") from None
     if not rows:
         raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key="--experiment")
@@ -221,7 +227,8 @@ def _print_study(fit, folder: Path) -> None:  # type: ignore[no-untyped-def]
         print(f"  L(N, D) = {ch.E:.3g} + {ch.A:.3g}/N^{ch.alpha:.3f} + {ch.B:.3g}/D^{ch.beta:.3f} "
               f"({'converged' if ch.converged else 'NOT converged'}); with C = 6ND: N_opt ~ C^{a:.2f}, D_opt ~ C^{b:.2f}")
     else:
-        print(f"  L(N, D): {ch.status}")
+        edge = f" ({', '.join(ch.at_bounds)} at the edge of the search box)" if ch.at_bounds else ""
+        print(f"  L(N, D): {ch.status}{edge}")
     tr = fit.lr_trend
     if tr.ok:
         print(f"  LR trend: lr ~ N^{tr.p:.3f} epochs^{tr.q:.3f}; {len(tr.breaks)} monotonicity break(s)")

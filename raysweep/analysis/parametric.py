@@ -96,8 +96,9 @@ class ChinchillaFit:
     def to_json(self, gamma: float = 1.0) -> dict[str, object]:
         a6, b6 = self.allocation_exponents(1.0) if self.ok else (math.nan, math.nan)
         ag, bg = self.allocation_exponents(gamma) if self.ok else (math.nan, math.nan)
-        i6 = self.allocation_intervals(1.0) if self.samples else (NO_INTERVAL, NO_INTERVAL)
-        ig = self.allocation_intervals(gamma) if self.samples else (NO_INTERVAL, NO_INTERVAL)
+        # a fit that is not a result (degenerate, not converged) implies no allocation, nor an interval on one
+        i6 = self.allocation_intervals(1.0) if self.samples and self.ok else (NO_INTERVAL, NO_INTERVAL)
+        ig = self.allocation_intervals(gamma) if self.samples and self.ok else (NO_INTERVAL, NO_INTERVAL)
         return {
             "status": str(self.status), "converged": self.converged, "message": self.message,
             "E": _num(self.E), "A": _num(self.A), "alpha": _num(self.alpha), "B": _num(self.B), "beta": _num(self.beta),
@@ -218,7 +219,10 @@ def fit_chinchilla(cells: Sequence[CellBest], resampler: Resampler | None = None
     pred = np.log(E + A / np.exp(data.log_n + math.log(data.n_ref)) ** alpha
                   + B / np.exp(data.log_d + math.log(data.d_ref)) ** beta)
     rmse = float(np.sqrt(np.mean((pred - data.log_l) ** 2)))
-    status = FitStatus.OK if best.success else FitStatus.NOT_CONVERGED
+    # A term whose scale or exponent ends on the box's edge has dropped out of the law (or become a
+    # step): the allocation it implies would be an artefact of the box, not of the data.
+    lost = set(at_bounds) & {"log A", "log B", "alpha", "beta"}
+    status = (FitStatus.NOT_CONVERGED if not best.success else FitStatus.DEGENERATE if lost else FitStatus.OK)
     fit = ChinchillaFit(status=status, E=E, A=A, alpha=alpha, B=B, beta=beta, objective=float(best.fun),
                         converged=bool(best.success), message=str(best.message), starts=len(results), grid=len(grid),
                         starts_converged=sum(bool(r.success) for r in results), starts_at_best=at_best,

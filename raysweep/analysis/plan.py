@@ -63,7 +63,8 @@ def plan(fit: StudyFit, budget: float) -> Plan:
         n_opt, epochs_opt = float(best.params), best.epochs
         method = "best cell"
         notes.append("neither the parametric fit nor the frontier's allocation could be fitted: the best cell stands in")
-    rung = min(fit.models, key=lambda m: abs(math.log(fit.rung_params[m] / n_opt)))
+    costed = [m for m in fit.models if m in fit.cost.per_epoch]  # a rung whose every run diverged has no cost
+    rung = min(costed, key=lambda m: abs(math.log(fit.rung_params[m] / n_opt)))
     rung_epochs = budget / fit.cost.per_epoch[rung]
     n_rung = fit.rung_params[rung]
     if fit.lr_trend.ok:

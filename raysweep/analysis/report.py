@@ -86,7 +86,13 @@ def study_report(fit: StudyFit) -> str:
               ("N in parameters, D in epochs. Fitted on log loss with a summed Huber loss (delta 1e-3), L-BFGS from "
               f"the best {ch.starts} of a {ch.grid}-point grid of starting points; intervals from {ch.replicates} "
               f"bootstrap replicates ({ch.bootstrap or 'none'})."), ""]
-    if ch.status in (FitStatus.OK, FitStatus.NOT_CONVERGED):
+    if ch.status is FitStatus.DEGENERATE and ch.at_bounds:
+        lines += [(f"**Degenerate fit**: {', '.join(ch.at_bounds)} ended on the edge of the search box, so a term of "
+                  "the law dropped out (e.g. loss that does not fall with model size over this ladder). Neither the "
+                  "law nor the allocation it implies is reported as a result; `raysweep plan` falls back on the "
+                  "frontier's power laws. The end point, for the record:"), ""]
+        lines += _table(["parameter", "value"], [[k, _f(getattr(ch, k))] for k in ("E", "A", "alpha", "B", "beta")])
+    elif ch.status in (FitStatus.OK, FitStatus.NOT_CONVERGED):
         conv = ("converged" if ch.converged else "**did not converge**") + f" ({ch.message.strip()})"
         lines += _table(["parameter", "value", "95% interval"],
                         [[k, _f(getattr(ch, k)), _iv(ch.intervals.get(k))] for k in ("E", "A", "alpha", "B", "beta")])

@@ -90,3 +90,12 @@ def test_unknown_experiment_is_one_line_exit_2(store: tuple[str, list[str]], tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--experiment" in err[0] and "'nope'" in err[0]
     assert not out.exists()
+
+
+def test_a_mistyped_sqlite_store_is_an_error_and_creates_nothing(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path / 'typo' / 'mlflow.db'}"
+    assert main(["analyze", "--experiment", EXPERIMENT, "--tracking-uri", uri, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--tracking-uri" in err[0]
+    assert not (tmp_path / "typo").exists()

@@ -83,3 +83,14 @@ def test_too_few_points_and_degenerate_lattices_are_soft_failures() -> None:
     assert fit_chinchilla(cells[:5]).status is FitStatus.TOO_FEW_POINTS
     one_size = [c for c in cells if c.params == cells[0].params]
     assert fit_chinchilla(one_size).status is FitStatus.DEGENERATE
+
+
+def test_a_law_without_a_size_term_is_degenerate_not_ok() -> None:
+    rng = np.random.default_rng(3)
+    flat = [CellBest(f"m{n}", n, d, 0.1, (0.3 + 0.8 / d**0.6) * math.exp(rng.normal(0, 0.005)), math.nan, 1,
+                     6 * n * d, False)
+            for n in (10_000, 30_000, 100_000) for d in (0.5, 1, 2, 4)]
+    fit = fit_chinchilla(flat)
+    assert fit.status is FitStatus.DEGENERATE, fit
+    assert set(fit.at_bounds) & {"log A", "alpha"}
+    assert not fit.ok

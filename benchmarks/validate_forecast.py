@@ -1,0 +1,124 @@
+"""Does the study forecast its own future? Fit on the lower two thirds of a recorded sweep's compute,
+predict the top third's frontier, and print the errors.
+
+For each table: the cells whose one-run compute lies in the lower two thirds of the lattice's
+compute range (in log) are the past; `raysweep.analysis` fits them exactly as `raysweep analyze`
+does. Every frontier point of the whole lattice above that cut is a future budget: `raysweep plan`
+at that compute predicts the loss (the parametric law at its recommended rung, and the frontier's
+power law) and the optimal rung, and both are compared with what the full grid measured. `at cell` is the law at the measured
+frontier cell itself: the law's error without the allocation's. Where the lattice's epoch grid ends
+before the forecast optimum (a plan of 8+ epochs on a grid that stops at 4), the measured frontier
+is censored, and the rung comparison says more about the grid than about the forecast.
+
+Run:
+    PYTHONPATH=. .venv/bin/python benchmarks/validate_forecast.py \
+        benchmarks/fashion_grid_agc0.16.csv benchmarks/mnist5k_grid_agc0.16.csv \
+        --json benchmarks/analysis/forecast_validation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from raysweep.analysis.frontier import frontier_points
+from raysweep.analysis.plan import plan
+from raysweep.analysis.runs import ComputeAxis, Runs, load_csv
+from raysweep.analysis.study import analyze
+
+FIT_SHARE = 2 / 3  # of the log compute range
+
+
+def validate(path: str, replicates: int) -> dict[str, object]:
+    runs = load_csv(path)
+    cells = runs.cells(ComputeAxis.FLOPS)
+    lo, hi = math.log10(min(c.compute for c in cells)), math.log10(max(c.compute for c in cells))
+    cut = 10 ** (lo + FIT_SHARE * (hi - lo))
+    past = {(c.model, c.epochs) for c in cells if c.compute <= cut}
+    train = Runs(name=runs.name + "_lower2/3", runs=tuple(r for r in runs.runs if (r.model, r.epochs) in past),
+                 source=f"{path}, cells with compute <= {cut:.3g} FLOPs")
+    fit = analyze(train, ComputeAxis.FLOPS, replicates=replicates)
+    order = {m: i for i, m in enumerate(runs.models)}
+    rows = []
+    for point in [p for p in frontier_points(cells) if p.compute > cut]:
+        p = plan(fit, point.compute)
+        rows.append({
+            "cell": point.name, "compute": point.compute, "loss": point.loss, "loss_se": point.loss_se,
+            "power_law": p.loss_frontier, "power_law_ci": p.loss_frontier_ci.to_json(),
+            "power_law_err": p.loss_frontier / point.loss - 1,
+            "parametric": p.loss_parametric, "parametric_ci": p.loss_parametric_ci.to_json(),
+            "parametric_err": p.loss_parametric / point.loss - 1,
+            # the law at the measured cell itself: its error without the allocation's
+            "parametric_at_cell": fit.chinchilla.predict(point.params, point.epochs) if fit.chinchilla.ok else math.nan,
+            "parametric_at_cell_err": (fit.chinchilla.predict(point.params, point.epochs) / point.loss - 1
+                                       if fit.chinchilla.ok else math.nan),
+            "rung_true": point.model, "rung_pred": p.rung, "rung_off": order[p.rung] - order[point.model],
+            "epochs_true": point.epochs, "epochs_pred": p.rung_epochs, "lr_true": point.best_lr, "lr_pred": p.lr_grid,
+        })
+    return {
+        "table": path, "cut_flops": cut, "fit_cells": len(past), "all_cells": len(cells),
+        "fit": {"frontier_slope": fit.power_law.slope, "frontier_r2": fit.power_law.r2,
+                "parametric_status": str(fit.chinchilla.status), "parametric_converged": fit.chinchilla.converged,
+                "alpha": fit.chinchilla.alpha, "beta": fit.chinchilla.beta, "E": fit.chinchilla.E},
+        "predictions": rows,
+        "mean_abs_err": {k: float(np.mean([abs(r[k + "_err"]) for r in rows])) if rows else None
+                         for k in ("power_law", "parametric", "parametric_at_cell")},
+        "rung_hits": sum(r["rung_off"] == 0 for r in rows), "points": len(rows),
+    }
+
+
+def format_result(res: dict[str, object]) -> str:
+    fit = res["fit"]
+    lines = [(f"{res['table']}: fit on {res['fit_cells']} of {res['all_cells']} cells (compute <= "
+             f"{res['cut_flops']:.3g} FLOPs); frontier slope {fit['frontier_slope']:.3f} (R^2 {fit['frontier_r2']:.2f}); "
+             f"L(N, D) {fit['parametric_status']}, alpha {fit['alpha']:.3f}, beta {fit['beta']:.3f}, E {fit['E']:.3f}"),
+             (f"{'top-third frontier cell':<24} {'FLOPs':>9} {'loss':>7} {'power law':>10} {'err':>7} {'in CI':>5} "
+             f"{'L(N,D)':>7} {'err':>7} {'in CI':>5} {'at cell':>7} {'err':>7} {'rung (pred)':>22} {'epochs (pred)':>14} {'LR (pred)':>10}")]
+    for r in res["predictions"]:
+        in_pl = "yes" if r["power_law_ci"][0] is not None and r["power_law_ci"][0] <= r["loss"] <= r["power_law_ci"][1] else "no"
+        in_pa = "yes" if r["parametric_ci"][0] is not None and r["parametric_ci"][0] <= r["loss"] <= r["parametric_ci"][1] else "no"
+        lines.append(f"{r['cell']:<24} {r['compute']:>9.3g} {r['loss']:>7.4f} {r['power_law']:>10.4f} "
+                     f"{r['power_law_err']:>+7.1%} {in_pl:>5} {r['parametric']:>7.4f} {r['parametric_err']:>+7.1%} "
+                     f"{in_pa:>5} {r['parametric_at_cell']:>7.4f} {r['parametric_at_cell_err']:>+7.1%} {r['rung_true'] + ' (' + r['rung_pred'] + ')':>22} "
+                     f"{r['epochs_true']:>5g} ({r['epochs_pred']:>5.3g}) {r['lr_true']:>4g} ({r['lr_pred']:g})")
+    err = res["mean_abs_err"]
+    lines.append(f"mean |error|: power law {err['power_law']:.1%}, L(N, D) at the planned rung "
+                 f"{err['parametric']:.1%}, L(N, D) at the measured cell {err['parametric_at_cell']:.1%}; optimal rung "
+                 f"right at {res['rung_hits']} of {res['points']} points")
+    return "\n".join(lines)
+
+
+def _clean(x: object) -> object:
+    """nan (a fit that gave no number) as JSON null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("tables", nargs="+")
+    ap.add_argument("--bootstrap", type=int, default=100, help="replicates for the intervals (default: %(default)s)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    results = [validate(t, args.bootstrap) for t in args.tables]
+    for res in results:
+        print(format_result(res))
+        print()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
