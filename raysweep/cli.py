@@ -7,7 +7,6 @@ the key and what was expected, with exit code 2, before Ray is started.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import traceback

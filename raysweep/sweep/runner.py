@@ -26,7 +26,7 @@ from raysweep.analysis.plots import plot_lr_curves
 from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median, summarize
 from raysweep.config import SweepSpec
 from raysweep.errors import SpecError
-from raysweep.records import TrialStatus
+from raysweep.records import Tag, TrialStatus
 from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher
 from raysweep.space import Lattice
@@ -339,13 +339,16 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
     trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
                        val_acc=float(r.last.get("val/acc", math.nan)), flops=float(r.last.get("compute/flops", 0.0)),
                        run_id=r.run_id) for r in records if r.status != "stopped"]  # stopped: no result
+    earlier: list[TrialRow] = []
     if spec.search.searcher != "grid":  # a resumed study: earlier sessions' trials belong to this sweep
-        trials += tracker.earlier_trials(study, exclude_runs={r.run_id for r in records})
+        earlier = tracker.earlier_trials(study, exclude_runs={r.run_id for r in records})
+        trials += earlier
     settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
     rows = summarize(trials, models=lattice.models, epochs=lattice.epochs, settled=settled)
     for row in rows:
         if row.best_run_id:
             tracker.set_tags(row.best_run_id, {"raysweep.best_in_cell": "true", "raysweep.settled_lr": f"{row.best_lr:g}"})
+    _untag_overtaken(tracker, earlier, {row.best_run_id for row in rows})
     whole = [r for r in records if r.status in ("ok", "diverged")]
     med_wall = median(r.wall_s for r in whole)
     med_loop = median(r.loop_s for r in whole)
@@ -370,6 +373,20 @@ def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
                           tags=tags, artifacts=[txt, csv, png], failed=failed)
     return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal)
+
+
+def _untag_overtaken(tracker: SweepTracker, earlier: list[TrialRow], best: set[str]) -> None:
+    """An earlier session tagged the best run of each cell as it stood then; a trial of a later
+    session may have beaten it. Only one run per cell keeps `best_in_cell`."""
+    ids = {t.run_id for t in earlier if t.run_id} - best
+    if not ids:
+        return
+    tagged = tracker.client.search_runs([tracker.experiment_id], max_results=5000,
+                                        filter_string=f"tags.`{Tag.BEST_IN_CELL}` = 'true'")
+    for run in tagged:
+        if run.info.run_id in ids:
+            tracker.client.delete_tag(run.info.run_id, Tag.BEST_IN_CELL)
+            tracker.client.delete_tag(run.info.run_id, Tag.SETTLED_LR)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
