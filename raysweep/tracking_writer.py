@@ -32,7 +32,7 @@ from sqlalchemy.exc import OperationalError
 
 from raysweep.records import Tag
 from raysweep.redact import RedactingClient
-from raysweep.tracking_journal import Journal
+from raysweep.tracking_journal import Journal, display_uri
 
 KEY_TAG: Final = "raysweep.journal_key"
 # MLflow error codes that say the request itself is wrong: sending it again cannot help
@@ -146,12 +146,13 @@ class JournalWriter:
     """
 
     def __init__(self, journal: Journal, uri: str, *, retry_min_s: float = 0.5, retry_max_s: float = 15.0,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 slow_s: float = 10.0, warn: Callable[[str], None] | None = None) -> None:
         self.journal = journal
         self.uri = uri
         self.replayer = Replayer(uri, journal)
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
+        self.slow_s = slow_s  # a request that takes longer counts as an outage (see _send)
         self.warn = warn
         self.last_error = ""
         self.failed: BaseException | None = None  # a bug of ours, not a store outage: the writer stops
@@ -208,6 +209,11 @@ class JournalWriter:
         """Write one entry, retrying with backoff while the store is down; False when told to stop."""
         wait = self.retry_min_s
         while True:
+            # MLflow's HTTP client retries a refused connection itself for minutes: a request that
+            # hangs this long is an outage too, and the user hears of it now, not when it gives up
+            slow = threading.Timer(self.slow_s, self._went_down, args=(f"no answer within {self.slow_s:g} s",))
+            slow.daemon = True
+            slow.start()
             try:
                 run = self.replayer.apply(entry)
                 break
@@ -215,26 +221,36 @@ class JournalWriter:
                 if not is_transient(err):
                     raise
                 self.last_error = _one_line(err)
-                if not self._down:
-                    self._down = True
-                    self.outages += 1
-                    if self.warn:
-                        self.warn(f"raysweep: MLflow at {self.uri} is not answering ({self.last_error[:160]}); "
-                                  f"training goes on, tracking records wait in {self.journal.path}")
+                self._went_down(self.last_error)
                 with self._cv:
                     if not self._stop:
                         self._cv.wait(wait)
                     if self._stop:
                         return False
                 wait = min(wait * 2, self.retry_max_s)
-        if self._down:  # the first write after an outage: everything still queued waited it out
+            finally:
+                slow.cancel()
+        with self._cv:
+            back = self._down
             self._down = False
+        if back:  # the first write after an outage: everything still queued waited it out
             self.caught_up += self.journal.unsent()
             if self.warn:
-                self.warn(f"raysweep: MLflow at {self.uri} answers again; sending the "
+                self.warn(f"raysweep: MLflow at {display_uri(self.uri)} answers again; sending the "
                           f"{self.journal.unsent()} tracking records that waited")
         self.journal.acknowledge(entry["seq"], run)
         return True
+
+    def _went_down(self, why: str) -> None:
+        with self._cv:
+            if self._down:
+                return
+            self._down = True
+            self.outages += 1
+            self.last_error = why
+        if self.warn:
+            self.warn(f"raysweep: MLflow at {display_uri(self.uri)} is not answering ({why[:160]}); "
+                      f"training goes on, tracking records wait in {self.journal.path}")
 
 
 def _one_line(err: BaseException) -> str:
