@@ -381,12 +381,20 @@ def _untag_overtaken(tracker: SweepTracker, earlier: list[TrialRow], best: set[s
     ids = {t.run_id for t in earlier if t.run_id} - best
     if not ids:
         return
-    tagged = tracker.client.search_runs([tracker.experiment_id], max_results=5000,
-                                        filter_string=f"tags.`{Tag.BEST_IN_CELL}` = 'true'")
-    for run in tagged:
-        if run.info.run_id in ids:
-            tracker.client.delete_tag(run.info.run_id, Tag.BEST_IN_CELL)
-            tracker.client.delete_tag(run.info.run_id, Tag.SETTLED_LR)
+    from mlflow.exceptions import MlflowException
+
+    from raysweep.tracking_writer import is_transient
+
+    try:
+        tagged = tracker.client.search_runs([tracker.experiment_id], max_results=5000,
+                                            filter_string=f"tags.`{Tag.BEST_IN_CELL}` = 'true'")
+        for run in tagged:
+            if run.info.run_id in ids:
+                tracker.client.delete_tag(run.info.run_id, Tag.BEST_IN_CELL)
+                tracker.client.delete_tag(run.info.run_id, Tag.SETTLED_LR)
+    except MlflowException as err:  # the store is down: the tags are fixed by the next resume's close
+        if not is_transient(err):
+            raise
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
