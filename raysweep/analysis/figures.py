@@ -144,7 +144,9 @@ def plot_lr_vs_epochs(fit: StudyFit, path: Path) -> Path:
 
 def plot_overlay(fits: Sequence[StudyFit], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.8))
-    for fit, color in zip(fits, plt.get_cmap("tab10").colors, strict=False):
+    palette = plt.get_cmap("tab10")
+    for i, fit in enumerate(fits):
+        color = palette(i % 10)
         ax.plot([c.compute for c in fit.cells], [c.loss for c in fit.cells], ".", color=color, alpha=0.35)
         fr = fit.frontier
         ax.plot([c.compute for c in fr], [c.loss for c in fr], "s-", color=color, mfc="none", ms=7,
