@@ -26,6 +26,7 @@ from raysweep.trial import TrialConfig
 
 STATE_FILE = "state.pt"
 DIGEST_FILE = "state.sha256"
+LOCAL_CHECKPOINTS = "checkpoints"  # a local-mode trial's own copies, beside its host records
 PARAMS_DIGEST_FILE = "params.rank{rank}.sha256"  # in a worker group's final checkpoint, one per rank
 
 
@@ -42,6 +43,32 @@ def read_state(folder: Path) -> dict[str, Any]:
     if not digest.exists() or digest.read_text().strip() != hashlib.sha256(data).hexdigest():
         raise ValueError(f"{folder.name}: the state does not match its digest (cut short while written?)")
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def newest_readable(folders: list[Path]) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The state of the first readable folder (newest first), its name, and the names skipped."""
+    skipped: list[str] = []
+    for folder in folders:
+        try:
+            return read_state(folder), folder.name, skipped
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
+            skipped.append(folder.name)
+    return None, None, skipped
+
+
+def keep_copy(src: Path, folder: Path, *, step: int, keep: int = 2) -> None:
+    """Copy a checkpoint into `folder` as checkpoint_<step> (renamed into place whole), keep the newest."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"checkpoint_{step:012d}"
+    tmp = folder / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(folder.glob("checkpoint_*"), reverse=True)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_resume_state(ckpt: Any) -> tuple[dict[str, Any] | None, str | None, list[str]]:
@@ -114,14 +141,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _write_host_record(Path(config["hosts_dir"]), cfg, device.describe_process(), rank=rank, world=world,
                            data=(place.data_rank, place.data_world), devices=place.devices_in_group)
 
+    # Local mode: Tune keeps a trial's checkpoints under the Tune trial, which a resumed sweep (a new
+    # driver, new Tune trials) does not see; raysweep keeps its own copies under the trial's key.
+    keyed = Path(config["hosts_dir"]).parent / LOCAL_CHECKPOINTS if local and config.get("hosts_dir") else None
     resume = None
     ckpt = api.get_checkpoint()
+    used: str | None = None
+    skipped: list[str] = []
     if ckpt is not None:
         resume, used, skipped = load_resume_state(ckpt)
-        if rank == 0:
-            note = f"; skipped unreadable {', '.join(skipped)}" if skipped else ""
-            print(f"raysweep: {cfg.cell} lr={cfg.lr:g} resumes from step {resume['step'] if resume else 0} "
-                  f"({used or 'no readable checkpoint: from the start'}){note}", flush=True)
+    if resume is None and keyed is not None and keyed.is_dir():
+        resume, used, more = newest_readable(sorted(keyed.glob("checkpoint_*"), reverse=True))
+        skipped += more
+    if (ckpt is not None or used is not None) and rank == 0:
+        note = f"; skipped unreadable {', '.join(skipped)}" if skipped else ""
+        print(f"raysweep: {cfg.cell} lr={cfg.lr:g} resumes from step {resume['step'] if resume else 0} "
+              f"({used or 'no readable checkpoint: from the start'}){note}", flush=True)
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         # In a worker group, each rank leaves a digest of its parameters in the final checkpoint
@@ -135,6 +170,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 save_state(state, Path(d))
             if final:
                 (Path(d) / PARAMS_DIGEST_FILE.format(rank=rank)).write_text(param_digest(state["model"]) + "\n")
+            if keyed is not None:
+                keep_copy(Path(d), keyed, step=int(state["step"]))
             api.report(metrics, checkpoint=api.Checkpoint.from_directory(d))
 
     run_training(cfg, report, place, resume)
