@@ -280,7 +280,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         out = _launch(spec, args, uri)
     except SpecError as err:  # keys of the YAML file name the file; command-line flags do not
-        raise (err if (err.key or "").startswith("--") else err.located(file=str(args.space))) from None
+        # command-line flags (--x) and the environment ($X) are not keys of the file
+        raise (err if (err.key or "").startswith(("--", "$")) else err.located(file=str(args.space))) from None
     from raysweep.analysis.summary import format_summary
 
     print()

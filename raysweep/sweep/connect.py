@@ -71,12 +71,16 @@ def connect(*, log_to_driver: bool = True) -> Connection:
         return Connection(started=False, how="the Ray session already open in this process")
     env = os.environ.get("RAY_ADDRESS", "").strip()
     if env and env != "local":
+        if env != "auto" and "://" not in env and not answers(env):
+            # ray.init() would retry an address where nothing listens for minutes before failing
+            raise SpecError(f"expected a reachable Ray cluster, got RAY_ADDRESS={env!r}: nothing answers there",
+                            key="$RAY_ADDRESS")
         try:
             # No address argument: Ray reads RAY_ADDRESS itself, and passing resources would fail.
             ray.init(log_to_driver=log_to_driver, logging_level=_level(log_to_driver))
         except ConnectionError as err:
             raise SpecError(f"expected a reachable Ray cluster, got RAY_ADDRESS={env!r} ({err})",
-                            key="RAY_ADDRESS") from None
+                            key="$RAY_ADDRESS") from None
         return Connection(started=False, how=f"the Ray cluster at RAY_ADDRESS={env}")
     recorded = None if env == "local" else recorded_address()
     if recorded and answers(recorded):

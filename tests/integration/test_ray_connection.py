@@ -87,3 +87,13 @@ def test_resources_the_cluster_lacks_create_nothing(tmp_path: Path, patch: dict,
     assert err[-1].startswith("raysweep: error: ") and f": {key}: expected a trial to fit the cluster's" in err[-1]
     assert not (tmp_path / "mlflow.db").exists()  # no MLflow experiment
     assert not (tmp_path / "res" / "join" / "optuna.db").exists()  # no Optuna study
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    proc = run_cli(tmp_path, {"RAY_ADDRESS": dead})
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert err[-1] == (f"raysweep: error: $RAY_ADDRESS: expected a reachable Ray cluster, got RAY_ADDRESS={dead!r}: "
+                       "nothing answers there")
+    assert not (tmp_path / "mlflow.db").exists()
