@@ -111,6 +111,11 @@ class Tag:
     SETTLED_LR: Final = "raysweep.settled_lr"
     SETTLED_PREFIX: Final = "raysweep.settled."  # + cell_tag_name(cell), on the parent run
 
+    # MLflow 3's UI opens an experiment on the page its kind names; without the tag it may guess the
+    # GenAI "Overview" (traces), not the training runs.
+    EXPERIMENT_KIND: Final = "mlflow.experimentKind"
+    EXPERIMENT_KIND_TRAINING: Final = "custom_model_development"
+
     KIND_SWEEP: Final = "sweep"
     KIND_TRIAL: Final = "trial"
 

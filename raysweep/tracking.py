@@ -88,7 +88,10 @@ class SweepTracker:
         self.client = MlflowClient(tracking_uri=uri)  # reads; every write goes through the journal
         # Found or made now, in the foreground: an unreachable store is an error before anything starts
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            experiment, tags={Tag.EXPERIMENT_KIND: Tag.EXPERIMENT_KIND_TRAINING})
+        if exp is not None and Tag.EXPERIMENT_KIND not in exp.tags:  # made before raysweep tagged its experiments
+            self.client.set_experiment_tag(self.experiment_id, Tag.EXPERIMENT_KIND, Tag.EXPERIMENT_KIND_TRAINING)
         folder = journal_dir if journal_dir is not None else Path(tempfile.mkdtemp(prefix="raysweep-"))
         self.journal = Journal(folder, uri, catch_up=False)
         self.writer = JournalWriter(self.journal, uri, warn=warn or _stderr)

@@ -95,7 +95,8 @@ class Replayer:
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 try:
-                    self._experiments[name] = self.client.create_experiment(name)
+                    self._experiments[name] = self.client.create_experiment(
+                        name, tags={Tag.EXPERIMENT_KIND: Tag.EXPERIMENT_KIND_TRAINING})
                 except MlflowException as err:  # made by someone else in between (or by a retried POST)
                     if err.error_code != "RESOURCE_ALREADY_EXISTS":
                         raise
