@@ -302,14 +302,29 @@ def _run(args: argparse.Namespace) -> int:
         print(unsent_line(out.unsent, spec.tracking.flush_timeout_s), file=sys.stderr)
         return 2
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
+    page = experiment_page(uri, spec.tracking.experiment)
     if uri.startswith(("http://", "https://")):  # a server: it is its own UI
-        print(f"  open {redact_url(uri)} in a browser")
+        print(f"  open {redact_url(uri.rstrip('/'))}/{page} in a browser")
     else:
-        print(f"  mlflow ui --backend-store-uri {redact_url(uri)}")
+        print(f"  mlflow ui --backend-store-uri {redact_url(uri)}   # then open http://127.0.0.1:5000/{page}")
     if out.interrupted:
         print("raysweep: interrupted", file=sys.stderr)
         return 130  # the shell's code for a command ended by Ctrl-C
     return 0
+
+
+def experiment_page(uri: str, experiment: str) -> str:
+    """The MLflow UI page of an experiment's training runs. MLflow 3's UI opens in its GenAI mode
+    (traces) unless the page asks for the model-training one."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    except MlflowException:  # the store is down right now: the runs page of the UI's own choice
+        exp = None
+    where = f"#/experiments/{exp.experiment_id}" if exp is not None else "#/experiments"
+    return f"{where}?workflowType=machine_learning"
 
 
 def unsent_line(b, timeout_s: float) -> str:  # type: ignore[no-untyped-def]
