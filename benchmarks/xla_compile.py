@@ -63,8 +63,8 @@ def run(device: str, work: Path) -> list[dict]:
 def table(xla: list[dict], cpu: list[dict]) -> str:
     first = xla[0]["compile_s"] or float("nan")
     eager = {(r["cell"], r["lr"]): r for r in cpu}
-    lines = ["| trial | cell | lr | steps | status | compile s | share of 1st | XLA ms/step | "
-             "eager CPU ms/step | XLA / eager |",
+    lines = [("| trial | cell | lr | steps | status | compile s | share of 1st | XLA ms/step | "
+             "eager CPU ms/step | XLA / eager |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = []
     for i, r in enumerate(xla, 1):
