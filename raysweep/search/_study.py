@@ -27,7 +27,7 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from raysweep.search._storage import is_server_url, patient_engine_kwargs
+from raysweep.search._storage import PatientRDBStorage, is_server_url, patient_engine_kwargs
 from raysweep.search.base import Outcome
 from raysweep.space import Lattice
 
@@ -42,7 +42,7 @@ def open_storage(url: str | None) -> BaseStorage:
     A database server's storage reconnects after a restart of the server (see `_storage`)."""
     if url is not None and is_server_url(url):
         return optuna.storages.get_storage(
-            optuna.storages.RDBStorage(url, engine_kwargs=patient_engine_kwargs(url)))
+            PatientRDBStorage(url, engine_kwargs=patient_engine_kwargs(url)))
     return optuna.storages.get_storage(url)
 
 

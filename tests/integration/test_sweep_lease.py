@@ -149,3 +149,39 @@ def test_postgres_restart_keeps_the_study_storage_and_the_lease(postgres, monkey
         time.sleep(0.3)
     mine.release()
     take_within(url, "s-1", 5).release()
+
+
+@pytest.mark.slow
+def test_postgres_storage_call_whose_connection_the_server_ends_is_retried(postgres) -> None:  # type: ignore[no-untyped-def]
+    """The server ends the storage's session right before a statement of a storage call (as a
+    restart or fail-over does): the call is retried on a fresh session, and nothing is doubled."""
+    url = postgres.create_db("storage_kill")
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    for v in (3.0, 2.0):
+        study.tell(study.ask(), v)
+    engine = storage._backend.engine  # type: ignore[attr-defined]
+    killer = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+    kills = {"SELECT": 2, "INSERT": 1, "UPDATE": 1}  # cut the next statements of these kinds
+    done: list[str] = []
+
+    @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
+    def end_session(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        kind = statement.lstrip().split(None, 1)[0].upper()
+        if kills.get(kind):
+            kills[kind] -= 1
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            with killer.connect() as k:
+                assert k.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}).scalar()
+            done.append(kind)
+
+    try:
+        fresh = optuna.load_study(study_name="s", storage=storage)  # reads through a killed session
+        assert [t.value for t in fresh.trials] == [3.0, 2.0]
+        fresh.tell(fresh.ask(), 1.0)  # a new trial and its result, through killed sessions
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", end_session)
+        killer.dispose()
+    assert sorted(done) == ["INSERT", "SELECT", "SELECT", "UPDATE"], done
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [(t.value, t.state.name) for t in trials] == [(3.0, "COMPLETE"), (2.0, "COMPLETE"), (1.0, "COMPLETE")]
