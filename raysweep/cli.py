@@ -153,6 +153,7 @@ def _table(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import OperationalError
 
     from raysweep.tracking import resolve_tracking_uri
     from raysweep.tracking_journal import JOURNAL, Journal, display_uri
@@ -163,7 +164,7 @@ def _upload(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri, None)
     try:
         sent, left = upload(args.folder, uri)
-    except (MlflowException, OSError) as err:
+    except (MlflowException, OSError, OperationalError) as err:
         journal = Journal(args.folder, uri)
         left = journal.unsent()
         journal.close()
