@@ -261,8 +261,8 @@ def unsent_line(b, timeout_s: float) -> str:  # type: ignore[no-untyped-def]
     from raysweep.tracking_journal import display_uri
 
     uri = display_uri(b.uri)
-    return (f"raysweep: error: MLflow at {uri} did not take {b.unsent} tracking records ({b.runs_pending} runs not "
-            f"yet created) within tracking.flush_timeout_s={timeout_s:g} s ({b.error[:160]}); they are kept in "
+    return (f"raysweep: error: MLflow at {uri} did not take {b.unsent} tracking records ({b.runs_pending} of them "
+            f"new runs) within tracking.flush_timeout_s={timeout_s:g} s ({b.error[:160]}); they are kept in "
             f"{b.folder}; send them with: raysweep upload {b.folder} --tracking-uri {uri}")
 
 

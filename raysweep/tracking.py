@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from raysweep.analysis.summary import TrialRow
 from raysweep.config import SweepSpec
 from raysweep.tracking_journal import Journal, new_local_id
-from raysweep.tracking_writer import Backlog, JournalWriter, is_transient
+from raysweep.tracking_writer import Backlog, JournalWriter, is_transient, mlflow_http_defaults
 from raysweep.trial import TrialConfig
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -73,6 +73,7 @@ class SweepTracker:
                  warn: Any = None) -> None:
         self.uri = uri
         self.experiment = experiment
+        mlflow_http_defaults()
         self.client = MlflowClient(tracking_uri=uri)  # reads; every write goes through the journal
         # Found or made now, in the foreground: an unreachable store is an error before anything starts
         exp = self.client.get_experiment_by_name(experiment)

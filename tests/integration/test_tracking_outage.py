@@ -233,6 +233,7 @@ def test_a_server_that_never_returns_ends_in_one_line_and_upload_completes_the_r
         rc = sweep.finish(timeout=900)
         err = [line for line in sweep.text("err").splitlines() if line.strip()]
         assert rc == 2, sweep.text()[-4000:]
+        print("\n".join(line for line in err if line.startswith("raysweep:")))
         assert err[-1].startswith(f"raysweep: error: MLflow at {server.uri} did not take "), err[-3:]
         assert sum("raysweep: error" in line for line in err) == 1
         folder = tmp_path / "results" / "demo"

@@ -265,7 +265,6 @@ def test_upload_says_in_one_line_what_is_wrong(tmp_path: Path, capsys: pytest.Ca
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would take minutes
     capsys.readouterr()  # MLflow's log lines from making the store above
     assert main(["upload", str(tmp_path / "sweep"), "--tracking-uri", dead]) == 2
     err = capsys.readouterr().err.strip().splitlines()
