@@ -248,8 +248,7 @@ def test_a_pickled_tracker_copy_holds_no_thread_and_cannot_write(tmp_path: Path)
     assert tracker.close(10) is None
 
 
-def test_upload_says_in_one_line_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upload_says_in_one_line_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
     from raysweep.cli import main
