@@ -19,6 +19,7 @@ replayed once more):
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -263,8 +264,12 @@ class JournalWriter:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
+    """The gist of an error: the OS's words when a connection failed, else its first line."""
+    text = str(err).strip()
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno:
+        return f"{errno.group(1).strip()} ({type(err).__name__})"
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def upload(folder: Any, uri: str) -> tuple[int, int]:

@@ -276,3 +276,14 @@ def test_upload_says_in_one_line_what_is_wrong(tmp_path: Path, capsys: pytest.Ca
     assert main(["upload", str(tmp_path / "sweep"), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.startswith("nothing to upload")
     check_record(uri, trials=1)
+
+
+def test_a_refused_connection_is_told_in_the_os_words() -> None:
+    from raysweep.tracking_writer import _one_line
+
+    err = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/log-batch failed with exception "
+                          "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /api (Caused by "
+                          "NewConnectionError('<conn>: Failed to establish a new connection: [Errno 111] Connection "
+                          "refused'))")
+    assert _one_line(err) == "Connection refused (MlflowException)"
+    assert _one_line(KeyError("x")) == "KeyError: 'x'"
