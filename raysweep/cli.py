@@ -205,6 +205,7 @@ def _table(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import OperationalError
 
     from raysweep.tracking import resolve_tracking_uri
     from raysweep.tracking_journal import JOURNAL, Journal, display_uri
@@ -215,7 +216,7 @@ def _upload(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri, None)
     try:
         sent, left = upload(args.folder, uri)
-    except (MlflowException, OSError) as err:
+    except (MlflowException, OSError, OperationalError) as err:
         journal = Journal(args.folder, uri)
         left = journal.unsent()
         journal.close()
@@ -332,8 +333,8 @@ def unsent_line(b, timeout_s: float) -> str:  # type: ignore[no-untyped-def]
     from raysweep.tracking_journal import display_uri
 
     uri = display_uri(b.uri)
-    return (f"raysweep: error: MLflow at {uri} did not take {b.unsent} tracking records ({b.runs_pending} runs not "
-            f"yet created) within tracking.flush_timeout_s={timeout_s:g} s ({b.error[:160]}); they are kept in "
+    return (f"raysweep: error: MLflow at {uri} did not take {b.unsent} tracking records ({b.runs_pending} of them "
+            f"new runs) within tracking.flush_timeout_s={timeout_s:g} s ({b.error[:160]}); they are kept in "
             f"{b.folder}; send them with: raysweep upload {b.folder} --tracking-uri {uri}")
 
 

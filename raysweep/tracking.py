@@ -31,7 +31,7 @@ from raysweep.config import SweepSpec
 from raysweep.records import M, Tag, TrialStatus
 from raysweep.redact import redact
 from raysweep.tracking_journal import Journal, new_local_id
-from raysweep.tracking_writer import Backlog, JournalWriter, is_transient
+from raysweep.tracking_writer import Backlog, JournalWriter, is_transient, mlflow_http_defaults
 from raysweep.trial import TrialConfig
 
 PARENT_TAG = Tag.PARENT
@@ -85,6 +85,7 @@ class SweepTracker:
                  warn: Any = None) -> None:
         self.uri = uri
         self.experiment = experiment
+        mlflow_http_defaults()
         self.client = MlflowClient(tracking_uri=uri)  # reads; every write goes through the journal
         # Found or made now, in the foreground: an unreachable store is an error before anything starts
         exp = self.client.get_experiment_by_name(experiment)

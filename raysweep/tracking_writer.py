@@ -19,6 +19,7 @@ replayed once more):
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,20 @@ _REJECTED: Final = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID
                               "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"})
 
 
+def mlflow_http_defaults() -> None:
+    """MLflow client settings for a process that journals its writes (the user's environment wins).
+
+    MLflow's HTTP client retries a refused connection 7 times with exponential backoff, about four
+    minutes, inside one call: the writer would notice a server that came back only after a sleep
+    of up to a minute, and a bad URI would take minutes to report. The writer retries on its own
+    (forever, backoff capped at 15 s), so one call retries twice (about 6 s) and then fails.
+    And MLflow prints a "View run ... at" line per ended run on an http store; from the writer
+    thread that lands amid the sweep's progress lines, and `raysweep upload` says what it sent.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
+
+
 def is_transient(err: BaseException) -> bool:
     """A store that is down, restarting or busy (retry), as opposed to a request it refuses."""
     if isinstance(err, MlflowException):
@@ -53,12 +68,10 @@ class Replayer:
     def __init__(self, uri: str, journal: Journal) -> None:
         self.uri = uri
         self.journal = journal
+        mlflow_http_defaults()
         # The journal's entries were redacted when appended; artifacts (files) are redacted here, on
         # their way into MLflow, as are entries an older journal may hold.
         self.client = RedactingClient(MlflowClient(tracking_uri=uri))
-        # MLflow prints a "View run ... at" line per ended run on an http store; from a background
-        # thread that lands amid the sweep's progress lines, and `raysweep upload` says what it sent
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
         self._experiments: dict[str, str] = {}
 
     def apply(self, entry: dict[str, Any]) -> tuple[str, str] | None:
@@ -185,7 +198,7 @@ class JournalWriter:
         if not self.journal.unsent():
             return None
         pending = sum(e["op"] == "create_run" for e in self.journal.pending())
-        error = f"{type(self.failed).__name__}: {self.failed}" if self.failed else self.last_error
+        error = f"{type(self.failed).__name__}: {self.failed}" if self.failed else self.last_error or "no answer"
         return Backlog(self.uri, self.journal.unsent(), pending, error, str(self.journal.folder))
 
     def _loop(self) -> None:
@@ -255,8 +268,12 @@ class JournalWriter:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
+    """The gist of an error: the OS's words when a connection failed, else its first line."""
+    text = str(err).strip()
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno:
+        return f"{errno.group(1).strip()} ({type(err).__name__})"
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def upload(folder: Any, uri: str) -> tuple[int, int]:

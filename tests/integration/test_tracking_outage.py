@@ -186,7 +186,7 @@ def test_a_stopped_mlflow_server_loses_and_duplicates_nothing(tmp_path: Path) ->
     server.start()
     sweep = None
     try:
-        sweep = Sweep(tmp_path, server.uri)
+        sweep = Sweep(tmp_path, server.uri, "epochs=[2,4]")  # long enough to train on past the outage
         sweep.wait_for("] start ", timeout=400)
         down = time.monotonic()
         server.kill(signal.SIGKILL)
@@ -198,10 +198,14 @@ def test_a_stopped_mlflow_server_loses_and_duplicates_nothing(tmp_path: Path) ->
         assert rc == 0, sweep.text()[-4000:]
         during = sum(1 for t, _, line in sweep.lines if "] done " in line and down <= t <= up)
         done = sum(1 for _, _, line in sweep.lines if "] done " in line)
+        print("\n".join(f"{t - down:+7.1f} s  {line}" for t, _, line in sweep.lines
+                        if line.startswith(("raysweep:", "[")) or "] " in line[:12]))
         counts = audit(server.uri, tmp_path / "results", expect_trials=4)
         told = [int(m.group(1)) for m in re.finditer(r"sending the (\d+) tracking records that waited", sweep.text())]
         measured = {"test": "outage", "outage_s": round(up - down, 1), "asked_s": OUTAGE_S, "trials": done,
-                    "trials_done_during_outage": during, "records_sent_after_outage": waited,
+                    "trials_done_during_outage": during, "trials_done_after": sum(
+                        1 for t, _, line in sweep.lines if "] done " in line and t > up),
+                    "records_sent_after_outage": waited,
                     "records_the_writer_said_waited": sum(told), **counts}
         print(json.dumps(measured))
         if os.environ.get("RAYSWEEP_OUTAGE_REPORT"):
@@ -229,6 +233,7 @@ def test_a_server_that_never_returns_ends_in_one_line_and_upload_completes_the_r
         rc = sweep.finish(timeout=900)
         err = [line for line in sweep.text("err").splitlines() if line.strip()]
         assert rc == 2, sweep.text()[-4000:]
+        print("\n".join(line for line in err if line.startswith("raysweep:")))
         assert err[-1].startswith(f"raysweep: error: MLflow at {server.uri} did not take "), err[-3:]
         assert sum("raysweep: error" in line for line in err) == 1
         folder = tmp_path / "results" / "demo"

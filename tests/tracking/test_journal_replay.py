@@ -246,3 +246,44 @@ def test_a_pickled_tracker_copy_holds_no_thread_and_cannot_write(tmp_path: Path)
     with pytest.raises(AssertionError, match="cannot write"):
         copy.set_tags("local-x", {"a": "b"})
     assert tracker.close(10) is None
+
+
+def test_upload_says_in_one_line_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from raysweep.cli import main
+
+    assert main(["upload", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RESULTS/SWEEP" in err[0] and "tracking-journal.jsonl" in err[0]
+
+    tracker = SweepTracker(sqlite(tmp_path / "unused.db"), "jtest", journal_dir=tmp_path / "sweep")
+    tracker.writer.close(0)
+    record_sweep(tracker, tmp_path, trials=1)
+    tracker.journal.close()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    capsys.readouterr()  # MLflow's log lines from making the store above
+    assert main(["upload", str(tmp_path / "sweep"), "--tracking-uri", dead]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("raysweep: error: --tracking-uri: expected a reachable MLflow")
+    assert "records still to send" in err[0]
+
+    uri = sqlite(tmp_path / "mlflow.db")
+    assert main(["upload", str(tmp_path / "sweep"), "--tracking-uri", uri]) == 0
+    assert capsys.readouterr().out.startswith("uploaded 14 tracking records")
+    assert main(["upload", str(tmp_path / "sweep"), "--tracking-uri", uri]) == 0
+    assert capsys.readouterr().out.startswith("nothing to upload")
+    check_record(uri, trials=1)
+
+
+def test_a_refused_connection_is_told_in_the_os_words() -> None:
+    from raysweep.tracking_writer import _one_line
+
+    err = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/log-batch failed with exception "
+                          "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /api (Caused by "
+                          "NewConnectionError('<conn>: Failed to establish a new connection: [Errno 111] Connection "
+                          "refused'))")
+    assert _one_line(err) == "Connection refused (MlflowException)"
+    assert _one_line(KeyError("x")) == "KeyError: 'x'"
