@@ -16,15 +16,15 @@ class CpuDevice(Device):
 
     def trainer(self, train_fn: Callable[[dict[str, Any]], None], *, config: dict[str, Any],
                 run_config: Any) -> Any:
-        import ray.train
         from ray.train.torch import TorchConfig, TorchTrainer
+        from ray.train.v2.api.config import ScalingConfig
 
         local = self.workers() == 0
         return TorchTrainer(
             train_fn,
             train_loop_config=config,
             torch_config=TorchConfig(backend=self._backend),
-            scaling_config=ray.train.ScalingConfig(
+            scaling_config=ScalingConfig(
                 num_workers=self.workers(),
                 use_gpu=self.name == "cuda",
                 resources_per_worker=None if local else self.per_worker_resources(),

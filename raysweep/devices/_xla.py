@@ -71,14 +71,14 @@ class XlaDevice(Device):
 
     def trainer(self, train_fn: Callable[[dict[str, Any]], None], *, config: dict[str, Any],
                 run_config: Any) -> Any:
-        import ray.train
+        from ray.train.v2.api.config import ScalingConfig
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
         from raysweep.devices.xla_backend import XlaConfig
 
         local = self.workers() == 0
         tpu = self.tpu
-        scaling = ray.train.ScalingConfig(
+        scaling = ScalingConfig(
             num_workers=self.workers(),
             use_tpu=tpu is not None,
             topology=tpu.topology if tpu is not None else None,
@@ -146,7 +146,8 @@ class XlaDevice(Device):
 
         def put(t: torch.Tensor) -> torch.Tensor:
             spec = xs.ShardingSpec(mesh, (DATA_AXIS,) + (None,) * (t.ndim - 1), minibatch=multi_host)
-            return xm.send_cpu_data_to_device([t], device, spec)[0]
+            out: torch.Tensor = xm.send_cpu_data_to_device([t], device, spec)[0]  # type: ignore[index]
+            return out
 
         return Placement(device, rank=rank, world=world,
                          data_rank=xr.process_index() if multi_host else 0,

@@ -46,6 +46,7 @@ def _prepare_worker(env: dict[str, str]) -> dict[str, Any]:
 
 
 class _XlaBackend(Backend):
-    def on_start(self, worker_group: Any, backend_config: XlaConfig) -> None:
+    def on_start(self, worker_group: Any, backend_config: BackendConfig) -> None:
+        assert isinstance(backend_config, XlaConfig)
         env = {**backend_config.env, "PJRT_DEVICE": "TPU" if backend_config.use_tpu else "CPU"}
         worker_group.execute(_prepare_worker, env)

@@ -14,8 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import ray.train
-import ray.tune
+from ray.train.v2.api.config import CheckpointConfig, FailureConfig, RunConfig
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysweep.config import SweepSpec, spec_from_dict
@@ -40,17 +39,17 @@ def run_trial(config: dict[str, Any], *, spec_dict: dict[str, Any], storage_path
     cfg = trial_config(spec, config)
     device = device_for(spec.resources)
     local = device.workers() == 0
-    run_config = ray.train.RunConfig(
+    run_config = RunConfig(
         name=cfg.key.train_run_name(),
         storage_path=storage_path,
         callbacks=[] if local else [TuneReportCallback()],  # type: ignore[list-item]
-        failure_config=ray.train.FailureConfig(max_failures=spec.resources.max_failures),
-        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),  # the previous one if the last is torn
+        failure_config=FailureConfig(max_failures=spec.resources.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),  # the previous one if the last is torn
         worker_runtime_env={"env_vars": device.worker_env()} if device.worker_env() else None,
     )
     trainer = device.trainer(train_loop_per_worker,
                              config={"trial": cfg.to_dict(), "compile_cache": compile_cache,
-                                     "hosts_dir": str(Path(storage_path) / run_config.name / "hosts")},
+                                     "hosts_dir": str(Path(storage_path) / cfg.key.train_run_name() / "hosts")},
                              run_config=run_config)
     trainer.fit()
 
