@@ -74,9 +74,10 @@ class Lease:
         self.release()
 
 
-def acquire(storage: str, study: str, *, key: str = "--resume") -> Lease:
+def acquire(storage: str, study: str, *, key: str = "--resume", shown: str | None = None) -> Lease:
     """Take the lease on `study` in `storage`, or raise `LeaseHeld` (a one-line error, exit 2)
-    naming the driver that holds it. `key` is the option the message blames."""
+    naming the driver that holds it. `key` is the option the message blames; `shown` is how an
+    error names the storage (default: its URL without the password)."""
     if storage.startswith("sqlite:///"):
         return _FileLease.take(Path(storage[len("sqlite:///"):]), study, key=key)
     if storage.startswith("sqlite"):  # in memory: no other process can see the study
@@ -87,8 +88,8 @@ def acquire(storage: str, study: str, *, key: str = "--resume") -> Lease:
         try:
             return _PgLease.take(storage, study, key=key)
         except sqlalchemy.exc.OperationalError as err:  # refused, unknown host, bad password
-            shown = sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
-            raise SpecError(f"expected a reachable PostgreSQL database, got {shown!r} "
+            shown = shown or repr(sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True))
+            raise SpecError(f"expected a reachable PostgreSQL database, got {shown} "
                             f"({str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__})",
                             key="search.storage") from None
     print(f"raysweep: warning: no sweep lease for {storage.split(':', 1)[0]} storage; "

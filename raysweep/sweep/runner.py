@@ -273,7 +273,8 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
     if study is None:
         raise SpecError(f"no earlier study of sweep {spec.name!r} in {shown} to resume", key="--resume")
     # before the searcher opens the study: opening it marks the trials left running as interrupted
-    lease = lease_of.acquire(storage, study, key="--resume" if resume else "search.storage")
+    lease = lease_of.acquire(storage, study, key="--resume" if resume else "search.storage",
+                             shown=None if shown == repr(storage) else shown)
     try:
         searcher = make_searcher(spec.search.searcher, lattice, start_lr=spec.lr.base,
                                  slowness=spec.search.slowness, tie_tolerance=spec.search.tie_tolerance,
