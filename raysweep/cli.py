@@ -355,15 +355,16 @@ def preflight(spec, file: str, *, dry_run: bool = False):  # type: ignore[no-unt
 
     try:
         splits = load_splits(spec.data, verify=True)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, SpecError) as err:  # the data layer names keys within `data`
         assume = spec.data.assume
         if not (dry_run and assume is not None):
             hint = "; a dry run can plan without it from data.assume" if dry_run else ""
+            if isinstance(err, SpecError):
+                where = err.located(file=file, key_prefix="data")
+                raise SpecError(where.detail + hint, file=where.file, key=where.key) from None
             raise SpecError(f"the dataset cannot be read: {err}{hint}", file=file, key="data") from None
         shape = DataShape(assume.train_examples, None, assume.num_classes, assume.in_chans, spec.data.image_size,
                           assumed=True)
-    except SpecError as err:  # the data layer names keys within `data`
-        raise err.located(file=file, key_prefix="data") from None
     else:
         if spec.batch_size > len(splits.train):
             raise SpecError(f"expected at most the {len(splits.train)} training examples of {spec.data.dataset}, "

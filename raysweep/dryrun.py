@@ -63,8 +63,8 @@ def report(spec: SweepSpec, shape: DataShape) -> str:
     lines += ["", header]
     flops_cells: list[float] = []
     for model in spec.ladder.rungs:
-        fpe = flops_per_example(spec.ladder.family, model, **kw)
-        n = param_count(spec.ladder.family, model, **kw)
+        fpe = flops_per_example(spec.ladder.ref, model, **kw)
+        n = param_count(spec.ladder.ref, model, **kw)
         for e in spec.epochs:
             plan = plan_steps(n_train=shape.n_train, batch_size=spec.batch_size, epochs=e,
                               warmup_fraction=spec.optim.warmup_fraction)

@@ -52,7 +52,7 @@ def test_the_paper_space_dry_runs_without_its_data_and_matches_the_papers_costs(
 def test_a_real_run_still_needs_the_data(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(PAPER)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{PAPER}: data: the dataset cannot be read" in err
+    assert err.count("\n") == 1 and f"{PAPER}: data.path: expected a folder of class folders" in err
 
 
 def test_without_an_assumption_the_dry_run_says_what_would_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,9 +101,12 @@ def test_the_tracker_logs_spec_params_redacted(tmp_path: Path) -> None:
         "tracking": {"uri": "http://me:track-pw-2@127.0.0.1:5000", "experiment": "e"},
     })
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    tracker = SweepTracker(uri, "e")
+    tracker = SweepTracker(uri, "e", journal_dir=tmp_path / "journal")
     parent = tracker.start_sweep(spec, source="space.yaml", n_cells=1, study="st")
-    params = MlflowClient(tracking_uri=uri).get_run(parent).data.params
+    assert tracker.close(60) is None  # everything sent
+    params = MlflowClient(tracking_uri=uri).get_run(tracker.resolve(parent)).data.params
+    journal = (tmp_path / "journal" / "tracking-journal.jsonl").read_text()
+    assert "-pw-" not in journal  # redacted before it reaches the disk
     assert params["search.storage"] == "postgresql+psycopg://optuna:***@db/optuna"
     assert params["tracking.uri"] == "http://me:***@127.0.0.1:5000"
     assert not any("-pw-" in v for v in params.values())
