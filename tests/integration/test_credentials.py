@@ -18,16 +18,19 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 URL_SECRET = "url-pw-7f3a9c"  # in the tracking URL, as basic auth
-STORAGE_SECRET = "pg-pw-41d8e2"  # in search.storage (grid keeps no study, so it is never connected to)
+STORAGE_SECRET = "raysweep-test-pw"  # the real password of the test PostgreSQL, in search.storage
 ENV_SECRET = "env-pw-b06c55"  # $MLFLOW_TRACKING_PASSWORD, which MLflow sends as basic auth
 AWS_SECRET = "aws-sk-9e1f0d"  # $AWS_SECRET_ACCESS_KEY, also quoted in the sweep's description
 SECRETS = (URL_SECRET, STORAGE_SECRET, ENV_SECRET, AWS_SECRET)
 
 
-def test_no_secret_reaches_mlflow_or_the_console(tmp_path: Path, mlflow_server: str) -> None:
+def test_no_secret_reaches_mlflow_or_the_console(tmp_path: Path, mlflow_server: str, postgres) -> None:  # type: ignore[no-untyped-def]
     from mlflow.tracking import MlflowClient
 
     host = mlflow_server.removeprefix("http://")
+    storage = postgres.create_db("creds")  # a real study database, reached with its password
+    assert f":{STORAGE_SECRET}@" in storage
+    pg_host = storage.split("@", 1)[1]
     space = tmp_path / "space.yaml"
     demo = yaml.safe_load((ROOT / "search_spaces/demo.yaml").read_text())
     demo["tracking"]["experiment"] = "credentials"
@@ -35,7 +38,7 @@ def test_no_secret_reaches_mlflow_or_the_console(tmp_path: Path, mlflow_server: 
     sets = ["name=creds", "ladder.rungs=[nfnet_t0]", "epochs=[0.5]", "search.searcher=grid",
             "lr.base=0.4", "lr.low=0.2", "lr.high=0.4", "resources.concurrent_trials=1",
             f"tracking.uri=http://sweeper:{URL_SECRET}@{host}",
-            f"search.storage=postgresql+psycopg://optuna:{STORAGE_SECRET}@127.0.0.1:1/studies",
+            f"search.storage={storage}",
             f"description=key {AWS_SECRET} quoted by mistake"]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env |= {"MLFLOW_TRACKING_USERNAME": "sweeper", "MLFLOW_TRACKING_PASSWORD": ENV_SECRET,
@@ -47,7 +50,7 @@ def test_no_secret_reaches_mlflow_or_the_console(tmp_path: Path, mlflow_server: 
     console = proc.stdout + proc.stderr
     assert proc.returncode == 0, console[-4000:]
     assert f"tracking at http://sweeper:***@{host}" in proc.stdout
-    assert f"open http://sweeper:***@{host} in a browser" in proc.stdout
+    assert f"open http://sweeper:***@{host}/#/experiments/" in proc.stdout
 
     client = MlflowClient(tracking_uri=mlflow_server)  # the server takes no auth: read back everything
     exp = client.get_experiment_by_name("credentials")
@@ -64,10 +67,10 @@ def test_no_secret_reaches_mlflow_or_the_console(tmp_path: Path, mlflow_server: 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.json", "summary.txt", "trials.csv"} <= artifacts, artifacts
     # redacted, not dropped: the record still says where the study and the tracking store are
-    assert parent.data.params["search.storage"] == "postgresql+psycopg://optuna:***@127.0.0.1:1/studies"
+    assert parent.data.params["search.storage"] == f"postgresql://raysweep:***@{pg_host}"
     assert parent.data.params["tracking.uri"] == f"http://sweeper:***@{host}"
     assert parent.data.params["description"] == "key *** quoted by mistake"
-    assert trials[0].data.params["search.storage"].startswith("postgresql+psycopg://optuna:***@")
+    assert trials[0].data.params["search.storage"].startswith("postgresql://raysweep:***@")
     blob = "\n".join(written)
     for secret in SECRETS:
         assert secret not in blob, secret

@@ -83,10 +83,19 @@ def test_stopped_sweep_resumes_from_optuna_storage_without_rerunning_settled_tri
     study_name = latest_study(storage, "mono")
     assert study_name == client.get_run(first.parent_run_id).data.tags["raysweep.study"]
 
+    ended_first = {r.info.run_id: r.info.end_time for r in done_first}
     second = run_sweep(spec(), source="test", tracking_uri=uri, results_dir=tmp_path / "res", verbose=0,
                        resume=True)
+    # one sweep, one parent run: the resumed session continues under the first one's
+    assert second.parent_run_id == first.parent_run_id
     assert client.get_run(second.parent_run_id).data.tags["raysweep.study"] == study_name
-    done_second = [r for r in child_runs(client, [second.parent_run_id]) if r.data.tags["raysweep.status"] == "ok"]
+    runs = child_runs(client, [second.parent_run_id])
+    keys = [r.data.tags["raysweep.trial_key"] for r in runs]
+    assert len(keys) == len(set(keys))  # one child run per (cell, lr, attempt)
+    # a settled trial is not run again: its run is not reopened, and no other run has its (cell, lr)
+    again = {r.info.run_id for r in runs if r.info.run_id in ended_first and r.info.end_time != ended_first[r.info.run_id]}
+    assert not again, "a settled trial ran again"
+    done_second = [r for r in runs if r.data.tags["raysweep.status"] == "ok" and r.info.run_id not in ended_first]
     keys_first = {(r.data.tags["raysweep.cell"], float(r.data.params["lr"])) for r in done_first}
     keys_second = {(r.data.tags["raysweep.cell"], float(r.data.params["lr"])) for r in done_second}
     assert not keys_first & keys_second, "a settled trial ran again"
@@ -95,4 +104,4 @@ def test_stopped_sweep_resumes_from_optuna_storage_without_rerunning_settled_tri
     assert all(row.best_lr is not None for row in second.rows)
     assert sum(row.trials for row in second.rows) >= len(done_first) + len(done_second)
     # over both sessions, one run per cell is tagged best: the lowest val/loss of the cell
-    assert assert_best_in_cell(child_runs(client, [first.parent_run_id, second.parent_run_id])) == 4
+    assert assert_best_in_cell(child_runs(client, [second.parent_run_id])) == 4

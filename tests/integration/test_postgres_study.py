@@ -175,7 +175,8 @@ def test_a_second_driver_resumes_the_study_and_a_third_is_refused_while_it_runs(
     assert pairs == done
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parents = {r.data.tags[Tag.PARENT] for r in runs}
-    assert len(parents) == 2 and {client.get_run(p).data.tags[Tag.STUDY] for p in parents} == {study_name}
+    # both drivers' trials hang under the sweep's one parent run
+    assert len(parents) == 1 and {client.get_run(p).data.tags[Tag.STUDY] for p in parents} == {study_name}
 
 
 def test_a_postgresql_restart_mid_sweep_does_not_lose_the_sweep(postgres, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from readback import assert_best_in_cell
 from raysweep.config import spec_from_dict
 from raysweep.sweep.runner import run_sweep
 from raysweep.tracking import read_metric
-from raysweep.train.worker import DIGEST_FILE, STATE_FILE, param_digest
+from raysweep.train.worker import PARAMS_DIGEST_FILE, STATE_FILE, param_digest
 
 pytestmark = pytest.mark.slow
 
@@ -109,13 +109,13 @@ def test_worker_group_trial_with_gloo_ddp_tracks_to_a_real_mlflow_server(ray_clu
     assert 0 < m["val/loss"] < 3
     # DDP kept the replicas identical: each rank's digest of its parameters in the final checkpoint
     # (unsynchronised workers, each training on its half of the data, would differ)
-    (final,) = {p.parent for p in (tmp_path / "results" / "train").rglob(DIGEST_FILE.format(rank="*"))}
-    digests = {p.name: p.read_text().strip() for p in final.glob(DIGEST_FILE.format(rank="*"))}
-    assert set(digests) == {DIGEST_FILE.format(rank=0), DIGEST_FILE.format(rank=1)}, digests
+    (final,) = {p.parent for p in (tmp_path / "results" / "train").rglob(PARAMS_DIGEST_FILE.format(rank="*"))}
+    digests = {p.name: p.read_text().strip() for p in final.glob(PARAMS_DIGEST_FILE.format(rank="*"))}
+    assert set(digests) == {PARAMS_DIGEST_FILE.format(rank=0), PARAMS_DIGEST_FILE.format(rank=1)}, digests
     assert len(set(digests.values())) == 1, digests
     # ... and the digest is of the trained parameters rank 0 saved
     state = torch.load(final / STATE_FILE, map_location="cpu", weights_only=True)
-    assert param_digest(state["model"]) == digests[DIGEST_FILE.format(rank=0)]
+    assert param_digest(state["model"]) == digests[PARAMS_DIGEST_FILE.format(rank=0)]
 
 
 def test_a_crashing_trial_is_failed_retried_and_the_sweep_ends(ray_cluster: None, tmp_path: Path) -> None:
