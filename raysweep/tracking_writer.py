@@ -47,7 +47,7 @@ def mlflow_http_defaults() -> None:
     MLflow's HTTP client retries a refused connection 7 times with exponential backoff, about four
     minutes, inside one call: the writer would notice a server that came back only after a sleep
     of up to a minute, and a bad URI would take minutes to report. The writer retries on its own
-    (forever, backoff capped at 15 s), so one call retries twice (about 6 s) and then fails.
+    (forever, backoff capped at 5 s), so one call retries twice (about 6 s) and then fails.
     And MLflow prints a "View run ... at" line per ended run on an http store; from the writer
     thread that lands amid the sweep's progress lines, and `raysweep upload` says what it sent.
     """
@@ -159,7 +159,7 @@ class JournalWriter:
     to drain and returns None when all is sent, else a `Backlog` (the lines stay in the journal).
     """
 
-    def __init__(self, journal: Journal, uri: str, *, retry_min_s: float = 0.5, retry_max_s: float = 15.0,
+    def __init__(self, journal: Journal, uri: str, *, retry_min_s: float = 0.5, retry_max_s: float = 5.0,
                  slow_s: float = 10.0, warn: Callable[[str], None] | None = None) -> None:
         self.journal = journal
         self.uri = uri
