@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from raysweep.cells import number
 from raysweep.errors import SpecError
 from raysweep.records import cell_name
 
@@ -249,14 +250,7 @@ def _check_sizes(runs: Sequence[Run], source: str, *, key: str) -> None:
 
 
 def _number(text: str, path: str, where: str, column: str, *, positive: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or (positive and value <= 0):
-        want = "a positive number" if positive else "a finite number"
-        raise SpecError(f"expected {want}, got {text!r}", file=path, key=f"{where}, column {column}")
-    return value
+    return number(text, file=path, key=f"{where}, column {column}", positive=positive)
 
 
 def _loss(text: str, path: str, where: str) -> float:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from raysweep.cells import number
 from raysweep.errors import SpecError
 from raysweep.search._prior import pick_best
 from raysweep.space import Cell, Lattice
@@ -223,14 +224,7 @@ def load_table(path: str) -> Table:
 
 
 def _number(text: str, path: str, line: int, column: str, *, positive: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or (positive and value <= 0):
-        want = "a positive number" if positive else "a finite number"
-        raise SpecError(f"expected {want}, got {text!r}", file=path, key=f"line {line}, column {column}")
-    return value
+    return number(text, file=path, key=f"line {line}, column {column}", positive=positive)
 
 
 def _optional(text: str, path: str, line: int, column: str) -> float | None:
