@@ -40,6 +40,7 @@ from raysweep.search._study import (
     record,
     recover,
     retry_reason,
+    trial_key,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
 from raysweep.space import Cell, Lattice
@@ -179,6 +180,9 @@ class PerCellSearcher(CellSearcher):
             reason = retry_reason(lr, self._failures[cell][lr], self.max_retries, reason)
         trial.set_user_attr("reason", reason)
         trial.set_user_attr("trial_id", trial_id)
+        attempt = self._failures[cell][lr] if retry is not None else 0
+        trial.set_user_attr("trial_key", trial_key(study.study_name.rsplit("/", 1)[0], self.lattice,
+                                                   Proposal(cell, lr, reason, attempt=attempt)))
         self._pending[cell] += 1
         self._live[trial_id] = (cell, trial)
         return Proposal(cell, lr, reason, attempt=self._failures[cell][lr] if retry is not None else 0)

@@ -41,6 +41,7 @@ from raysweep.search._study import (
     record,
     recover,
     retry_reason,
+    trial_key,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
 from raysweep.space import Cell, Lattice
@@ -235,6 +236,8 @@ class PriorSearcher(CellSearcher):
         lr = trial.suggest_float("lr", self._lr_dist.low, self._lr_dist.high, log=True)
         assert (cell, lr) == (planned.cell, planned.lr), "the sampler must fill in the planned trial"
         trial.set_user_attr("trial_id", trial_id)
+        # the trial's durable key: the same one the Ray Train run folder and the MLflow child run carry
+        trial.set_user_attr("trial_key", trial_key(self.study.study_name, self.lattice, planned))
         self._live[trial_id] = trial
         return planned
 

@@ -28,7 +28,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from raysweep.search._storage import PatientRDBStorage, is_server_url, patient_engine_kwargs
-from raysweep.search.base import Outcome
+from raysweep.search.base import Outcome, Proposal
 from raysweep.space import Lattice
 
 INTERRUPTED = "interrupted"
@@ -111,6 +111,15 @@ def failed(trial: FrozenTrial) -> bool:
     if trial.state not in (TrialState.FAIL, TrialState.PRUNED):
         return False
     return trial.user_attrs.get("status") not in (DIVERGED, INTERRUPTED)
+
+
+def trial_key(study: str, lattice: Lattice, proposal: Proposal) -> str:
+    """The durable key token of a proposed trial (`raysweep.records.TrialKey`), as its Optuna trial
+    records it (user attr `trial_key`)."""
+    from raysweep.records import TrialKey
+
+    return TrialKey(study=study, model=lattice.models[proposal.cell.m], epochs=lattice.epochs[proposal.cell.e],
+                    lr=proposal.lr, attempt=proposal.attempt).token()
 
 
 def check_max_retries(max_retries: int) -> int:

@@ -150,3 +150,22 @@ def test_failed_and_diverged_trials_read_apart_in_the_study(tmp_path: Path) -> N
         (optuna.trial.TrialState.FAIL, "failed"),
         (optuna.trial.TrialState.FAIL, "diverged"),
     ]
+
+
+@pytest.mark.parametrize("name", ["monotone", "tpe"])
+def test_every_optuna_trial_carries_its_durable_key(tmp_path: Path, name: str) -> None:
+    from raysweep.records import TrialKey
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    simulate(make_searcher(name, LAT, storage=url, study_name="sk"), SURFACE, concurrency=2)
+    studies = [s for s in optuna.get_all_study_names(url) if s == "sk" or s.startswith("sk/")]
+    seen = 0
+    for study_name in studies:
+        for trial in optuna.load_study(study_name=study_name, storage=url).get_trials():
+            key = TrialKey.from_token(trial.user_attrs["trial_key"])
+            assert key.study == "sk" and key.attempt == 0
+            assert key.lr == pytest.approx(trial.params["lr"], rel=1e-6)
+            if "cell" in trial.params:
+                assert key.cell == trial.params["cell"]
+            seen += 1
+    assert seen >= LAT.n_cells()
