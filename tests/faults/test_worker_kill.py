@@ -34,14 +34,16 @@ def test_killed_training_process_resumes_bit_identical(tmp_path: Path, workers: 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     over = {"epochs": [2], "lr": {"base": 0.4, "low": 0.4, "high": 0.4}, "search": {"searcher": "grid"},
             "resources": {"device": "cpu", "workers_per_trial": workers, "max_failures": 2, "concurrent_trials": 1},
-            "checkpoint": {"every_steps": 7}, "data": {"dataset": "mnist5k", "train_subset": 2048}}
+            "checkpoint": {"every_steps": 7}, "data": {"dataset": "mnist5k", "train_subset": 4096}}
     common = ["--tracking-uri", uri, "--results", str(tmp_path / "results")]
     ref = start(["run", str(write_space(tmp_path, "ref", **over)), *common], tmp_path, tmp_path / "ref.log")
     assert ref.wait(timeout=900) == 0, (tmp_path / "ref.log").read_text()[-3000:]
     reference = _final(uri, "ref")
 
-    steps_per_epoch = 2048 * 9 // 10 // 64  # val_fraction 0.1
-    kill_at = random.Random(os.getpid()).randrange(8, 2 * steps_per_epoch - 4)  # past a checkpoint, mid-epoch
+    steps_per_epoch = 4096 * 9 // 10 // 64  # val_fraction 0.1
+    # past the first checkpoint, and in the first half of the budget: the poll that sees the step and
+    # the kill that follows take a moment, and a kill after the final report has nothing to resume
+    kill_at = random.Random(os.getpid()).randrange(8, steps_per_epoch)
     proc = start(["run", str(write_space(tmp_path, "kill", **over)), *common], tmp_path, tmp_path / "kill.log")
     client = MlflowClient(uri)
 
