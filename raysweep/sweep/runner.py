@@ -164,10 +164,14 @@ def route_ray_logs(path: Path) -> None:
     session logs (`log_to_driver=False`); `--ray-output` shows both."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    replaced: set[logging.Handler] = set()
     for name in ("ray.tune", "ray.train", "ray.air", "ray.util"):
         logger = logging.getLogger(name)
+        replaced.update(logger.handlers)
         logger.handlers = [handler]
         logger.propagate = False
+    for old in replaced:  # an earlier sweep's file in this process (tests run many): close it, not leak it
+        old.close()
 
 
 @dataclass
