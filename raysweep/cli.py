@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the newest study of this sweep (same name, same --results or "
                           "search.storage) instead of starting a new one; settled trials are not run again")
+    run.add_argument("--warm-start", default=None, metavar="EXPERIMENT",
+                     help="start every cell from the LR trend fitted on an earlier study (an MLflow experiment at "
+                          "this sweep's tracking URI, or a results table *.csv) instead of from its lattice "
+                          "predecessor; every cell is ready at once (sets search.warm_start)")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial, only the final summary")
     run.add_argument("--ray-output", action="store_true",
                      help="also show Ray Tune's own trial tables (verbose; useful when debugging a cluster)")
@@ -264,22 +268,29 @@ BENCHES = {"searcher": _bench_searcher, "curves": _bench_curves}
 
 def _run(args: argparse.Namespace) -> int:
     from raysweep.config import load_spec
+    from raysweep.study_source import is_table
     from raysweep.tracking import resolve_tracking_uri
 
     spec = load_spec(args.space, args.overrides)
+    if args.warm_start is not None:
+        spec = _with_warm_start(spec, args.warm_start)
     shape = preflight(spec, str(args.space), dry_run=args.dry_run)
+    uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
+    if not args.dry_run:
+        preflight_stores(spec, args, uri)
+    elif spec.search.warm_start is not None and not is_table(spec.search.warm_start):
+        check_tracking(spec, args, uri)  # a dry run reads the earlier study from MLflow, and nothing else
+    warm = _warm_start(spec, args, uri, shape)
     if args.dry_run:
         from raysweep.dryrun import report
 
-        print(report(spec, shape))
+        print(report(spec, shape, warm=warm[0] if warm else None))
         return 0
-    uri = resolve_tracking_uri(args.tracking_uri, spec.tracking.uri)
-    preflight_stores(spec, args, uri)
 
     print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
           f"searcher {spec.search.searcher}; tracking at {redact_url(uri)}", flush=True)
     try:
-        out = _launch(spec, args, uri)
+        out = _launch(spec, args, uri, warm[0] if warm else None)
     except SpecError as err:  # keys of the YAML file name the file; command-line flags do not
         # command-line flags (--x) and the environment ($X) are not keys of the file
         raise (err if (err.key or "").startswith(("--", "$")) else err.located(file=str(args.space))) from None
@@ -338,12 +349,40 @@ def unsent_line(b, timeout_s: float) -> str:  # type: ignore[no-untyped-def]
             f"{b.folder}; send them with: raysweep upload {b.folder} --tracking-uri {uri}")
 
 
-def _launch(spec, args: argparse.Namespace, uri: str):  # type: ignore[no-untyped-def]
+def _launch(spec, args: argparse.Namespace, uri: str, warm=None):  # type: ignore[no-untyped-def]
     from raysweep.sweep.runner import run_sweep
 
     return run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
                      verbose=0 if args.quiet else 2 if args.ray_output else 1, max_trials=args.max_trials,
-                     resume=args.resume)
+                     resume=args.resume, warm_start=warm)
+
+
+def _with_warm_start(spec, source: str):  # type: ignore[no-untyped-def]
+    """The spec with --warm-start's source as search.warm_start, validated under the flag's name."""
+    import dataclasses
+
+    search = dataclasses.replace(spec.search, warm_start=source)
+    try:
+        search.validate()
+    except SpecError as err:
+        raise SpecError(err.detail, key="--warm-start") from None
+    return dataclasses.replace(spec, search=search)
+
+
+def _warm_start(spec, args: argparse.Namespace, uri: str, shape):  # type: ignore[no-untyped-def]
+    """(plan, trend) of the sweep's warm start, or None; prints the line that describes it."""
+    if spec.search.warm_start is None:
+        return None
+    from raysweep.warm_plan import build_warm_plan, describe
+
+    flag = args.warm_start is not None
+    try:
+        plan, trend = build_warm_plan(spec, uri, shape, key="--warm-start" if flag else "search.warm_start")
+    except SpecError as err:
+        raise (err if flag or (err.key or "").startswith(("--", "$")) or err.file
+               else err.located(file=str(args.space))) from None
+    print(describe(plan, trend, spec.lr_grid()), flush=True)
+    return plan, trend
 
 
 def preflight(spec, file: str, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
@@ -387,9 +426,21 @@ def preflight(spec, file: str, *, dry_run: bool = False):  # type: ignore[no-unt
 
 def preflight_stores(spec, args: argparse.Namespace, uri: str) -> None:  # type: ignore[no-untyped-def]
     """Check the results folder, the tracking store and the study storage; create none of them."""
-    from raysweep.preflight import check_results_dir, check_storage_url, check_tracking_uri
+    from raysweep.preflight import check_results_dir, check_storage_url
 
     check_results_dir(args.results)
+    if spec.search.storage:  # local checks first, the network last
+        try:
+            check_storage_url(spec.search.storage)
+        except SpecError as err:
+            raise err.located(file=str(args.space)) from None
+    check_tracking(spec, args, uri)
+
+
+def check_tracking(spec, args: argparse.Namespace, uri: str) -> None:  # type: ignore[no-untyped-def]
+    """The tracking store answers (a server) or can be created (a file); names where the URI came from."""
+    from raysweep.preflight import check_tracking_uri
+
     file = str(args.space)
     # name where the URI came from, in resolve_tracking_uri's order
     source: tuple[str | None, str] = (
@@ -397,11 +448,6 @@ def preflight_stores(spec, args: argparse.Namespace, uri: str) -> None:  # type:
         else (None, "$MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI")
         else (file, "tracking.uri") if spec.tracking.uri
         else (None, "the current folder (for ./mlflow.db)"))
-    if spec.search.storage:  # local checks first, the network last
-        try:
-            check_storage_url(spec.search.storage)
-        except SpecError as err:
-            raise err.located(file=file) from None
     try:
         check_tracking_uri(uri, key=source[1])
     except SpecError as err:

@@ -32,6 +32,7 @@ MAX_EPOCHS = 10_000.0  # a budget past this is a typo (1e308), and would plan an
 MAX_NAME_LEN = 100  # the name becomes folder names (Ray Tune's experiment folder) and MLflow run names
 SEED_RANGE = 2**32  # seeds feed torch, NumPy's SeedSequence and Optuna's RandomState: [0, 2**32) suits all
 SearcherName = Literal["grid", "monotone", "bracket", "verify", "trend", "tpe", "random"]
+PRIOR_SEARCHERS: tuple[SearcherName, ...] = ("monotone", "bracket", "verify", "trend")  # the paper's prior
 # The dataset names raysweep.data registers (a test checks that the two agree). Named here, not
 # imported from raysweep.data, so that the config needs nothing from the data layer, which imports it.
 DatasetName = Literal["mnist5k", "fashion_mnist", "digits", "image_folder"]
@@ -407,8 +408,18 @@ class SearchSpec:
     max_retries: int = 2  # a failed trial (crash, OOM, pre-emption) is re-run this often, then counts as diverged
     storage: str | None = None  # Optuna storage URL; default: $RAYSWEEP_OPTUNA_STORAGE, else sqlite next to the results
     seed: int = 0  # seeds the tpe / random samplers
+    # An earlier study whose fitted LR trend gives every cell its first LR (instead of its lattice
+    # predecessor): an MLflow experiment at this sweep's tracking URI, or a results table (*.csv)
+    warm_start: str | None = None
 
     def validate(self) -> None:
+        if self.warm_start is not None:
+            if not self.warm_start.strip() or not self.warm_start.isprintable():
+                raise SpecError(f"expected an MLflow experiment name or a results table (.csv), got "
+                                f"{_show(self.warm_start)}", key="warm_start")
+            if self.searcher not in PRIOR_SEARCHERS:
+                raise SpecError(f"expected one of the prior searchers {list(PRIOR_SEARCHERS)} with a warm start, got "
+                                f"searcher {self.searcher!r}, which does not start from a forecast", key="warm_start")
         if self.slowness < 0:
             raise SpecError(f"expected an integer >= 0, got {self.slowness!r}", key="slowness")
         if self.tie_tolerance < 0:

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from raysweep import cost
 from raysweep.config import SweepSpec
+from raysweep.records import cell_name
+
+if TYPE_CHECKING:
+    from raysweep.search.warm import WarmPlan
 
 # Trials a searcher spends per cell, for the estimate: the grid tries every LR; the monotone rule
 # settles a cell in about 2 (2.08-2.10 measured in the replay benchmarks, benchmarks/README.md).
@@ -34,7 +39,7 @@ def trials_per_cell(spec: SweepSpec) -> int:
             "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]
 
 
-def report(spec: SweepSpec, shape: DataShape) -> str:
+def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> str:
     from raysweep.models import flops_per_example, param_count
     from raysweep.space import format_epochs
     from raysweep.train.recipe import plan_steps
@@ -58,6 +63,8 @@ def report(spec: SweepSpec, shape: DataShape) -> str:
         lines.append(f"a trial holds one {tpu.pod_type()} slice ({tpu.accelerator_type} {tpu.topology}: "
                      f"{tpu.chips()} chips, {tpu.hosts()} hosts)")
     header = f"{'cell':<24} {'params':>12} {'steps':>9} {'examples':>15} {'FLOPs/trial':>12}"
+    if warm is not None:
+        header += f" {'first LR':>9}"
     if tpu is not None:
         header += f" {'v4 core-h/trial':>15}" + (f" {'days on slice':>13}" if slice_cores else "")
     lines += ["", header]
@@ -72,6 +79,8 @@ def report(spec: SweepSpec, shape: DataShape) -> str:
             flops_cells.append(flops)
             row = (f"{model + '@' + format_epochs(e):<24} {n:>12,} {plan.total_steps:>9,} {plan.examples:>15,} "
                    f"{flops:>12.3g}")
+            if warm is not None:  # the warm start's forecast; the cell opens at the grid point(s) nearest it
+                row += f" {warm.lrs[cell_name(model, e)]:>9.3g}"
             if tpu is not None:
                 hours = cost.core_hours(flops)
                 row += f" {cost.format_hours(hours):>15}" + (f" {hours / slice_cores / 24:>13.3g}" if slice_cores else "")

@@ -14,9 +14,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raysweep.errors import SpecError
+
+if TYPE_CHECKING:
+    from raysweep.study_source import Source
 
 ANALYZE_EPILOG = """examples:
   raysweep analyze --experiment raysweep-demo --out analysis/
@@ -89,41 +92,8 @@ def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
 
 # Loading ------------------------------------------------------------------------------------------
 
-class _Source:
-    def __init__(self, runs: Any, parents: list[str], uri: str | None) -> None:
-        self.runs = runs
-        self.parents = parents  # MLflow parent runs (sessions) the trials came from
-        self.uri = uri
-
-
-def _load_experiment(name: str, uri: str) -> _Source:
-    from mlflow.exceptions import MlflowException
-
-    from raysweep.analysis.runs import runs_from_rows
-    from raysweep.tracking import read_trials
-
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        # MLflow would create an empty store (and its folders) at a mistyped path: say so instead
-        raise SpecError(f"expected an existing MLflow SQLite store, got {uri!r}, which does not exist",
-                        key="--tracking-uri")
-    try:
-        rows = read_trials(uri, name)
-    except FileNotFoundError:
-        raise SpecError(f"expected an MLflow experiment at {uri}, got {name!r}, which does not exist",
-                        key="--experiment") from None
-    except MlflowException as err:
-        raise SpecError(f"expected a usable MLflow tracking URI, got {uri!r} ({type(err).__name__})",
-                        key="--tracking-uri") from None
-    if not rows:
-        raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key="--experiment")
-    parents = sorted({r["parent"] for r in rows if r["parent"]})
-    runs = runs_from_rows(rows, name=name, source=f"MLflow experiment {name!r} at {uri}, "
-                                                  f"{len(parents)} session(s)")
-    return _Source(runs, parents, uri)
-
-
-def _load(args: argparse.Namespace) -> list[_Source]:
-    from raysweep.analysis.runs import load_csv
+def _load(args: argparse.Namespace) -> list[Source]:
+    from raysweep.study_source import load_experiment, load_table
     from raysweep.tracking import resolve_tracking_uri
 
     experiments = args.experiment if isinstance(args.experiment, list) else [args.experiment] * bool(args.experiment)
@@ -133,8 +103,8 @@ def _load(args: argparse.Namespace) -> list[_Source]:
     if not isinstance(args.experiment, list) and experiments and tables:
         raise SpecError("expected one of --experiment or --table, got both", key="--table")
     uri = resolve_tracking_uri(args.tracking_uri, None) if experiments else None
-    sources = [_load_experiment(e, uri) for e in experiments]  # type: ignore[arg-type]
-    sources += [_Source(load_csv(t), [], None) for t in tables]
+    sources = [load_experiment(e, uri) for e in experiments]  # type: ignore[arg-type]
+    sources += [load_table(t) for t in tables]
     names = [s.runs.name for s in sources]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -142,7 +112,7 @@ def _load(args: argparse.Namespace) -> list[_Source]:
     return sources
 
 
-def _axis(name: str, sources: list[_Source]):  # type: ignore[no-untyped-def]
+def _axis(name: str, sources: list[Source]):  # type: ignore[no-untyped-def]
     from raysweep.analysis.runs import ComputeAxis
 
     axis = ComputeAxis(name)
@@ -243,7 +213,7 @@ def figures_names() -> str:
     return f"{figures.LOSS_VS_COMPUTE}, {figures.OPTIMAL_ALLOCATION}, {figures.LR_VS_EPOCHS}"
 
 
-def _log_to_mlflow(sources: list[_Source], fits: list[Any], written: dict[str, list[Path]],
+def _log_to_mlflow(sources: list[Source], fits: list[Any], written: dict[str, list[Path]],
                    shared: list[Path]) -> None:
     from raysweep.tracking import log_artifacts
 

@@ -146,6 +146,7 @@ class SweepTracker:
             spec.name,
             tags={"raysweep.kind": "sweep", "raysweep.space": source, "raysweep.study": study,
                   "raysweep.searcher": spec.search.searcher,
+                  **({"raysweep.warm_start": spec.search.warm_start} if spec.search.warm_start else {}),
                   "mlflow.note.content": spec.description or f"raysweep sweep {spec.name}"},
         )
         params = flatten(spec.to_dict())

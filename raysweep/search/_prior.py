@@ -60,6 +60,8 @@ class Prediction:
     index: float
     note: str  # how it was fitted, for the reason string
     trusted: bool = True  # may run alone when it agrees with the bound
+    warm: bool = False  # an earlier study's forecast (`search.warm_start`): it replaces the bound
+    toward: float | None = None  # warm, outside the earlier study's box: where its extrapolated line points
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class PriorRule:
 
     def opening(self, bound: Bound | None, prediction: Prediction | None = None) -> list[tuple[int, str]]:
         """The trials a cell starts with, run side by side: (grid index, reason)."""
+        if prediction is not None and prediction.warm:
+            return self.warm_opening(prediction)
         if bound is None:
             out = [(self.start, f"first cell: start {self.lrs[self.start]:g}")]
             if self.start > 0:
@@ -157,6 +161,31 @@ class PriorRule:
             if floor <= n <= b:
                 out.append((n, f"trend: neighbour of the prediction = {self.lrs[n]:g}"))
                 break
+        return out
+
+    def warm_opening(self, prediction: Prediction) -> list[tuple[int, str]]:
+        """A warm-started cell: the grid point nearest the forecast, and at most one more.
+
+        Outside the earlier study's box the forecast is held at the box's edge and its extrapolated
+        line (`toward`) says which way the optimum moves: when the line rounds to another grid point,
+        the one step toward it is tried too (the optimum moves slowly). Otherwise the nearest point
+        runs alone when the forecast sits within TREND_CONFIDENCE steps of it, else with the neighbour
+        the forecast leans to."""
+        top = len(self.lrs) - 1
+        x = min(float(top), max(0.0, prediction.index))
+        p = math.floor(x + 0.5)
+        out = [(p, f"warm start: {prediction.note} predicts {self.lrs[p]:g}")]
+        if prediction.toward is not None:
+            q = math.floor(min(float(top), max(0.0, prediction.toward)) + 0.5)
+            if q != p:
+                n = p + (1 if q > p else -1)
+                why = f"warm start: one step toward the extrapolated trend ({self.lrs[q]:g}) = {self.lrs[n]:g}"
+                return [*out, (n, why)]
+        if abs(x - p) <= TREND_CONFIDENCE:
+            return out
+        n = p + 1 if x > p else p - 1
+        if 0 <= n <= top:
+            out.append((n, f"warm start: neighbour of the forecast = {self.lrs[n]:g}"))
         return out
 
     def follow_up(self, first: bool, tried: Mapping[int, float]) -> Propose | None:

@@ -28,7 +28,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from raysweep.search import _trend
-from raysweep.search._prior import Bound, Mode, PriorRule, Propose, Settle, Step
+from raysweep.search._prior import Bound, Mode, Prediction, PriorRule, Propose, Settle, Step
 from raysweep.search._study import (
     MAX_RETRIES,
     check_max_retries,
@@ -44,6 +44,8 @@ from raysweep.search._study import (
     trial_key,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
+from raysweep.search.warm import ATTR as WARM_ATTR
+from raysweep.search.warm import WarmPlan
 from raysweep.space import Cell, Lattice
 
 
@@ -61,10 +63,12 @@ class CellView:
 class PriorSampler(optuna.samplers.BaseSampler):
     """Samples `cell` and `lr` from the prior; any other parameter is an error."""
 
-    def __init__(self, lattice: Lattice, rule: PriorRule, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(self, lattice: Lattice, rule: PriorRule, max_retries: int = MAX_RETRIES,
+                 warm: WarmPlan | None = None) -> None:
         self.lattice = lattice
         self.rule = rule
         self.max_retries = check_max_retries(max_retries)
+        self.warm = warm  # an earlier study's forecast per cell: replaces the bounds (search.warm_start)
         self._by_name = {lattice.name(c): c for c in lattice.cells()}
         # the wavefront: cells by anti-diagonal, so the longest remaining chains start first
         self._order = sorted(lattice.cells(), key=lambda c: (c.m + c.e, c.m))
@@ -102,10 +106,15 @@ class PriorSampler(optuna.samplers.BaseSampler):
         estimates: dict[Cell, tuple[float, bool]] = {}  # trend mode: (fractional optimum, measured)
         curv: float | None = None  # trend mode: the loss's curvature in grid steps, from the first cell
         for cell in self._order:
+            view = views[cell]
+            if self.warm is not None:  # every cell starts from the earlier study's forecast, at once
+                view.step = self._warm_step(cell, view)
+                if isinstance(view.step, Settle):
+                    settled[cell] = view.step.index
+                continue
             preds = self.lattice.predecessors(cell)
             if any(p not in settled for p in preds):
                 continue
-            view = views[cell]
             bound = None
             if preds:
                 src = min(preds, key=lambda p: settled[p])  # (m-1, e) first on a tie
@@ -121,6 +130,16 @@ class PriorSampler(optuna.samplers.BaseSampler):
                         curv = _trend.curvature(view.tried, won)
                     estimates[cell] = _trend.estimate(view.tried, won, curv, prediction)
         return views, settled
+
+    def _warm_step(self, cell: Cell, view: CellView) -> Step:
+        assert self.warm is not None
+        name = self.lattice.name(cell)
+        x = self.warm.index(name, self.rule.lrs)
+        held = " (held at the earlier study's edge)" if name in self.warm.held else ""
+        prediction = Prediction(x, f"the trend of {self.warm.source}{held}", warm=True,
+                                toward=self.warm.line_index(name, self.rule.lrs))
+        nearest = min(len(self.rule.lrs) - 1, max(0, round(x)))
+        return self.rule.step(Bound(nearest, "warm start"), view.tried, view.pending, prediction)
 
     def plan(self, study: optuna.Study) -> Proposal | None | _Finished:
         """The next trial along the wavefront, None while nothing is ready, FINISHED when all settled."""
@@ -199,6 +218,7 @@ class PriorSearcher(CellSearcher):
         max_retries: int = MAX_RETRIES,
         storage: str | None = None,
         study_name: str = "raysweep",
+        warm_start: WarmPlan | None = None,
         **_: Any,
     ) -> None:
         super().__init__(lattice)
@@ -216,6 +236,7 @@ class PriorSearcher(CellSearcher):
             "raysweep.rule": {"start_lr": start_lr, "slowness": slowness, "tie_tolerance": tie_tolerance},
         }
         self.study = open_study(open_storage(storage), study_name, self.sampler, attrs)
+        self.sampler.warm = self.warm_start = _warm_plan(self.study, lattice, warm_start)
         self.interrupted = recover(self.study)  # trials a dead driver left running: proposed again
         self._names = [lattice.name(c) for c in lattice.cells()]
         self._lr_dist = lr_distribution(lattice.lrs)
@@ -250,6 +271,21 @@ class PriorSearcher(CellSearcher):
     def settled(self) -> dict[Cell, float]:
         _, settled = self.sampler.derive(self.study)
         return {cell: self.lattice.lrs[i] for cell, i in settled.items()}
+
+
+def _warm_plan(study: optuna.Study, lattice: Lattice, given: WarmPlan | None) -> WarmPlan | None:
+    """The study's warm start: the one it was created with (a resumed sweep replays the same
+    forecasts), else `given`, stored on the study."""
+    stored = study.user_attrs.get(WARM_ATTR)
+    plan = WarmPlan.from_attr(stored) if stored is not None else given
+    if plan is None:
+        return None
+    missing = [lattice.name(c) for c in lattice.cells() if lattice.name(c) not in plan.lrs]
+    if missing:
+        raise ValueError(f"the warm start of study {study.study_name!r} has no forecast for cells {missing}")
+    if stored is None:
+        study.set_user_attr(WARM_ATTR, plan.to_attr())
+    return plan
 
 
 class MonotoneSearcher(PriorSearcher):

@@ -29,6 +29,7 @@ from raysweep.errors import SpecError
 from raysweep.records import Tag, TrialStatus
 from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher
+from raysweep.search.warm import WarmPlan
 from raysweep.space import Lattice
 from raysweep.tracking import SweepTracker
 from raysweep.tracking_writer import Backlog
@@ -54,13 +55,15 @@ def lattice_of(spec: SweepSpec) -> Lattice:
 
 
 def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path,
-              verbose: int = 1, max_trials: int | None = None, resume: bool = False) -> SweepOutcome:
+              verbose: int = 1, max_trials: int | None = None, resume: bool = False,
+              warm_start: WarmPlan | None = None) -> SweepOutcome:
     """Run the sweep to the end, or stop it once `max_trials` trials have finished in this session.
 
     verbose: 0 quiet, 1 a line per finished trial, 2 plus Ray Tune's own tables. A searcher that
     keeps its study in Optuna storage (every one but `grid`) resumes where a stopped or killed
     session left off when the same sweep runs again with `resume=True`; otherwise every run starts
-    a new study named `<name>-<timestamp>`.
+    a new study named `<name>-<timestamp>`. `warm_start` (`raysweep.warm_plan`) gives every cell
+    its first LR from an earlier study's trend; a resumed study keeps the one it was created with.
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the record
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -102,7 +105,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             print(f"raysweep: the cluster fits {concurrent} of the {spec.resources.concurrent_trials} concurrent trials "
                   f"asked for (resources.concurrent_trials); running {concurrent} at a time", flush=True)
         tracker = open_tracker(tracking_uri, spec.tracking.experiment, journal_dir=sweep_dir)
-        searcher, study, lease = open_searcher(spec, lattice, sweep_dir, resume=resume)
+        searcher, study, lease = open_searcher(spec, lattice, sweep_dir, resume=resume, warm_start=warm_start)
         parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
                                            resume=resume)
         keep_actors_warm(concurrent)
@@ -258,7 +261,7 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
 
 
 def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
-                  resume: bool) -> tuple[Any, str, lease_of.Lease]:
+                  resume: bool, warm_start: WarmPlan | None = None) -> tuple[Any, str, lease_of.Lease]:
     """The sweep's searcher over its Optuna study (a new study, or with `resume` the newest one),
     and the lease that keeps a second driver off the study until `release()`."""
     # From the environment where the URL holds a password (a cluster's PostgreSQL): never in a file
@@ -284,7 +287,7 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
                                  slowness=spec.search.slowness, tie_tolerance=spec.search.tie_tolerance,
                                  trials_per_cell=spec.search.trials_per_cell, seed=spec.search.seed,
                                  max_retries=spec.search.max_retries,
-                                 storage=storage, study_name=study)
+                                 storage=storage, study_name=study, warm_start=warm_start)
     except ValueError as err:  # e.g. resuming a study made for another lattice
         lease.release()
         raise SpecError(str(err), key="--resume" if resume else "search") from None

@@ -9,6 +9,7 @@ unless it names its own, so a regression fails on the message instead of startin
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -142,6 +143,10 @@ SPEC_CASES = [
     spec_case("search.storage not a URL", {"search.storage": "not a url"}, "search.storage: expected a database URL"),
     spec_case("search.storage bad port", {"search.storage": "postgresql://u:pw@h:abc/db"}, "search.storage"),
     spec_case("search.storage unknown db", {"search.storage": "foo://x/y"}, "search.storage: expected a database"),
+    spec_case("search.warm_start with grid", {"search.searcher": "grid", "search.warm_start": "earlier"},
+              "search.warm_start: expected one of the prior searchers"),
+    spec_case("search.warm_start=''", {"search.warm_start": " "}, "search.warm_start: expected an MLflow experiment"),
+    spec_case("search.warm_start=42", {"search.warm_start": 42}, "search.warm_start: expected a string"),
     spec_case("tracking.experiment=''", {"tracking.experiment": ""}, "tracking.experiment: expected a name"),
     spec_case("tracking.uri=42", {"tracking.uri": 42}, "tracking.uri: expected a string"),
     # --set overrides, validated like the file
@@ -190,7 +195,41 @@ def _tracking_env(tmp: Path) -> tuple[list[str], list[str]]:
     return ["run", str(space(tmp))], ["$MLFLOW_TRACKING_URI: expected a reachable MLflow tracking server"]
 
 
+def _warm_table_one_size(tmp: Path) -> tuple[list[str], list[str]]:
+    table = tmp / "earlier.csv"
+    table.write_text("model,model_params,epochs,lr,seed,val_loss,flops,core_hours\n"
+                     + "".join(f"m0,1000,{e},{lr},0,{1 + lr},1e9,0.1\n" for e in (1, 2) for lr in (0.1, 0.2)))
+    return (["run", str(space(tmp)), "--tracking-uri", f"sqlite:///{tmp / 'm.db'}", "--warm-start", str(table)],
+            ["--warm-start: expected an earlier study with an LR trend", "1 model size(s)"])
+
+
+def _warm_table_missing(tmp: Path) -> tuple[list[str], list[str]]:
+    return (["run", str(space(tmp)), "--tracking-uri", f"sqlite:///{tmp / 'm.db'}", "--warm-start", "nowhere.csv"],
+            ["nowhere.csv: expected a readable CSV"])
+
+
+def _warm_missing_experiment(tmp: Path) -> tuple[list[str], list[str]]:
+    from mlflow.tracking import MlflowClient
+
+    store = tmp / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    quiet = logging.getLogger("mlflow")
+    level, quiet.level = quiet.level, logging.WARNING  # its table-creation lines would land in stderr
+    try:
+        MlflowClient(uri).create_experiment("other", artifact_location=(store / "a").as_uri())
+    finally:
+        quiet.setLevel(level)
+    return (["run", "--dry-run", str(space(tmp)), "--tracking-uri", uri, "--warm-start", "nosuch"],
+            ["--warm-start: expected an MLflow experiment at", "'nosuch', which does not exist"])
+
+
 CLI_CASES = [
+    Case("--warm-start table missing", _warm_table_missing),
+    args_case("--warm-start with grid", ["--set", "search.searcher=grid", "--warm-start", "x"],
+              "--warm-start: expected one of the prior searchers"),
+    Case("--warm-start table of one size", _warm_table_one_size),
+    Case("--warm-start experiment missing", _warm_missing_experiment),
     args_case("--max-trials 0", ["--max-trials", "0"], "--max-trials: expected a positive integer, got 0"),
     args_case("--max-trials -1", ["--max-trials", "-1"], "--max-trials: expected a positive integer, got -1"),
     args_case("--max-trials abc", ["--max-trials", "abc"], "--max-trials: expected a positive integer, got 'abc'"),

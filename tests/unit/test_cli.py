@@ -83,3 +83,17 @@ def test_budget_that_buys_no_step_and_missing_folder_exit_2(tmp_path: Path, caps
     assert main(["run", demo, "--set", "data.dataset=image_folder", "--set", f"data.path={missing}"]) == 2
     err = capsys.readouterr().err
     assert f"{demo}: data" in err and err.count("\n") == 1
+
+
+def test_dry_run_with_a_warm_start_prints_the_trend_and_each_cells_first_lr(capsys: pytest.CaptureFixture[str]) -> None:
+    table = str(ROOT / "benchmarks/mnist5k_grid_agc0.16.csv")
+    assert main(["run", "--dry-run", str(ROOT / "search_spaces/fashion_ladder.yaml"), "--warm-start", table]) == 0
+    out = capsys.readouterr().out
+    assert "raysweep: warm start: lr ~" in out and f"cells of {table}" in out
+    assert "first LR" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("nfnet_t")]
+    assert len(rows) == 20
+    first = {r[0]: float(r[-1]) for r in rows}
+    assert all(0.025 / 4 < v < 1.6 * 4 for v in first.values())
+    # held at the earlier study's edge: beyond its largest rung (t2) the forecast stops moving with size
+    assert first["nfnet_t3@1"] == first["nfnet_t2@1"]

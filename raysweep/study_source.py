@@ -1,0 +1,61 @@
+"""Where a finished study is read from: an MLflow experiment (every session of its sweeps) or a
+results table with `raysweep table`'s columns. Used by `raysweep analyze`/`plan` and by a sweep's
+`search.warm_start`; bad sources are one-line `SpecError`s under the caller's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from raysweep.analysis.runs import Runs
+from raysweep.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Source:
+    runs: Runs
+    parents: tuple[str, ...]  # MLflow parent runs (sessions) the trials came from; none for a table
+    uri: str | None  # the tracking URI it was read from; None for a table
+
+
+def is_table(source: str) -> bool:
+    return source.lower().endswith(".csv")
+
+
+def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: str = "--tracking-uri") -> Source:
+    from mlflow.exceptions import MlflowException
+
+    from raysweep.analysis.runs import runs_from_rows
+    from raysweep.tracking import read_trials
+
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # MLflow would create an empty store (and its folders) at a mistyped path: say so instead
+        raise SpecError(f"expected an existing MLflow SQLite store, got {uri!r}, which does not exist", key=uri_key)
+    try:
+        rows = read_trials(uri, name)
+    except FileNotFoundError:
+        raise SpecError(f"expected an MLflow experiment at {uri}, got {name!r}, which does not exist",
+                        key=key) from None
+    except MlflowException as err:
+        raise SpecError(f"expected a usable MLflow tracking URI, got {uri!r} ({type(err).__name__})",
+                        key=uri_key) from None
+    if not rows:
+        raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key=key)
+    parents = tuple(sorted({r["parent"] for r in rows if r["parent"]}))
+    runs = runs_from_rows(rows, name=name, source=f"MLflow experiment {name!r} at {uri}, "
+                                                  f"{len(parents)} session(s)")
+    return Source(runs, parents, uri)
+
+
+def load_table(path: str) -> Source:
+    from raysweep.analysis.runs import load_csv
+
+    return Source(load_csv(path), (), None)
+
+
+def load(source: str, uri: str, *, key: str, uri_key: str = "--tracking-uri") -> Source:
+    """A results table when `source` ends in .csv, else the MLflow experiment of that name at `uri`."""
+    if is_table(source):  # its errors name the table, the line and the column
+        return load_table(source)
+    return load_experiment(source, uri, key=key, uri_key=uri_key)
