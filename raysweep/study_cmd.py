@@ -86,6 +86,10 @@ def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
     p.add_argument("--table", action=action, default=[] if repeat else None, metavar="CSV",
                    help="a results table with `raysweep table`'s columns: model,model_params,epochs,lr,seed,val_loss,"
                         f"flops,core_hours{what}")
+    p.add_argument("--sweep", action="append", default=[], metavar="NAME",
+                   help="only the sweeps of this name in the experiment(s) (the parent run's name; globs allowed, "
+                        "e.g. 'bench-fashion-s*'; repeatable). Needed where one experiment holds sweeps of "
+                        "different recipes (models, data, batch, optimiser), which are not one study")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)")
 
@@ -103,7 +107,9 @@ def _load(args: argparse.Namespace) -> list[Source]:
     if not isinstance(args.experiment, list) and experiments and tables:
         raise SpecError("expected one of --experiment or --table, got both", key="--table")
     uri = resolve_tracking_uri(args.tracking_uri, None) if experiments else None
-    sources = [load_experiment(e, uri) for e in experiments]  # type: ignore[arg-type]
+    if args.sweep and not experiments:
+        raise SpecError("expected --experiment with --sweep (a table holds one study), got --table", key="--sweep")
+    sources = [load_experiment(e, uri, sweeps=args.sweep) for e in experiments]  # type: ignore[arg-type]
     sources += [load_table(t) for t in tables]
     names = [s.runs.name for s in sources]
     dup = sorted({n for n in names if names.count(n) > 1})

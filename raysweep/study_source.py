@@ -5,8 +5,11 @@ results table with `raysweep table`'s columns. Used by `raysweep analyze`/`plan`
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from raysweep.analysis.runs import Runs
 from raysweep.errors import SpecError
@@ -23,7 +26,11 @@ def is_table(source: str) -> bool:
     return source.lower().endswith(".csv")
 
 
-def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: str = "--tracking-uri") -> Source:
+def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: str = "--tracking-uri",
+                    sweeps: Sequence[str] = ()) -> Source:
+    """The finished trials of an experiment's sweeps (those whose name matches a glob in `sweeps`,
+    when given). Sweeps with different recipes (`tracking.RECIPE_PARAMS`) are not one study: a
+    one-line error names them and how to pick."""
     from mlflow.exceptions import MlflowException
 
     from raysweep.analysis.runs import runs_from_rows
@@ -42,10 +49,32 @@ def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: 
                         key=uri_key) from None
     if not rows:
         raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key=key)
+    if sweeps:
+        names = sorted({r["sweep"] for r in rows})
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(r["sweep"], pat) for pat in sweeps)]
+        if not rows:
+            raise SpecError(f"expected a sweep of experiment {name!r} matching {', '.join(map(repr, sweeps))}, got "
+                            f"none; its sweeps: {', '.join(names)}", key="--sweep")
+    _one_recipe(rows, name, key)
     parents = tuple(sorted({r["parent"] for r in rows if r["parent"]}))
     runs = runs_from_rows(rows, name=name, source=f"MLflow experiment {name!r} at {uri}, "
                                                   f"{len(parents)} session(s)")
     return Source(runs, parents, uri)
+
+
+def _one_recipe(rows: list[dict[str, Any]], experiment: str, key: str) -> None:
+    by: dict[tuple[tuple[str, str], ...], set[str]] = {}
+    for r in rows:
+        by.setdefault(r["recipe"], set()).add(r["sweep"] or "?")
+    if len(by) < 2:
+        return
+    recipes = [dict(r) for r in by]
+    differ = sorted({k for d in recipes for k in d if len({x.get(k) for x in recipes}) > 1})
+    groups = "; ".join(f"{', '.join(sorted(sweeps))} ({', '.join(f'{k}={dict(recipe).get(k)}' for k in differ)})"
+                       for recipe, sweeps in by.items())
+    raise SpecError(f"expected the sweeps of one study, got {len(by)} recipes in experiment {experiment!r} that cannot "
+                    f"be pooled: {groups}; pick one with --sweep NAME (globs allowed) or keep studies in separate "
+                    f"experiments", key=key)
 
 
 def load_table(path: str) -> Source:

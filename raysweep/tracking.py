@@ -311,16 +311,30 @@ def read_metric(v: float) -> float:
 
 TABLE_COLUMNS = ("model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours")
 
+# What makes two sweeps' runs one study, so their cells, LRs and seeds may be pooled: the same
+# models, data, batch and training recipe. The LR grid, the seed, the searcher and the resources may differ.
+RECIPE_PARAMS = ("ladder.family", "ladder.timm", "data.dataset", "data.path", "data.image_size", "data.train_subset",
+                 "data.val_fraction", "data.split_seed", "batch_size", "optim.name", "optim.momentum",
+                 "optim.nesterov", "optim.betas", "optim.agc_clip", "optim.weight_decay", "optim.label_smoothing",
+                 "optim.warmup_fraction")
+
+
+def recipe_of(params: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A trial run's recipe (RECIPE_PARAMS present on it), comparable across runs."""
+    return tuple((k, params[k]) for k in RECIPE_PARAMS if k in params)
+
 
 def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Every finished trial (ok or diverged) of the sweeps in `experiment` (or only `parent_ids`),
-    as rows with TABLE_COLUMNS plus `status` and `parent`. Failed trials are left out: they say
-    nothing about the learning rate."""
+    as rows with TABLE_COLUMNS plus `status`, `parent`, `sweep` (the parent run's name) and `recipe`
+    (`recipe_of`). Failed trials are left out: they say nothing about the learning rate."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
     parents = set(parent_ids)
+    names = {r.info.run_id: r.info.run_name or "" for r in client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_SWEEP}'", max_results=10000)}
     rows: list[dict[str, Any]] = []
     token = None
     while True:
@@ -342,6 +356,8 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> li
                 "core_hours": metrics.get("compute/core_hours", 0.0),
                 "status": status,
                 "parent": tags.get(PARENT_TAG, ""),
+                "sweep": names.get(tags.get(PARENT_TAG, ""), ""),
+                "recipe": recipe_of(params),
                 "val_acc": metrics.get("val/acc", math.nan),
                 "run_id": run.info.run_id,
             })

@@ -99,3 +99,50 @@ def test_a_mistyped_sqlite_store_is_an_error_and_creates_nothing(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--tracking-uri" in err[0]
     assert not (tmp_path / "typo").exists()
+
+
+def fill_two_recipes(uri: str, artifacts: Path) -> None:
+    """One experiment, three sweeps: two seeds of an SGD study and one AdamW sweep of the same models."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("mixed", artifact_location=artifacts.as_uri())
+    s = Surface()
+    for sweep, optim, seed in (("sgd-s0", "sgd", 0), ("sgd-s1", "sgd", 1), ("vit-adamw", "adamw", 0)):
+        parent = client.create_run(exp, run_name=sweep, tags={Tag.KIND: Tag.KIND_SWEEP, Tag.STUDY: sweep}).info.run_id
+        for n, model in ((10_000, "m0"), (30_000, "m1"), (100_000, "m2")):
+            for d in (0.5, 1, 2, 4):
+                for lr in (0.2, 0.4):
+                    loss = s.loss(n, d) * (1 + s.curvature * math.log(lr / s.best_lr(n, d)) ** 2) * (1 + 0.01 * seed)
+                    run = client.create_run(exp, tags={Tag.PARENT: parent, Tag.KIND: Tag.KIND_TRIAL,
+                                                       Tag.CELL: cell_name(model, d), Tag.STATUS: "ok"})
+                    client.log_batch(run.info.run_id,
+                                     metrics=[Metric(M.VAL_LOSS, loss, 0, 1), Metric(M.FLOPS, s.k * n * d, 0, 1)],
+                                     params=[Param("model", model), Param("model_params", str(n)),
+                                             Param("epochs", str(d)), Param("lr", str(lr)), Param("seed", str(seed)),
+                                             Param("optim.name", optim), Param("data.dataset", "fashion_mnist")])
+
+
+def test_sweeps_of_different_recipes_in_one_experiment_are_not_pooled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    fill_two_recipes(uri, tmp_path / "artifacts")
+    capsys.readouterr()  # MLflow's lines about creating the store
+    out = tmp_path / "out"
+    assert main(["analyze", "--experiment", "mixed", "--tracking-uri", uri, "--out", str(out), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "--experiment" in err[0] and "2 recipes" in err[0] and "--sweep" in err[0]
+    assert "sgd-s0, sgd-s1 (optim.name=sgd)" in err[0] and "vit-adamw (optim.name=adamw)" in err[0]
+    assert "data.dataset" not in err[0]  # only what differs
+    assert not out.exists()
+    # the two seeds of the SGD study pool (a glob picks both); the AdamW sweep alone is a study too
+    assert main(["analyze", "--experiment", "mixed", "--sweep", "sgd-*", "--tracking-uri", uri, "--out", str(out),
+                 "--bootstrap", "0"]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["runs"] == 48 and len(fit["cells"]) == 12
+    assert main(["plan", "--experiment", "mixed", "--sweep", "vit-adamw", "--tracking-uri", uri, "--budget", "1e11",
+                 "--bootstrap", "0"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "--experiment", "mixed", "--sweep", "resnet*", "--tracking-uri", uri,
+                 "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sweep" in err[0] and "its sweeps: sgd-s0, sgd-s1, vit-adamw" in err[0]
