@@ -210,6 +210,10 @@ def _print_study(fit, folder: Path) -> None:  # type: ignore[no-untyped-def]
         print(f"  LR trend: lr ~ N^{tr.p:.3f} epochs^{tr.q:.3f}; {len(tr.breaks)} monotonicity break(s)")
     for w in fit.warnings:
         print(f"  warning: {w.message}")
+    if not fit.warnings:
+        print("  the frontier turns over inside the lattice (no edge warning)")
+    if fit.corner:
+        print(f"  note: the frontier ends at the lattice's corner, {fit.frontier[-1].name}; more compute still helps")
     print(f"  wrote {folder}/: report.md, fit.json, {figures_names()}")
 
 

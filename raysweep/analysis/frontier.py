@@ -131,38 +131,62 @@ def edge_warnings(cells: Sequence[CellBest]) -> list[EdgeWarning]:
     At such a cell, the compute-optimal choice might be a longer budget (or a larger model) that
     the lattice did not run: the frontier there is a bound, not the optimum, and any fit through it
     extrapolates the lattice's edge. Silent when the frontier turns over inside the lattice.
+
+    The lattice's corner (the largest rung at the largest budget) is left out: it is the most
+    compute the study spent, every lattice has one, and it sits on the frontier whenever more compute
+    still helps. A warning that fires on every study says nothing; `corner_note` says it instead.
     """
     points = frontier_points(cells)
     if not points:
         return []
     max_epochs = max(c.epochs for c in cells)
     largest = max(cells, key=lambda c: c.params)
+    corner = (largest.model, max_epochs)
+    points = [p for p in points if (p.model, p.epochs) != corner]
+    n_points = len(frontier_points(cells))
+    top = frontier_points(cells)[-1]
     out = []
     at_budget = [p for p in points if p.epochs == max_epochs]
     if at_budget:
-        top = points[-1] in at_budget
+        is_top = top in at_budget
         models = ", ".join(dict.fromkeys(p.model for p in at_budget))
         out.append(EdgeWarning(
-            edge="largest_budget", cells=tuple(p.name for p in at_budget), top=top,
-            message=(f"{len(at_budget)} of the frontier's {len(points)} points "
-                     f"({', '.join(p.name for p in at_budget)}) sit at the largest epoch budget, {max_epochs:g}"
-                     f"{', including its lowest-loss end' if top else ''}. The optimum may lie at a longer budget: "
-                     f"extend the epoch grid beyond {max_epochs:g} (e.g. {2 * max_epochs:g} and "
-                     f"{4 * max_epochs:g}) for {models} before trusting the frontier's top or the fitted "
-                     f"optimal epoch budget."),
+            edge="largest_budget", cells=tuple(p.name for p in at_budget), top=is_top,
+            message=(f"{len(at_budget)} of the frontier's {n_points} points "
+                     f"({', '.join(p.name for p in at_budget)}) sit at the largest epoch budget, {max_epochs:g}, "
+                     f"on a rung below the largest{', including its lowest-loss end' if is_top else ''}. "
+                     f"The optimum may lie at a longer budget: extend the epoch grid beyond {max_epochs:g} (e.g. "
+                     f"{2 * max_epochs:g} and {4 * max_epochs:g}) for {models} before trusting the frontier's top "
+                     f"or the fitted optimal epoch budget."),
         ))
     at_rung = [p for p in points if p.model == largest.model]
     if at_rung:
-        top = points[-1] in at_rung
+        is_top = top in at_rung
         out.append(EdgeWarning(
-            edge="largest_rung", cells=tuple(p.name for p in at_rung), top=top,
-            message=(f"{len(at_rung)} of the frontier's {len(points)} points "
+            edge="largest_rung", cells=tuple(p.name for p in at_rung), top=is_top,
+            message=(f"{len(at_rung)} of the frontier's {n_points} points "
                      f"({', '.join(p.name for p in at_rung)}) use the largest rung, {largest.model} "
-                     f"({largest.params:,} parameters){', including its lowest-loss end' if top else ''}. "
+                     f"({largest.params:,} parameters), below the largest budget"
+                     f"{', including its lowest-loss end' if is_top else ''}. "
                      f"A larger model may be optimal there: add a rung above {largest.model} before trusting "
                      f"the frontier's top or the fitted optimal model size."),
         ))
     return out
+
+
+def corner_note(cells: Sequence[CellBest]) -> str | None:
+    """When the frontier ends at the lattice's corner: what that does and does not say."""
+    points = frontier_points(cells)
+    if not points:
+        return None
+    largest = max(cells, key=lambda c: c.params)
+    top = points[-1]
+    if (top.model, top.epochs) != (largest.model, max(c.epochs for c in cells)):
+        return None
+    return (f"The frontier ends at the lattice's corner, {top.name}: the most compute the study spent gave its "
+            f"lowest loss, so more compute still helps. At that compute the lattice holds no other allocation "
+            f"(no larger rung at a shorter budget, no smaller one at a longer budget): read the last point as "
+            f"the loss that compute buys with this allocation, not as proof that the allocation is optimal.")
 
 
 def envelope_at(cells: Sequence[CellBest], compute: float) -> float:

@@ -53,8 +53,10 @@ def study_report(fit: StudyFit) -> str:
         lines += ["", ("Until the lattice is extended, read the frontier's top and the fitted optimal size and "
                       "budget as bounds, not as the optimum."), ""]
     else:
-        lines += [("The frontier turns over inside the lattice: no frontier point sits at the largest epoch budget "
-                  "or on the largest rung."), ""]
+        lines += [("The frontier turns over inside the lattice: apart from the lattice's corner, no frontier point "
+                  "sits at the largest epoch budget or on the largest rung."), ""]
+    if fit.corner:
+        lines += [f"Where the lattice ends: {fit.corner}", ""]
 
     lines += [f"## Loss against compute (`{figures.LOSS_VS_COMPUTE}`, the paper's Figure 2)", ""]
     if pl.ok:

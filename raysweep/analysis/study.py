@@ -17,6 +17,7 @@ from raysweep.analysis.frontier import (
     AllocationFit,
     EdgeWarning,
     PowerLawFit,
+    corner_note,
     edge_warnings,
     fit_allocation,
     fit_frontier,
@@ -78,6 +79,7 @@ class StudyFit:
     lr_trend: LrTrend
     cost: CostModel
     warnings: tuple[EdgeWarning, ...]
+    corner: str | None  # frontier.corner_note: the frontier ends at the lattice's corner
     seeds_per_run: float  # median seeds of a (model, budget, LR)
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class StudyFit:
             "cost_model": self.cost.to_json(),
             "edge_warnings": [{"edge": w.edge, "cells": list(w.cells), "top": w.top, "message": w.message}
                               for w in self.warnings],
+            "corner_note": self.corner,
         }
 
 
@@ -124,5 +127,6 @@ def analyze(runs: Runs, axis: ComputeAxis = ComputeAxis.FLOPS, *, replicates: in
         lr_trend=fit_lr_trend(cells, resampler),
         cost=cost_model(cells),
         warnings=tuple(edge_warnings(cells)),
+        corner=corner_note(cells),
         seeds_per_run=float(np.median(seeds)),
     )

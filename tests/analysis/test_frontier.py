@@ -8,6 +8,7 @@ import math
 import pytest
 
 from raysweep.analysis.frontier import (
+    corner_note,
     edge_warnings,
     envelope_at,
     fit_allocation,
@@ -59,14 +60,31 @@ def test_too_few_frontier_points_is_a_soft_failure() -> None:
     assert fit_frontier(cells).status is FitStatus.TOO_FEW_POINTS
 
 
-def test_edge_warning_fires_at_largest_budget_and_rung() -> None:
+def test_edge_warning_fires_at_largest_budget_and_rung_but_not_for_the_corner() -> None:
+    # the frontier ends at the corner c@4; b@4 (a smaller rung at the largest budget) is an edge
     warnings = edge_warnings(known_lattice())
-    assert {w.edge for w in warnings} == {"largest_budget", "largest_rung"}
-    budget = next(w for w in warnings if w.edge == "largest_budget")
-    assert budget.cells == ("b@4", "c@4") and budget.top
+    assert [w.edge for w in warnings] == ["largest_budget"]
+    budget = warnings[0]
+    assert budget.cells == ("b@4",) and not budget.top
     assert "extend the epoch grid beyond 4" in budget.message
-    rung = next(w for w in warnings if w.edge == "largest_rung")
-    assert rung.cells == ("c@4",) and "add a rung above c" in rung.message
+    assert "c@4" in (corner_note(known_lattice()) or "")
+    # the largest rung below the largest budget is an edge too: c@2 on the frontier before c@4
+    cells = [c if c.name != "c@2" else cell("c", 40, 2, 8e4, 10 * 8e4 ** -0.25 * 0.99) for c in known_lattice()]
+    rung = next(w for w in edge_warnings(cells) if w.edge == "largest_rung")
+    assert rung.cells == ("c@2",) and "add a rung above c" in rung.message
+
+
+def test_edge_warning_silent_when_the_frontier_reaches_the_corner_from_inside() -> None:
+    # each rung hands over before its longest budget (b@4 and c@2 are no better than b@2, as if
+    # overfitting), and the largest rung joins only at the corner
+    law = lambda c: 10 * c ** -0.25
+    cells = [cell("a", 10, 1, 1e4, law(1e4)), cell("a", 10, 2, 2e4, law(2e4)), cell("a", 10, 4, 4e4, law(4e4) * 1.2),
+             cell("b", 20, 1, 2e4, law(2e4) * 1.1), cell("b", 20, 2, 4e4, law(4e4)), cell("b", 20, 4, 8e4, law(4e4) * 1.05),
+             cell("c", 40, 1, 4e4, law(4e4) * 1.3), cell("c", 40, 2, 8e4, law(4e4) * 1.01),
+             cell("c", 40, 4, 1.6e5, law(1.6e5))]
+    assert [c.name for c in frontier_points(cells)] == ["a@1", "a@2", "b@2", "c@4"]
+    assert edge_warnings(cells) == []
+    assert corner_note(cells) is not None
 
 
 def test_edge_warning_silent_when_the_frontier_turns_over_inside_the_lattice() -> None:
@@ -76,6 +94,7 @@ def test_edge_warning_silent_when_the_frontier_turns_over_inside_the_lattice() -
              cell("c", 40, 1, 4e4, 0.95), cell("c", 40, 2, 8e4, 0.7), cell("c", 40, 4, 1.6e5, 0.66)]
     assert [c.name for c in frontier_points(cells)] == ["a@1", "a@2", "b@2"]
     assert edge_warnings(cells) == []
+    assert corner_note(cells) is None
 
 
 def test_bootstrap_interval_on_a_planted_study_covers_its_slope() -> None:
