@@ -9,11 +9,14 @@ report and checkpoint API; in a worker group, `ray.train`'s (forwarded to Tune b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +48,30 @@ def read_state(folder: Path) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+# What reading a torn, truncated or foreign checkpoint raises: it is skipped for an older one.
+UNREADABLE = (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError)
+
+
+def first_readable(candidates: Iterable[tuple[str, Callable[[], AbstractContextManager[Path]]]]
+                   ) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The state of the first candidate (name, opener of its folder) that reads whole, newest first:
+    (state, its name, the names skipped as unreadable); (None, None, skipped) when none does."""
+    skipped: list[str] = []
+    for name, open_folder in candidates:
+        with open_folder() as folder:
+            try:
+                return read_state(folder), name, skipped
+            except UNREADABLE:
+                skipped.append(name)
+    return None, None, skipped
+
+
 def newest_readable(folders: list[Path]) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     """The state of the first readable folder (newest first), its name, and the names skipped."""
-    skipped: list[str] = []
-    for folder in folders:
-        try:
-            return read_state(folder), folder.name, skipped
-        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
-            skipped.append(folder.name)
-    return None, None, skipped
+    def at(folder: Path) -> Callable[[], AbstractContextManager[Path]]:
+        return lambda: contextlib.nullcontext(folder)
+
+    return first_readable((f.name, at(f)) for f in folders)
 
 
 def keep_copy(src: Path, folder: Path, *, step: int, keep: int = 2) -> None:
@@ -82,15 +100,17 @@ def load_resume_state(ckpt: Any) -> tuple[dict[str, Any] | None, str | None, lis
     older = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
                     and i.base_name.startswith("checkpoint_") and i.path.rstrip("/") != path.rstrip("/")),
                    reverse=True)  # Ray names them checkpoint_<timestamp>: newest first
-    skipped: list[str] = []
-    for candidate in [path, *older]:
-        name = candidate.rstrip("/").rsplit("/", 1)[-1]
-        with type(ckpt)(candidate, filesystem=fs).as_directory() as d:
-            try:
-                return read_state(Path(d)), name, skipped
-            except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
-                skipped.append(name)
-    return None, None, skipped
+
+    def opener(candidate: str) -> Callable[[], AbstractContextManager[Path]]:
+        return lambda: _as_path(type(ckpt)(candidate, filesystem=fs).as_directory())
+
+    return first_readable((c.rstrip("/").rsplit("/", 1)[-1], opener(c)) for c in [path, *older])
+
+
+@contextlib.contextmanager
+def _as_path(ctx: AbstractContextManager[str]) -> Iterator[Path]:
+    with ctx as d:
+        yield Path(d)
 
 
 def _write_host_record(folder: Path, cfg: TrialConfig, runtime: dict[str, Any], *, rank: int, world: int,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
+import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.ray_head import free_port
 
 
 @pytest.fixture(scope="session")
@@ -26,46 +27,17 @@ def ray_cluster() -> Iterator[None]:
         ray.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on loopback with a SQLite backend; yields its http:// URI."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    log = open(root / "server.log", "w")  # noqa: SIM115 - held open for the server's lifetime
-    proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    import urllib.request
+    from tests.integration.mlflow_server import MlflowServer
 
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), free_port())
+    server.start()
     try:
-        yield uri
+        yield server.uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.kill(signal.SIGTERM)
 
 
 # --- A real PostgreSQL server, started in a scratch folder and stopped by its process id ---------
@@ -168,7 +140,7 @@ def postgres() -> Iterator[Postgres]:
         pytest.skip("running as root without `runuser`: PostgreSQL must run as an unprivileged user")
     # Not under pytest's tmp_path: its folders are private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="raysweep-pg-"))
-    server = Postgres(bindir, root, _free_port())
+    server = Postgres(bindir, root, free_port())
     try:
         server.init()
         server.start()

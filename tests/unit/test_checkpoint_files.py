@@ -55,3 +55,23 @@ def test_the_newest_readable_copy_wins_and_a_torn_one_is_skipped(tmp_path: Path)
     state, used, skipped = newest_readable(sorted((tmp_path / "keyed").glob("checkpoint_*"), reverse=True))
     assert state is not None and state["step"] == 8
     assert used == "checkpoint_000000000008" and skipped == ["checkpoint_000000000012"]
+
+
+def test_a_ray_checkpoint_whose_latest_is_torn_resumes_from_the_one_kept_beside_it(tmp_path: Path) -> None:
+    # Ray Train keeps checkpoint_<timestamp> folders side by side (num_to_keep=2); its Checkpoint
+    # reads them through pyarrow's filesystem, local here
+    from ray.train import Checkpoint
+
+    from raysweep.train.worker import load_resume_state
+
+    for i, step in enumerate((8, 12)):
+        folder = tmp_path / f"checkpoint_2026-11-29_10-00-0{i}.000000"
+        folder.mkdir()
+        save_state(_state(step), folder)
+    latest = tmp_path / "checkpoint_2026-11-29_10-00-01.000000"
+    (latest / STATE_FILE).write_bytes((latest / STATE_FILE).read_bytes()[:100])
+    state, used, skipped = load_resume_state(Checkpoint(str(latest)))
+    assert state is not None and state["step"] == 8
+    assert used == "checkpoint_2026-11-29_10-00-00.000000" and skipped == [latest.name]
+    (tmp_path / "checkpoint_2026-11-29_10-00-00.000000" / "state.sha256").write_text("0" * 64)
+    assert load_resume_state(Checkpoint(str(latest)))[:2] == (None, None)
