@@ -1,7 +1,7 @@
 """Reading one cell of a results table (CSV): a number, or the one-line error that names the cell.
 
 Shared by the searcher replay (`raysweep.bench.table`) and the analysis (`raysweep.analysis.runs`),
-which read the same tables.
+which read the same tables (rows from `raysweep.table_csv.read_rows`).
 """
 
 from __future__ import annotations
@@ -21,3 +21,16 @@ def number(text: str, *, file: str, key: str, positive: bool = False) -> float:
         want = "a positive number" if positive else "a finite number"
         raise SpecError(f"expected {want}, got {text!r}", file=file, key=key)
     return value
+
+
+def loss(text: str, *, file: str, key: str) -> float:
+    """A validation loss: a number, or inf for a diverged run (empty, inf or nan in the table)."""
+    if not text or text.lower() in ("inf", "+inf", "infinity", "nan"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(
+            f"expected a number, or inf / nan / empty for a diverged run, got {text!r}", file=file, key=key
+        ) from None
+    return value if math.isfinite(value) else math.inf

@@ -10,7 +10,6 @@ Pure numpy (no Ray, MLflow or Optuna): the analysis is tested on planted data al
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +18,11 @@ from typing import Any, Final
 
 import numpy as np
 
+from raysweep.cells import loss as cell_loss
 from raysweep.cells import number
 from raysweep.errors import SpecError
 from raysweep.records import cell_name
+from raysweep.table_csv import read_rows
 
 # TPU-v4 calibration (../shared/PAPER.md "Compute calibration"): 275 TFLOP/s bf16 per chip, two
 # TensorCores per chip; a utilisation of 0.36 reproduces both ends of the paper's compute axis.
@@ -204,19 +205,7 @@ def runs_from_rows(rows: Iterable[Mapping[str, Any]], *, name: str, source: str)
 
 def load_csv(path: str, *, name: str | None = None) -> Runs:
     """Read a results table; every problem is a `SpecError` naming the file, the line and the column."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            missing = [c for c in REQUIRED_COLUMNS if c not in header]
-            if missing:
-                raise SpecError(f"expected the columns {','.join(REQUIRED_COLUMNS)} (optional: "
-                                f"{','.join(OPTIONAL_COLUMNS)}), got {','.join(header) or 'no header'}; "
-                                f"missing {','.join(missing)}", file=path, key="header")
-            records = [({(k or "").strip(): (v or "").strip() for k, v in rec.items()}, reader.line_num)
-                       for rec in reader]
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(f"expected a readable CSV file, got {type(err).__name__}: {err}", file=path) from None
+    _, records = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
     runs = []
     for rec, line in records:
         where = f"line {line}"
@@ -229,12 +218,10 @@ def load_csv(path: str, *, name: str | None = None) -> Runs:
             epochs=_number(rec["epochs"], path, where, "epochs", positive=True),
             lr=_number(rec["lr"], path, where, "lr", positive=True),
             seed=rec.get("seed") or "0",
-            val_loss=_loss(rec["val_loss"], path, where),
+            val_loss=cell_loss(rec["val_loss"], file=path, key=f"{where}, column val_loss"),
             flops=_number(rec["flops"], path, where, "flops", positive=True),
             core_hours=_number(hours, path, where, "core_hours", positive=True) if hours else None,
         ))
-    if not runs:
-        raise SpecError("expected at least one data row, got none", file=path)
     _check_sizes(runs, path, key="column model_params")
     stem = path.rsplit("/", 1)[-1].removesuffix(".csv")
     return Runs(name=name or stem, runs=tuple(runs), source=path)
@@ -252,13 +239,3 @@ def _check_sizes(runs: Sequence[Run], source: str, *, key: str) -> None:
 def _number(text: str, path: str, where: str, column: str, *, positive: bool = False) -> float:
     return number(text, file=path, key=f"{where}, column {column}", positive=positive)
 
-
-def _loss(text: str, path: str, where: str) -> float:
-    if not text or text.lower() in ("inf", "+inf", "infinity", "nan"):
-        return math.inf  # a diverged run
-    try:
-        value = float(text)
-    except ValueError:
-        raise SpecError(f"expected a number, or inf / nan / empty for a diverged run, got {text!r}",
-                        file=path, key=f"{where}, column val_loss") from None
-    return value if math.isfinite(value) else math.inf

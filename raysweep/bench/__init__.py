@@ -1,6 +1,8 @@
 """Benchmarks that replay searchers against recorded results; no Ray, no MLflow."""
 
-from raysweep.bench.replay import format_table, main, run_replay
+from raysweep.bench.engine import run_replay
+from raysweep.bench.replay import main
+from raysweep.bench.report import format_table
 from raysweep.bench.table import Table, load_table
 
 __all__ = ["Table", "format_table", "load_table", "main", "run_replay"]

@@ -8,16 +8,17 @@ several rows. An empty, `inf` or `nan` val_loss is a diverged trial. Rungs are o
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from raysweep.cells import loss as cell_loss
 from raysweep.cells import number
 from raysweep.errors import SpecError
 from raysweep.search._prior import pick_best
 from raysweep.space import Cell, Lattice
+from raysweep.table_csv import read_rows
 
 REQUIRED = ("model", "epochs", "lr", "val_loss")
 OPTIONAL = ("model_params", "seed", "flops", "core_hours")
@@ -150,31 +151,7 @@ def _var(xs: list[float]) -> float:
 
 def load_table(path: str) -> Table:
     """Read and check a results CSV; every problem is a `SpecError` naming the file, line and column."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise SpecError(
-                    f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}: expected a header "
-                    f"with at least {', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)}), got {header}",
-                    file=path,
-                    key="header",
-                )
-            raw = [
-                ({k.strip(): (v or "").strip() for k, v in rec.items() if k}, reader.line_num)
-                for rec in reader
-            ]
-    except OSError as e:
-        raise SpecError(f"cannot read the table: {e.strerror}", file=path) from None
-    except UnicodeDecodeError as e:  # a binary file given as the table
-        raise SpecError(f"expected a UTF-8 text CSV, got a byte {e.object[e.start]:#04x} at offset {e.start}",
-                        file=path) from None
-    except csv.Error as e:  # e.g. a NUL byte
-        raise SpecError(f"expected a CSV table, got {e}", file=path) from None
-    if not raw:
-        raise SpecError("expected at least one data row, got none", file=path)
+    header, raw = read_rows(path, required=REQUIRED, optional=OPTIONAL)
 
     params: dict[str, float] = {}
     parsed: list[tuple[str, float, float, Row]] = []
@@ -187,7 +164,7 @@ def load_table(path: str) -> Table:
             )
         epochs = _number(rec["epochs"], path, line, "epochs", positive=True)
         lr = _number(rec["lr"], path, line, "lr", positive=True)
-        loss = _loss(rec["val_loss"], path, line)
+        loss = cell_loss(rec["val_loss"], file=path, key=f"line {line}, column val_loss")
         flops = _optional(rec.get("flops", ""), path, line, "flops")
         hours = _optional(rec.get("core_hours", ""), path, line, "core_hours")
         size = _optional(rec.get("model_params", ""), path, line, "model_params")
@@ -237,16 +214,3 @@ def _optional(text: str, path: str, line: int, column: str) -> float | None:
         )
     return value
 
-
-def _loss(text: str, path: str, line: int) -> float:
-    if not text or text.lower() in ("inf", "+inf", "infinity", "nan"):
-        return math.inf  # diverged
-    try:
-        value = float(text)
-    except ValueError:
-        raise SpecError(
-            f"expected a number, or inf / nan / empty for a diverged run, got {text!r}",
-            file=path,
-            key=f"line {line}, column val_loss",
-        ) from None
-    return value if math.isfinite(value) else math.inf

@@ -83,7 +83,7 @@ def test_plan_prints_rung_lr_and_loss(table: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize("content, needle", [
-    ("model,epochs,lr,val_loss\nm,1,0.1,1.0\n", "header: expected the columns"),
+    ("model,epochs,lr,val_loss\nm,1,0.1,1.0\n", "header: missing columns model_params, flops"),
     ("model,model_params,epochs,lr,seed,val_loss,flops,core_hours\n", "expected at least one data row"),
     ("model,model_params,epochs,lr,seed,val_loss,flops,core_hours\nm,10,1,fast,0,1.0,5,1\n", "column lr"),
 ])

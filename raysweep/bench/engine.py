@@ -1,0 +1,188 @@
+"""The replay engine: each searcher driven over a finished results table as it would run on a cluster.
+
+Each searcher runs as in `raysweep.search.simulate`: `concurrency` trials in flight, each lasting its
+core hours (else FLOPs) from the table, the earliest finishing first; a trial's loss is looked up in
+the table instead of trained. `raysweep.bench.scores` turns the replays into scores.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from raysweep.bench.scores import prior_checks, summarise
+from raysweep.bench.table import Table, load_table
+from raysweep.search import SEARCHERS, Outcome, make_searcher
+from raysweep.search._study import quiet_optuna
+from raysweep.search.simulate import simulate
+from raysweep.space import Cell
+
+ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")
+DETERMINISTIC = {"grid", "monotone", "bracket", "verify", "trend"}  # same trials every repetition
+TREND_TARGET = 1.6  # trend mode's goal: at most this many trials per cell at monotone's hit rate
+
+
+def run_replay(
+    table_csv: str,
+    *,
+    searchers: Sequence[str] = ALL,
+    repetitions: int = 20,
+    concurrency: int = 2,
+    seed: int = 0,
+    sample_seeds: bool = False,
+    slowness: int = 1,
+    tie_tolerance: float = 0.0,
+    trials_per_cell: int | None = None,
+    start_lr: float = 1.6,
+) -> dict[str, Any]:
+    """Replay each searcher `repetitions` times over the table; a JSON-able summary.
+
+    `result["searchers"][name]` holds, averaged over repetitions: `mean_trials_per_cell`,
+    `hit_rate` (share of cells settled on the table's best LR), `hit_rate_within_noise` (also
+    counting a cell settled on an LR whose loss the seeds cannot tell from the best's: a paired
+    t-test over the `seed` column at 95%), `mean_regret` / `max_regret`
+    ((loss - best) / best over cells settled on a finished run), `settled_diverged` (cells settled on
+    a diverged or missing run), `total_flops`, `makespan` (simulated time to finish),
+    `missing_trials` (runs the table lacks, replayed as failed), `cells`, `misses` (cells settled
+    off the best in some repetition, each with its `gap`, `gap_se`, `within_noise` and `verdict`) and `prior_violations` (a property of the table, repeated
+    from the top level). `result["trend"]` checks trend mode against its 1.6 trials-per-cell goal.
+
+    Losses are the mean over seeds, or with `sample_seeds` one seed drawn per run and repetition.
+    tpe and random get `trials_per_cell` trials per cell, by default monotone's mean rounded up.
+    `start_lr` is snapped to the table's nearest LR. Non-finite numbers come out as None.
+    """
+    unknown = [s for s in searchers if s not in SEARCHERS]
+    if unknown:
+        raise ValueError(f"unknown searcher(s) {unknown}; expected some of {sorted(SEARCHERS)}")
+    if repetitions < 1 or concurrency < 1:
+        raise ValueError(
+            f"`repetitions >= 1` and `concurrency >= 1` must hold, got {repetitions}, {concurrency}"
+        )
+    table = load_table(table_csv)
+    lat = table.lattice
+    start = min(lat.lrs, key=lambda lr: (abs(math.log(lr / start_lr)), -lr))
+    best = {c: table.best(c, tie_tolerance) for c in lat.cells()}
+    options = {"start_lr": start, "slowness": slowness, "tie_tolerance": tie_tolerance}
+    budget_from_monotone = trials_per_cell is None
+    entries: dict[str, dict[str, Any]] = {}
+    order = sorted(searchers, key=lambda s: s != "monotone")  # monotone first: it sizes tpe / random
+    if budget_from_monotone and {"tpe", "random"} & set(searchers) and "monotone" not in searchers:
+        order.insert(0, "monotone")
+    with quiet_optuna():
+        for name in order:
+            if name in ("tpe", "random") and trials_per_cell is None:
+                trials_per_cell = math.ceil(round(entries["monotone"]["mean_trials_per_cell"], 6))
+            reps = 1 if name in DETERMINISTIC and not sample_seeds else repetitions
+            runs = [
+                _replay_once(
+                    table,
+                    name,
+                    rep,
+                    seed,
+                    sample_seeds,
+                    concurrency,
+                    dict(options, trials_per_cell=trials_per_cell or 2, seed=seed + rep),
+                )
+                for rep in range(reps)
+            ]
+            entries[name] = summarise(table, best, runs)
+    violations, too_fast = prior_checks(table, best, slowness)
+    for entry in entries.values():
+        entry["prior_violations"] = violations
+    result: dict[str, Any] = {
+        "table": {
+            "path": table_csv,
+            "models": list(lat.models),
+            "epochs": list(lat.epochs),
+            "lrs": list(lat.lrs),
+            "cells": lat.n_cells(),
+            "rows": table.n_rows,
+            "cells_without_data": [lat.name(c) for c, b in best.items() if b is None],
+            "best_lr": {lat.name(c): (lat.lrs[b] if b is not None else None) for c, b in best.items()},
+        },
+        "settings": {
+            "repetitions": repetitions,
+            "concurrency": concurrency,
+            "seed": seed,
+            "sample_seeds": sample_seeds,
+            "slowness": slowness,
+            "tie_tolerance": tie_tolerance,
+            "trials_per_cell": trials_per_cell,
+            "start_lr": start,
+        },
+        "searchers": {name: entries[name] for name in searchers},
+        "prior_violations": violations,
+        "slowness_violations": too_fast,
+    }
+    if "trend" in entries:
+        trend, mono = entries["trend"], entries.get("monotone")
+        base_hits = mono["hit_rate"] if mono else None
+        result["trend"] = {
+            "mean_trials_per_cell": trend["mean_trials_per_cell"],
+            "hit_rate": trend["hit_rate"],
+            "monotone_hit_rate": base_hits,
+            "target_trials_per_cell": TREND_TARGET,
+            "meets_target": bool(
+                trend["mean_trials_per_cell"] <= TREND_TARGET
+                and (base_hits is None or trend["hit_rate"] >= base_hits - 1e-9)
+            ),
+        }
+    return _json_safe(result)
+
+
+def _replay_once(
+    table: Table,
+    name: str,
+    rep: int,
+    seed: int,
+    sample_seeds: bool,
+    concurrency: int,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """One replay of searcher `name` over the table: its trials, FLOPs, makespan and settled LRs."""
+    lat = table.lattice
+    rng = random.Random(f"{seed}/{rep}")
+    drawn: dict[tuple[Cell, int], float | None] = {}
+    missing = 0
+
+    def evaluate(cell: Cell, lr: float) -> Outcome:
+        nonlocal missing
+        key = (cell, lat.lr_index(lr))
+        if key not in drawn:  # one draw per run and repetition, whoever asks
+            drawn[key] = table.sample_loss(cell, key[1], rng) if sample_seeds else table.mean_loss(*key)
+        loss = drawn[key]
+        if loss is None:
+            missing += 1
+            return Outcome(math.inf, "failed")
+        return Outcome(loss, "ok") if math.isfinite(loss) else Outcome(math.inf, "diverged")
+
+    # a run missing from the table fails the same way however often it is retried: no retries
+    searcher = make_searcher(
+        name, lat, storage=None, study_name=f"replay-{name}-{rep}", max_retries=0, **options
+    )
+    run = simulate(
+        searcher,
+        evaluate,
+        concurrency=concurrency,
+        duration=lambda cell, lr: table.duration(cell, lat.lr_index(lr)),
+    )
+    return {
+        "trials": len(run.trials),
+        "flops": sum(table.flops(t.proposal.cell, lat.lr_index(t.proposal.lr)) for t in run.trials),
+        "makespan": run.makespan,
+        "missing": missing,
+        "settled": {c: lat.lr_index(lr) for c, lr in run.settled.items()},
+    }
+
+
+def _json_safe(x: Any) -> Any:
+    """`x` with every non-finite float as None: JSON has no inf or nan."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
