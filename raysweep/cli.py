@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment)")
     table.add_argument("--parent", action="append", default=[], metavar="RUN_ID",
                        help="only the sweep with this parent run id (repeatable; default: every sweep)")
+    table.add_argument("--sweep", action="append", default=[], metavar="NAME",
+                       help="only the sweeps of this name (the parent run's name; globs allowed; repeatable). "
+                            "Sweeps of different recipes (models, data, batch, optimiser) are not exported together")
     table.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
     table.add_argument("--out", type=Path, required=True, help="CSV file to write")
 
@@ -196,6 +199,9 @@ def _table(args: argparse.Namespace) -> int:
                         key="--tracking-uri") from None
     if not rows:
         raise SpecError(f"no finished trials in experiment {args.experiment!r} at {uri}", key="--experiment")
+    from raysweep.study_source import one_study
+
+    rows = one_study(rows, args.experiment, args.sweep)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f)

@@ -49,17 +49,25 @@ def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: 
                         key=uri_key) from None
     if not rows:
         raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key=key)
-    if sweeps:
-        names = sorted({r["sweep"] for r in rows})
-        rows = [r for r in rows if any(fnmatch.fnmatchcase(r["sweep"], pat) for pat in sweeps)]
-        if not rows:
-            raise SpecError(f"expected a sweep of experiment {name!r} matching {', '.join(map(repr, sweeps))}, got "
-                            f"none; its sweeps: {', '.join(names)}", key="--sweep")
-    _one_recipe(rows, name, key)
+    rows = one_study(rows, name, sweeps, key=key)
     parents = tuple(sorted({r["parent"] for r in rows if r["parent"]}))
     runs = runs_from_rows(rows, name=name, source=f"MLflow experiment {name!r} at {uri}, "
                                                   f"{len(parents)} session(s)")
     return Source(runs, parents, uri)
+
+
+def one_study(rows: list[dict[str, Any]], experiment: str, sweeps: Sequence[str] = (), *,
+              key: str = "--experiment") -> list[dict[str, Any]]:
+    """`tracking.read_trials` rows of the sweeps matching `sweeps` (globs; all when empty), checked
+    to be one study: sweeps of different recipes are a one-line error naming them."""
+    if sweeps:
+        names = sorted({r["sweep"] for r in rows})
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(r["sweep"], pat) for pat in sweeps)]
+        if not rows:
+            raise SpecError(f"expected a sweep of experiment {experiment!r} matching {', '.join(map(repr, sweeps))}, "
+                            f"got none; its sweeps: {', '.join(names)}", key="--sweep")
+    _one_recipe(rows, experiment, key)
+    return rows
 
 
 def _one_recipe(rows: list[dict[str, Any]], experiment: str, key: str) -> None:

@@ -146,3 +146,9 @@ def test_sweeps_of_different_recipes_in_one_experiment_are_not_pooled(
                  "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--sweep" in err[0] and "its sweeps: sgd-s0, sgd-s1, vit-adamw" in err[0]
+    # `raysweep table` exports one study too
+    assert main(["table", "--experiment", "mixed", "--tracking-uri", uri, "--out", str(tmp_path / "t.csv")]) == 2
+    assert "2 recipes" in capsys.readouterr().err
+    assert main(["table", "--experiment", "mixed", "--sweep", "vit-*", "--tracking-uri", uri,
+                 "--out", str(tmp_path / "t.csv")]) == 0
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 1 + 24
