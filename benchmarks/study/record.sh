@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Records issue 8's study: the CPU NFNet ladder (SGD) and the CPU ViT ladder (AdamW) on all of
 # Fashion-MNIST, monotone LR search, then analyses each sweep and the two together.
-# Usage: benchmarks/study/record.sh    (about 80 minutes on 2 cores; resumable: run it again)
+# Usage: benchmarks/study/record.sh    (about 105 minutes on 2 cores; resumable: run it again)
 # Writes benchmarks/study/{nfnet,vit}.csv and benchmarks/study/analysis/; the MLflow store and the
 # Ray results stay in benchmarks/record/study/ (not committed).
 # VIT_RUNGS / VIT_EPOCHS trim the ViT lattice: its FLOPs per example are ~25x the NFNets'.
@@ -32,3 +32,6 @@ for s in nfnet vit; do
 done
 $RS analyze --tracking-uri "$URI" --experiment study-fashion-nfnet --experiment study-fashion-vit \
   --out benchmarks/study/analysis/compare
+# the forecast check on the real study: fit the lower two thirds of compute, predict the top third
+PYTHONPATH=. .venv/bin/python benchmarks/validate_forecast.py benchmarks/study/nfnet.csv benchmarks/study/vit.csv \
+  --json benchmarks/study/forecast_validation.json > benchmarks/study/forecast_validation.txt
