@@ -290,13 +290,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from raysweep.dryrun import report
 
-        print(report(spec, shape, warm=warm[0] if warm else None))
+        print(report(spec, shape, warm=warm))
         return 0
 
     print(f"raysweep: sweep {spec.name}: {len(spec.ladder.rungs)} models x {len(spec.epochs)} budgets, "
           f"searcher {spec.search.searcher}; tracking at {redact_url(uri)}", flush=True)
     try:
-        out = _launch(spec, args, uri, warm[0] if warm else None)
+        out = _launch(spec, args, uri, warm)
     except SpecError as err:  # keys of the YAML file name the file; command-line flags do not
         # command-line flags (--x) and the environment ($X) are not keys of the file
         raise (err if (err.key or "").startswith(("--", "$")) else err.located(file=str(args.space))) from None
@@ -376,7 +376,7 @@ def _with_warm_start(spec, source: str):  # type: ignore[no-untyped-def]
 
 
 def _warm_start(spec, args: argparse.Namespace, uri: str, shape):  # type: ignore[no-untyped-def]
-    """(plan, trend) of the sweep's warm start, or None; prints the line that describes it."""
+    """The sweep's warm-start plan, or None; prints the line that describes the earlier study's trend."""
     if spec.search.warm_start is None:
         return None
     from raysweep.warm_plan import build_warm_plan, describe
@@ -388,7 +388,7 @@ def _warm_start(spec, args: argparse.Namespace, uri: str, shape):  # type: ignor
         raise (err if flag or (err.key or "").startswith(("--", "$")) or err.file
                else err.located(file=str(args.space))) from None
     print(describe(plan, trend, spec.lr_grid()), flush=True)
-    return plan, trend
+    return plan
 
 
 def preflight(spec, file: str, *, dry_run: bool = False):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raysweep.analysis.runs import Runs
+from raysweep.analysis.runs import Runs, load_csv, runs_from_rows
 from raysweep.errors import SpecError
 
 
@@ -33,7 +33,6 @@ def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: 
     one-line error names them and how to pick."""
     from mlflow.exceptions import MlflowException
 
-    from raysweep.analysis.runs import runs_from_rows
     from raysweep.tracking import read_trials
 
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
@@ -86,8 +85,6 @@ def _one_recipe(rows: list[dict[str, Any]], experiment: str, key: str) -> None:
 
 
 def load_table(path: str) -> Source:
-    from raysweep.analysis.runs import load_csv
-
     return Source(load_csv(path), (), None)
 
 

@@ -136,15 +136,13 @@ def edge_warnings(cells: Sequence[CellBest]) -> list[EdgeWarning]:
     compute the study spent, every lattice has one, and it sits on the frontier whenever more compute
     still helps. A warning that fires on every study says nothing; `corner_note` says it instead.
     """
-    points = frontier_points(cells)
-    if not points:
+    frontier = frontier_points(cells)
+    if not frontier:
         return []
     max_epochs = max(c.epochs for c in cells)
     largest = max(cells, key=lambda c: c.params)
-    corner = (largest.model, max_epochs)
-    points = [p for p in points if (p.model, p.epochs) != corner]
-    n_points = len(frontier_points(cells))
-    top = frontier_points(cells)[-1]
+    points = [p for p in frontier if not _is_corner(p, cells)]
+    n_points, top = len(frontier), frontier[-1]
     out = []
     at_budget = [p for p in points if p.epochs == max_epochs]
     if at_budget:
@@ -177,16 +175,19 @@ def edge_warnings(cells: Sequence[CellBest]) -> list[EdgeWarning]:
 def corner_note(cells: Sequence[CellBest]) -> str | None:
     """When the frontier ends at the lattice's corner: what that does and does not say."""
     points = frontier_points(cells)
-    if not points:
+    if not points or not _is_corner(points[-1], cells):
         return None
-    largest = max(cells, key=lambda c: c.params)
     top = points[-1]
-    if (top.model, top.epochs) != (largest.model, max(c.epochs for c in cells)):
-        return None
     return (f"The frontier ends at the lattice's corner, {top.name}: the most compute the study spent gave its "
             f"lowest loss, so more compute still helps. At that compute the lattice holds no other allocation "
             f"(no larger rung at a shorter budget, no smaller one at a longer budget): read the last point as "
             f"the loss that compute buys with this allocation, not as proof that the allocation is optimal.")
+
+
+def _is_corner(cell: CellBest, cells: Sequence[CellBest]) -> bool:
+    """Whether `cell` is the lattice's corner: the largest rung at the largest budget."""
+    largest = max(cells, key=lambda c: c.params)
+    return (cell.model, cell.epochs) == (largest.model, max(c.epochs for c in cells))
 
 
 def envelope_at(cells: Sequence[CellBest], compute: float) -> float:

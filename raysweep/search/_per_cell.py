@@ -185,7 +185,7 @@ class PerCellSearcher(CellSearcher):
                                                    Proposal(cell, lr, reason, attempt=attempt)))
         self._pending[cell] += 1
         self._live[trial_id] = (cell, trial)
-        return Proposal(cell, lr, reason, attempt=self._failures[cell][lr] if retry is not None else 0)
+        return Proposal(cell, lr, reason, attempt=attempt)
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         if trial_id not in self._live:

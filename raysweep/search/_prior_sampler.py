@@ -63,12 +63,13 @@ class CellView:
 class PriorSampler(optuna.samplers.BaseSampler):
     """Samples `cell` and `lr` from the prior; any other parameter is an error."""
 
-    def __init__(self, lattice: Lattice, rule: PriorRule, max_retries: int = MAX_RETRIES,
-                 warm: WarmPlan | None = None) -> None:
+    def __init__(self, lattice: Lattice, rule: PriorRule, max_retries: int = MAX_RETRIES) -> None:
         self.lattice = lattice
         self.rule = rule
         self.max_retries = check_max_retries(max_retries)
-        self.warm = warm  # an earlier study's forecast per cell: replaces the bounds (search.warm_start)
+        # an earlier study's forecast per cell, replacing the bounds (search.warm_start); set by the
+        # searcher once the study is open, since a resumed study keeps the plan it was created with
+        self.warm: WarmPlan | None = None
         self._by_name = {lattice.name(c): c for c in lattice.cells()}
         # the wavefront: cells by anti-diagonal, so the longest remaining chains start first
         self._order = sorted(lattice.cells(), key=lambda c: (c.m + c.e, c.m))

@@ -11,7 +11,8 @@ tables the extrapolated line started 4-epoch cells 2-3 grid steps too low
 A warm-started cell does not wait for its lattice predecessors: every cell is ready at once, so a
 cluster runs as many cells side by side as it holds. Its opening is one trial at the grid point
 nearest the forecast when the forecast sits within `TREND_CONFIDENCE` grid steps of it, else that
-point and the neighbour the forecast leans to (`_prior.PriorRule.warm_opening`).
+point and the neighbour the forecast leans to; outside the box, where the extrapolated line rounds
+to another grid point, that point and one step toward the line (`_prior.PriorRule.warm_opening`).
 
 The plan is stored on the Optuna study (user attr `raysweep.warm_start`): a resumed sweep replays
 the same forecasts even if the earlier study has grown since.
