@@ -15,8 +15,8 @@ import time
 import torch
 
 from raysweep.config import load_spec
+from raysweep.config.trial import TrialConfig
 from raysweep.train.loop import Placement, run_training
-from raysweep.trial import TrialConfig
 
 SPACE = "search_spaces/vit_demo.yaml"
 SGD = ["optim={name: sgd, agc_clip: 0.01, weight_decay: 1.0e-5, warmup_fraction: 0.1, label_smoothing: 0.1}",

@@ -5,7 +5,7 @@ The earlier study is the table's smaller rungs and shorter budgets (the lower ~h
 so every replayed cell lies outside the sizes and budgets the trend saw: the warm start's hard case.
 Every replayed cell is run twice, with the losses looked up in the table (mean over seeds):
 
-- plain monotone: the searcher's rule (`raysweep.search._prior.PriorRule`) over the whole lattice in
+- plain monotone: the searcher's rule (`raysweep.search.PriorRule`) over the whole lattice in
   order, each cell bounded by its settled predecessors (the first cell starts at 1.6, as
   `raysweep bench searcher` does);
 - warm start: the searcher's own code (`raysweep.analysis.warm_start.fit_warm_start`,
@@ -37,7 +37,7 @@ import sys
 
 from raysweep.analysis.runs import Runs, load_csv
 from raysweep.analysis.warm_start import fit_warm_start
-from raysweep.search._prior import Bound, Prediction, PriorRule, Propose, Settle, pick_best
+from raysweep.search import Bound, Prediction, PriorRule, Propose, Settle, pick_best
 from raysweep.search.warm import WarmStart
 
 START_LR = 1.6  # `raysweep bench searcher`'s default first-cell start

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
-from raysweep.records import M, Tag
+from raysweep.core.records import M, Tag
 
 SPACE = {
     "name": "xla-bench",

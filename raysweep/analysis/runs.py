@@ -1,7 +1,7 @@
 """The runs a study is analysed from, and the cells they settle: the one input of every fit.
 
 A `Runs` holds finished trials (one row per run: model, size, budget, LR, seed, loss, cost), read
-from a results CSV (`raysweep table`'s columns) or from rows `raysweep.tracking.read_trials` gave.
+from a results CSV (`raysweep table`'s columns) or from rows `raysweep.results.mlflow_rows.read_trials` gave.
 `Runs.cells()` reduces them to one `CellBest` per (model, epoch budget): the LR whose loss,
 averaged over seeds, is lowest, as the paper tuned each cell. Every fit starts from those cells.
 
@@ -10,27 +10,26 @@ Pure numpy (no Ray, MLflow or Optuna): the analysis is tested on planted data al
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
-from raysweep.cells import loss as cell_loss
-from raysweep.cells import number
-from raysweep.errors import SpecError
-from raysweep.records import cell_name
-from raysweep.table_csv import read_rows
+from raysweep.core import cost
+from raysweep.core.errors import SpecError
+from raysweep.core.records import cell_name
+from raysweep.results.cells import loss as cell_loss
+from raysweep.results.cells import number
+from raysweep.results.csv_rows import read_rows
+from raysweep.results.rows import ANALYSIS_REQUIRED, TrialRow, optional, status_of
 
-# TPU-v4 calibration (../shared/PAPER.md "Compute calibration"): 275 TFLOP/s bf16 per chip, two
-# TensorCores per chip; a utilisation of 0.36 reproduces both ends of the paper's compute axis.
-TPU_V4_PEAK_FLOPS_PER_CORE: Final = 137.5e12
-TPU_V4_UTILISATION: Final = 0.36
-
-REQUIRED_COLUMNS: Final = ("model", "model_params", "epochs", "lr", "val_loss", "flops")
-OPTIONAL_COLUMNS: Final = ("seed", "core_hours")
+# The TPU-v4 calibration is raysweep.core.cost's (../shared/PAPER.md "Compute calibration")
+TPU_V4_PEAK_FLOPS_PER_CORE: Final = cost.TPU_V4.peak_flops_per_core
+TPU_V4_UTILISATION: Final = cost.UTILISATION
 
 
 class ComputeAxis(str, Enum):
@@ -58,29 +57,13 @@ class ComputeAxis(str, Enum):
                 ComputeAxis.TPU_V4_CORE_HOURS: "TPU-v4 core-hours"}[self]
 
 
-def tpu_v4_core_hours(flops: float) -> float:
-    return flops / (TPU_V4_PEAK_FLOPS_PER_CORE * TPU_V4_UTILISATION) / 3600.0
-
-
-@dataclass(frozen=True)
-class Run:
-    """One finished trial. `val_loss` is inf when it diverged."""
-
-    model: str
-    model_params: int
-    epochs: float
-    lr: float
-    seed: str
-    val_loss: float
-    flops: float
-    core_hours: float | None = None
-
-    def cost(self, axis: ComputeAxis) -> float | None:
-        if axis is ComputeAxis.FLOPS:
-            return self.flops
-        if axis is ComputeAxis.TPU_V4_CORE_HOURS:
-            return tpu_v4_core_hours(self.flops)
-        return self.core_hours
+def cost_of(run: TrialRow, axis: ComputeAxis) -> float | None:
+    """A run's cost on `axis` (None where it was not recorded)."""
+    if axis is ComputeAxis.FLOPS:
+        return run.flops
+    if axis is ComputeAxis.TPU_V4_CORE_HOURS:
+        return None if run.flops is None else cost.core_hours(run.flops)
+    return run.core_hours
 
 
 @dataclass(frozen=True)
@@ -107,7 +90,7 @@ class Runs:
     """The finished runs of one study (one experiment, however many sessions, or one table)."""
 
     name: str
-    runs: tuple[Run, ...]
+    runs: tuple[TrialRow, ...]  # every one with model_params and seed
     source: str  # where they came from, for the report
 
     def __post_init__(self) -> None:
@@ -116,12 +99,12 @@ class Runs:
     @property
     def models(self) -> tuple[str, ...]:
         """Rungs in ascending size."""
-        sizes = {r.model: r.model_params for r in self.runs}
+        sizes = {r.model: r.model_params or 0 for r in self.runs}
         return tuple(sorted(sizes, key=lambda m: (sizes[m], m)))
 
     @property
     def rung_params(self) -> dict[str, int]:
-        return {m: next(r.model_params for r in self.runs if r.model == m) for m in self.models}
+        return {m: next(r.model_params or 0 for r in self.runs if r.model == m) for m in self.models}
 
     @property
     def epochs(self) -> tuple[float, ...]:
@@ -136,15 +119,15 @@ class Runs:
         groups = self.groups()
         return any(len(v) >= 2 for v in groups.values())
 
-    def groups(self) -> dict[tuple[str, float, float], list[Run]]:
-        out: dict[tuple[str, float, float], list[Run]] = {}
+    def groups(self) -> dict[tuple[str, float, float], list[TrialRow]]:
+        out: dict[tuple[str, float, float], list[TrialRow]] = {}
         for r in self.runs:
             out.setdefault((r.model, r.epochs, r.lr), []).append(r)
         return out
 
     def has_axis(self, axis: ComputeAxis) -> bool:
         """Whether every run that finished with a finite loss has a positive cost on `axis`."""
-        return all((c := r.cost(axis)) is not None and c > 0 for r in self.runs if math.isfinite(r.val_loss))
+        return all((c := cost_of(r, axis)) is not None and c > 0 for r in self.runs if math.isfinite(r.val_loss))
 
     def cells(self, axis: ComputeAxis = ComputeAxis.FLOPS, *,
               losses: Mapping[tuple[str, float, float], np.ndarray] | None = None) -> list[CellBest]:
@@ -161,7 +144,7 @@ class Runs:
         params = self.rung_params
         costs: dict[tuple[str, float], list[float]] = {}
         for r in self.runs:
-            c = r.cost(axis)
+            c = cost_of(r, axis)
             # a diverged run stopped early: only runs that finished their budget say what it costs
             if c is not None and c > 0 and math.isfinite(r.val_loss):
                 costs.setdefault((r.model, r.epochs), []).append(c)
@@ -187,16 +170,16 @@ class Runs:
 
 # Loading ------------------------------------------------------------------------------------------
 
-def runs_from_rows(rows: Iterable[Mapping[str, Any]], *, name: str, source: str) -> Runs:
-    """Runs from `raysweep.tracking.read_trials` rows (or any mapping with the table's columns)."""
+def runs_from_rows(rows: Iterable[TrialRow], *, name: str, source: str) -> Runs:
+    """Runs from `raysweep.results.mlflow_rows.read_trials` rows: every one with a size and a seed,
+    a non-finite loss read as diverged, a cost of 0 as not recorded."""
     runs = []
     for row in rows:
-        loss = float(row["val_loss"])
-        hours = row.get("core_hours")
-        runs.append(Run(model=str(row["model"]), model_params=int(row["model_params"]), epochs=float(row["epochs"]),
-                        lr=float(row["lr"]), seed=str(row.get("seed", "0")),
-                        val_loss=loss if math.isfinite(loss) else math.inf, flops=float(row.get("flops") or 0.0),
-                        core_hours=float(hours) if hours not in (None, "") and float(hours) > 0 else None))
+        loss = row.val_loss if math.isfinite(row.val_loss) else math.inf
+        hours = row.core_hours
+        runs.append(dataclasses.replace(row, model_params=int(row.model_params or 0), seed=row.seed or "0",
+                                        val_loss=loss, status=status_of(loss), flops=float(row.flops or 0.0),
+                                        core_hours=float(hours) if hours and hours > 0 else None))
     if not runs:
         raise SpecError(f"expected finished trials, got none in {source}", key="--experiment")
     _check_sizes(runs, source, key="model_params")
@@ -205,20 +188,22 @@ def runs_from_rows(rows: Iterable[Mapping[str, Any]], *, name: str, source: str)
 
 def load_csv(path: str, *, name: str | None = None) -> Runs:
     """Read a results table; every problem is a `SpecError` naming the file, the line and the column."""
-    _, records = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
+    _, records = read_rows(path, required=ANALYSIS_REQUIRED, optional=optional(ANALYSIS_REQUIRED))
     runs = []
     for rec, line in records:
         where = f"line {line}"
         if not rec.get("model"):
             raise SpecError("expected a model name, got an empty value", file=path, key=f"{where}, column model")
         hours = rec.get("core_hours", "")
-        runs.append(Run(
+        loss = cell_loss(rec["val_loss"], file=path, key=f"{where}, column val_loss")
+        runs.append(TrialRow(
             model=rec["model"],
             model_params=int(_number(rec["model_params"], path, where, "model_params", positive=True)),
             epochs=_number(rec["epochs"], path, where, "epochs", positive=True),
             lr=_number(rec["lr"], path, where, "lr", positive=True),
             seed=rec.get("seed") or "0",
-            val_loss=cell_loss(rec["val_loss"], file=path, key=f"{where}, column val_loss"),
+            val_loss=loss,
+            status=status_of(loss),
             flops=_number(rec["flops"], path, where, "flops", positive=True),
             core_hours=_number(hours, path, where, "core_hours", positive=True) if hours else None,
         ))
@@ -227,10 +212,10 @@ def load_csv(path: str, *, name: str | None = None) -> Runs:
     return Runs(name=name or stem, runs=tuple(runs), source=path)
 
 
-def _check_sizes(runs: Sequence[Run], source: str, *, key: str) -> None:
+def _check_sizes(runs: Sequence[TrialRow], source: str, *, key: str) -> None:
     sizes: dict[str, set[int]] = {}
     for r in runs:
-        sizes.setdefault(r.model, set()).add(r.model_params)
+        sizes.setdefault(r.model, set()).add(r.model_params or 0)
     odd = {m: sorted(s) for m, s in sizes.items() if len(s) > 1}
     if odd:
         raise SpecError(f"expected one parameter count per model, got {odd}", file=source, key=key)

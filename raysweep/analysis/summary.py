@@ -7,19 +7,10 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from raysweep.records import cell_name
+from raysweep.core.records import TrialStatus, cell_name
+from raysweep.results.rows import TrialRow
 
-
-@dataclass(frozen=True)
-class TrialRow:
-    model: str
-    epochs: float
-    lr: float
-    status: str  # ok | diverged | failed
-    val_loss: float  # inf unless ok
-    val_acc: float = math.nan
-    flops: float = 0.0
-    run_id: str = ""
+__all__ = ["CellRow", "TrialRow", "format_summary", "median", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +41,7 @@ def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequ
             ts = by_cell.get((m, e), [])
             if not ts:
                 continue
-            ok = [t for t in ts if t.status == "ok" and math.isfinite(t.val_loss)]
+            ok = [t for t in ts if t.status == TrialStatus.OK and math.isfinite(t.val_loss)]
             best = min(ok, key=lambda t: (t.val_loss, -t.lr)) if ok else None
             chosen = (settled or {}).get((m, e))
             if chosen is not None:
@@ -61,9 +52,9 @@ def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequ
                 val_loss=best.val_loss if best else math.inf,
                 val_acc=best.val_acc if best else math.nan,
                 trials=len(ts),
-                diverged=sum(t.status == "diverged" for t in ts),
-                failed=sum(t.status == "failed" for t in ts),
-                flops=sum(t.flops for t in ts),
+                diverged=sum(t.status == TrialStatus.DIVERGED for t in ts),
+                failed=sum(t.status == TrialStatus.FAILED for t in ts),
+                flops=sum(t.flops or 0.0 for t in ts),
                 best_run_id=best.run_id if best else "",
             ))
     return rows

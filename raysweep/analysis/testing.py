@@ -7,7 +7,6 @@ k N^gamma x D (FLOPs) and, for core-hours, a fixed rate per FLOP.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raysweep.analysis.runs import Run, Runs
+from raysweep.analysis.runs import Runs
+from raysweep.results.rows import TrialRow, status_of, table_cells, write_table
 
 
 @dataclass(frozen=True)
@@ -55,17 +55,13 @@ def planted_runs(surface: Surface = Surface(), *, params: Sequence[int] = (10_00
                 flops = surface.k * n**surface.gamma * d
                 for s in range(seeds):
                     loss = base * math.exp(rng.normal(0, noise))
-                    runs.append(Run(model=f"m{i}", model_params=int(n), epochs=float(d), lr=lr, seed=str(s),
-                                    val_loss=loss, flops=flops, core_hours=flops * surface.hours_per_flop))
+                    runs.append(TrialRow(model=f"m{i}", model_params=int(n), epochs=float(d), lr=lr, seed=str(s),
+                                         status=status_of(loss), val_loss=loss, flops=flops,
+                                         core_hours=flops * surface.hours_per_flop))
     return Runs(name=name, runs=tuple(runs), source="planted")
 
 
 def write_csv(runs: Runs, path: Path) -> Path:
     """The runs as a results table with `raysweep table`'s columns."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours"])
-        for r in runs.runs:
-            w.writerow([r.model, r.model_params, f"{r.epochs:g}", f"{r.lr:g}", r.seed, f"{r.val_loss:.6g}",
-                        f"{r.flops:.6g}", f"{r.core_hours:.6g}" if r.core_hours else ""])
+    write_table(str(path), (table_cells(r) for r in runs.runs))
     return path

@@ -7,13 +7,13 @@ optimal LR falls with budget and model size, which is what the monotone searcher
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from raysweep.analysis.plots import plot_lr_curves
-from raysweep.analysis.summary import TrialRow, summarize
+from raysweep.analysis.summary import summarize
 from raysweep.bench.table import load_table
+from raysweep.results.rows import TrialRow, status_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,8 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loss = table.mean_loss(cell, i)
         if loss is None:
             continue
-        status = "ok" if math.isfinite(loss) else "diverged"
-        trials.append(TrialRow(lat.models[cell.m], lat.epochs[cell.e], lat.lrs[i], status, loss))
+        trials.append(TrialRow(lat.models[cell.m], lat.epochs[cell.e], lat.lrs[i], status_of(loss), loss))
     rows = summarize(trials, models=lat.models, epochs=lat.epochs)
     plot_lr_curves(trials, rows, models=lat.models, epochs=lat.epochs, path=args.out)
     print(f"wrote {args.out}")

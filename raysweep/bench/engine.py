@@ -14,13 +14,14 @@ from typing import Any
 
 from raysweep.bench.scores import prior_checks, summarise
 from raysweep.bench.table import Table, load_table
-from raysweep.search import SEARCHERS, Outcome, make_searcher
-from raysweep.search._study import quiet_optuna
+from raysweep.config import LrSpec, SearchSpec
+from raysweep.core.records import TrialStatus
+from raysweep.core.space import Cell
+from raysweep.search import SEARCHER_TABLE, SEARCHERS, Outcome, make_searcher, quiet_optuna
 from raysweep.search.simulate import simulate
-from raysweep.space import Cell
 
-ALL = ("grid", "monotone", "bracket", "verify", "trend", "tpe", "random")
-DETERMINISTIC = {"grid", "monotone", "bracket", "verify", "trend"}  # same trials every repetition
+ALL = tuple(row.name for row in SEARCHER_TABLE)
+DETERMINISTIC = {row.name for row in SEARCHER_TABLE if row.deterministic}  # same trials every repetition
 TREND_TARGET = 1.6  # trend mode's goal: at most this many trials per cell at monotone's hit rate
 
 
@@ -32,10 +33,10 @@ def run_replay(
     concurrency: int = 2,
     seed: int = 0,
     sample_seeds: bool = False,
-    slowness: int = 1,
-    tie_tolerance: float = 0.0,
+    slowness: int = SearchSpec.slowness,
+    tie_tolerance: float = SearchSpec.tie_tolerance,
     trials_per_cell: int | None = None,
-    start_lr: float = 1.6,
+    start_lr: float = LrSpec.base,
 ) -> dict[str, Any]:
     """Replay each searcher `repetitions` times over the table; a JSON-able summary.
 
@@ -155,8 +156,8 @@ def _replay_once(
         loss = drawn[key]
         if loss is None:
             missing += 1
-            return Outcome(math.inf, "failed")
-        return Outcome(loss, "ok") if math.isfinite(loss) else Outcome(math.inf, "diverged")
+            return Outcome(math.inf, TrialStatus.FAILED)
+        return Outcome(loss, TrialStatus.OK) if math.isfinite(loss) else Outcome(math.inf, TrialStatus.DIVERGED)
 
     # a run missing from the table fails the same way however often it is retried: no retries
     searcher = make_searcher(

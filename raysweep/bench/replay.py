@@ -15,6 +15,7 @@ import json
 
 from raysweep.bench.engine import ALL, run_replay
 from raysweep.bench.report import format_table
+from raysweep.config import LrSpec, SearchSpec
 from raysweep.search import SEARCHERS
 
 __all__ = ["ALL", "format_table", "main", "run_replay"]
@@ -64,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="A,B",
         help=f"comma-separated searchers (default {','.join(ALL)})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seeds tpe, random and seed sampling (default 0)")
-    parser.add_argument("--slowness", type=int, default=1, help="prior's steps below the bound (default 1)")
-    parser.add_argument("--tie-tolerance", type=float, default=0.0, help="relative loss tie (default 0)")
+    parser.add_argument("--seed", type=int, default=SearchSpec.seed,
+                        help="seeds tpe, random and seed sampling (default %(default)s)")
+    parser.add_argument("--slowness", type=int, default=SearchSpec.slowness,
+                        help="prior's steps below the bound (default %(default)s)")
+    parser.add_argument("--tie-tolerance", type=float, default=SearchSpec.tie_tolerance,
+                        help="relative loss tie (default %(default)g)")
     parser.add_argument(
         "--trials-per-cell",
         type=int,
@@ -76,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--start-lr",
         type=float,
-        default=1.6,
-        help="first cell's starting LR, snapped to the table's grid (default 1.6)",
+        default=LrSpec.base,
+        help="first cell's starting LR, snapped to the table's grid (default %(default)g)",
     )
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.searchers.split(",") if s.strip()]

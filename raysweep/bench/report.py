@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from raysweep.bench.scores import MIN_SEEDS
-from raysweep.records import cell_name
+from raysweep.core.records import cell_name
 
 
 def format_table(result: dict[str, Any]) -> str:

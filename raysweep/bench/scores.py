@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from raysweep.bench.table import Table
-from raysweep.space import Cell
+from raysweep.core.space import Cell
 
 NOISE_LEVEL = 0.95  # a gap inside this t-interval (over seeds) is one the table cannot resolve
 MIN_SEEDS = 5  # fewer seeds give no verdict on noise (the t-interval of 2-3 seeds spans almost anything)

@@ -7,11 +7,11 @@ diverge. `write_table` writes one such table as CSV in the format `bench.table` 
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from collections.abc import Callable, Sequence
 
+from raysweep.results.rows import write_table as write_rows
 from raysweep.search.testing import LRS
 
 EPOCHS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the paper's budgets
@@ -40,30 +40,19 @@ def write_table(
     A run diverges when its LR is more than `diverge_steps` grid steps (factors of 2) above the optimum.
     """
     rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours"])
-        for m in range(n_models):
-            params = 1e6 * 2**m
-            for e in epochs:
-                flops = 6 * params * 60_000 * e * 3  # forward + backward, 60k images per epoch
-                best = optimum(m, e)
-                for lr in lrs:
-                    off = math.log2(lr) - best
-                    for s in range(seeds):
-                        if diverge_steps is not None and off > diverge_steps:
-                            loss = math.inf
-                        else:
-                            loss = 4.0 * (1 + m) ** -0.3 * e**-0.1 + 0.02 * off**2 + rng.gauss(0, noise)
-                        w.writerow(
-                            [
-                                f"r{m}",
-                                int(params),
-                                e,
-                                lr,
-                                s,
-                                f"{loss:.6f}",
-                                f"{flops:.4g}",
-                                f"{flops / 1e15:.4g}",
-                            ]
-                        )
+    lines: list[list[object]] = []
+    for m in range(n_models):
+        params = 1e6 * 2**m
+        for e in epochs:
+            flops = 6 * params * 60_000 * e * 3  # forward + backward, 60k images per epoch
+            best = optimum(m, e)
+            for lr in lrs:
+                off = math.log2(lr) - best
+                for s in range(seeds):
+                    if diverge_steps is not None and off > diverge_steps:
+                        loss = math.inf
+                    else:
+                        loss = 4.0 * (1 + m) ** -0.3 * e**-0.1 + 0.02 * off**2 + rng.gauss(0, noise)
+                    # full precision for epochs and lr, 6 decimals for the loss: the tables the tests replay
+                    lines.append([f"r{m}", int(params), e, lr, s, f"{loss:.6f}", f"{flops:.4g}", f"{flops / 1e15:.4g}"])
+    write_rows(path, lines)

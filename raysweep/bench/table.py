@@ -13,23 +13,13 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from raysweep.cells import loss as cell_loss
-from raysweep.cells import number
-from raysweep.errors import SpecError
-from raysweep.search._prior import pick_best
-from raysweep.space import Cell, Lattice
-from raysweep.table_csv import read_rows
-
-REQUIRED = ("model", "epochs", "lr", "val_loss")
-OPTIONAL = ("model_params", "seed", "flops", "core_hours")
-
-
-@dataclass(frozen=True)
-class Row:
-    loss: float  # inf when diverged
-    flops: float | None
-    core_hours: float | None
-    seed: str | None = None  # pairs runs of one cell across LRs (same init and data order)
+from raysweep.core.errors import SpecError
+from raysweep.core.space import Cell, Lattice
+from raysweep.results.cells import loss as cell_loss
+from raysweep.results.cells import number
+from raysweep.results.csv_rows import read_rows
+from raysweep.results.rows import REPLAY_REQUIRED, TrialRow, optional, status_of
+from raysweep.search import pick_best
 
 
 @dataclass(frozen=True)
@@ -66,7 +56,7 @@ class Gap:
 class Table:
     path: str
     lattice: Lattice
-    runs: Mapping[tuple[Cell, int], tuple[Row, ...]]  # (cell, lr index) -> one row per seed
+    runs: Mapping[tuple[Cell, int], tuple[TrialRow, ...]]  # (cell, lr index) -> one row per seed
     has_flops: bool
     n_rows: int
 
@@ -75,12 +65,12 @@ class Table:
         rows = self.runs.get((cell, lr_index))
         if not rows:
             return None
-        return sum(r.loss for r in rows) / len(rows)
+        return sum(r.val_loss for r in rows) / len(rows)
 
     def sample_loss(self, cell: Cell, lr_index: int, rng: random.Random) -> float | None:
         """The loss of one seed drawn at random; None when the table lacks the run."""
         rows = self.runs.get((cell, lr_index))
-        return rng.choice(rows).loss if rows else None
+        return rng.choice(rows).val_loss if rows else None
 
     def duration(self, cell: Cell, lr_index: int) -> float:
         """A run's cost as the replay's clock sees it: mean core hours, else mean FLOPs, else 1."""
@@ -109,11 +99,11 @@ class Table:
             and bool(set(seeds_a) & set(seeds_b))
         )
         if paired:
-            by_seed = {r.seed: r.loss for r in b}
-            pairs = [(r.loss, by_seed[r.seed]) for r in a if r.seed in by_seed]
+            by_seed = {r.seed: r.val_loss for r in b}
+            pairs = [(r.val_loss, by_seed[r.seed]) for r in a if r.seed in by_seed]
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
         else:
-            xs, ys = [r.loss for r in a], [r.loss for r in b]
+            xs, ys = [r.val_loss for r in a], [r.val_loss for r in b]
         ref = sum(ys) / len(ys)
         if not math.isfinite(ref) or ref == 0:
             return None
@@ -151,10 +141,10 @@ def _var(xs: list[float]) -> float:
 
 def load_table(path: str) -> Table:
     """Read and check a results CSV; every problem is a `SpecError` naming the file, line and column."""
-    header, raw = read_rows(path, required=REQUIRED, optional=OPTIONAL)
+    header, raw = read_rows(path, required=REPLAY_REQUIRED, optional=optional(REPLAY_REQUIRED))
 
     params: dict[str, float] = {}
-    parsed: list[tuple[str, float, float, Row]] = []
+    parsed: list[TrialRow] = []
     seeded = "seed" in header
     for rec, line in raw:
         model = rec["model"]
@@ -171,9 +161,10 @@ def load_table(path: str) -> Table:
         if size is not None:
             params.setdefault(model, size)
         seed = (rec.get("seed") or None) if seeded else None
-        parsed.append((model, epochs, lr, Row(loss, flops, hours, seed)))
+        parsed.append(TrialRow(model=model, epochs=epochs, lr=lr, status=status_of(loss), val_loss=loss, flops=flops,
+                               core_hours=hours, seed=seed))
 
-    models = list(dict.fromkeys(p[0] for p in parsed))  # first appearance
+    models = list(dict.fromkeys(p.model for p in parsed))  # first appearance
     if "model_params" in header:
         unsized = [m for m in models if m not in params]
         if unsized:
@@ -185,12 +176,12 @@ def load_table(path: str) -> Table:
         models.sort(key=lambda m: params[m])  # stable: equal sizes keep their first-appearance order
     lattice = Lattice(
         models=tuple(models),
-        epochs=tuple(sorted({p[1] for p in parsed})),
-        lrs=tuple(sorted({p[2] for p in parsed})),
+        epochs=tuple(sorted({p.epochs for p in parsed})),
+        lrs=tuple(sorted({p.lr for p in parsed})),
     )
-    runs: dict[tuple[Cell, int], list[Row]] = {}
-    for model, epochs, lr, row in parsed:
-        runs.setdefault((lattice.cell_of(model, epochs), lattice.lr_index(lr)), []).append(row)
+    runs: dict[tuple[Cell, int], list[TrialRow]] = {}
+    for row in parsed:
+        runs.setdefault((lattice.cell_of(row.model, row.epochs), lattice.lr_index(row.lr)), []).append(row)
     return Table(
         path=path,
         lattice=lattice,

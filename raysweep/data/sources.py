@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from raysweep.config import DatasetName, DataSpec
+from raysweep.core.errors import SpecError
 from raysweep.data.imagesets import FolderImageSet, ImageSet, TensorImageSet
-from raysweep.errors import SpecError
 
 Fit = Literal["pad", "resize"]  # how images reach the configured size: zero-pad or interpolate
 

@@ -58,7 +58,7 @@ class XlaDevice(Device):
     def concurrency(self, cluster: dict[str, float]) -> tuple[int, str | None]:
         if self.tpu is None:
             return super().concurrency(cluster)
-        from raysweep.errors import SpecError
+        from raysweep.core.errors import SpecError
 
         # Ray puts `TPU-<pod type>-head: 1` on host 0 of every slice: one per slice of that shape.
         head = f"TPU-{self.tpu.pod_type()}-head"

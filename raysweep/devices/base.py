@@ -85,7 +85,7 @@ class Device(ABC):
         """How many trials fit the cluster at once (capped by resources.concurrent_trials), and a
         one-line note when fewer fit than were asked for. Raises SpecError when not even one fits:
         a worker group that cannot be placed fails after a minute and would count as a failed trial."""
-        from raysweep.errors import SpecError
+        from raysweep.core.errors import SpecError
 
         fits = self.resources.concurrent_trials
         for kind, need in self.trial_demand().items():

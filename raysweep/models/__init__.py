@@ -16,6 +16,7 @@ from raysweep.models.ladder import (
     count_params,
     is_gain_or_bias,
     ladder,
+    ladder_of,
     no_weight_decay_names,
     param_count,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "forward_flops_per_example",
     "is_gain_or_bias",
     "ladder",
+    "ladder_of",
     "no_weight_decay_names",
     "param_count",
 ]

@@ -25,7 +25,7 @@ from timm.models.nfnet import model_cfgs as _timm_nf_cfgs
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 from raysweep.models.timm_rungs import TimmCfg, build_timm
 
 
@@ -201,6 +201,15 @@ def ladder(family: LadderRef) -> Ladder:
     if family not in LADDERS:
         raise SpecError(f"expected a ladder family of {sorted(LADDERS)}, got {family!r}")
     return LADDERS[family]
+
+
+def ladder_of(spec: Any) -> LadderRef:
+    """What a search space's `ladder:` section (a `raysweep.config.LadderSpec`) builds from: the
+    registered family's name, or the ladder its `timm:` rungs define."""
+    if not spec.timm:
+        return str(spec.family)
+    rungs = tuple(Rung(r.name, TimmCfg.of(r.model, r.kwargs)) for r in spec.timm)
+    return Ladder(spec.family, rungs, "defined in the search-space file")
 
 
 def build_model(family: LadderRef, rung: str, *, num_classes: int, in_chans: int, image_size: int) -> nn.Module:

@@ -21,7 +21,7 @@ import timm
 import torch
 from torch import nn
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 # Set from the data, never by hand: a file that sets them would disagree with the data it trains on.
 DATA_KWARGS = {"num_classes": "the dataset's classes", "in_chans": "the dataset's channels",

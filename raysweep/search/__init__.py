@@ -1,7 +1,8 @@
 """Searchers: which learning rate to try next in which (model, epoch budget) cell.
 
-`make_searcher` is the registry the CLI and the benchmark use; each algorithm lives in its own
-private module behind `CellSearcher` (see `base`):
+`SEARCHER_TABLE` (in `registry`) is the registry the CLI, the sweep and the benchmark use, one row
+per searcher; each algorithm lives in its own private module behind `CellSearcher` (see `base`).
+This module is the package's one door: code outside `raysweep.search` imports from here only.
 
 - `grid`: every LR of the grid in every cell (the exhaustive baseline).
 - `monotone` (default): the paper's 2-trial rule. A cell's optimum is at most its bound (the
@@ -22,12 +23,9 @@ memory when None): constructing one again over the same storage and `study_name`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from raysweep.search._grid import GridSearcher
 from raysweep.search._per_cell import RandomSearcher, TPESearcher
-from raysweep.search._prior import pick_best
+from raysweep.search._prior import Bound, Prediction, PriorRule, Propose, Settle, pick_best
 from raysweep.search._prior_sampler import (
     BracketSearcher,
     MonotoneSearcher,
@@ -36,45 +34,45 @@ from raysweep.search._prior_sampler import (
     TrendSearcher,
     VerifySearcher,
 )
-from raysweep.search._study import MAX_RETRIES
-from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal
-from raysweep.space import Lattice
+from raysweep.search._study import quiet_optuna
+from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
+from raysweep.search.registry import (
+    MONOTONE_PER_CELL,
+    SEARCHER_ROWS,
+    SEARCHER_TABLE,
+    SEARCHERS,
+    SearcherRow,
+    make_searcher,
+    searcher_row,
+)
 
 __all__ = [
     "FINISHED",
+    "MONOTONE_PER_CELL",
     "SEARCHERS",
+    "SEARCHER_ROWS",
+    "SEARCHER_TABLE",
+    "Bound",
     "BracketSearcher",
     "CellSearcher",
+    "Finished",
     "GridSearcher",
     "MonotoneSearcher",
     "Outcome",
+    "Prediction",
+    "PriorRule",
     "PriorSampler",
     "PriorSearcher",
     "Proposal",
+    "Propose",
     "RandomSearcher",
+    "SearcherRow",
+    "Settle",
     "TPESearcher",
     "TrendSearcher",
     "VerifySearcher",
     "make_searcher",
     "pick_best",
+    "quiet_optuna",
+    "searcher_row",
 ]
-
-# name -> factory(lattice, **options). Options (all keyword): start_lr, slowness, tie_tolerance,
-# max_retries, trials_per_cell, seed, storage, study_name; each searcher takes the ones it uses.
-SEARCHERS: dict[str, Callable[..., CellSearcher]] = {
-    "grid": lambda lattice, *, tie_tolerance=0.0, max_retries=MAX_RETRIES, **_: GridSearcher(
-        lattice, tie_tolerance=tie_tolerance, max_retries=max_retries
-    ),
-    "monotone": MonotoneSearcher,
-    "bracket": BracketSearcher,
-    "verify": VerifySearcher,
-    "trend": TrendSearcher,
-    "tpe": TPESearcher,
-    "random": RandomSearcher,
-}
-
-
-def make_searcher(name: str, lattice: Lattice, **options: Any) -> CellSearcher:
-    if name not in SEARCHERS:
-        raise ValueError(f"searcher {name!r} is not available; expected one of {sorted(SEARCHERS)}")
-    return SEARCHERS[name](lattice, **options)

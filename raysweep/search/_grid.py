@@ -10,17 +10,19 @@ import collections
 import math
 from typing import Any
 
+from raysweep.config import SearchSpec
+from raysweep.core.records import TrialStatus
+from raysweep.core.space import Cell, Lattice
 from raysweep.search._prior import pick_best
 from raysweep.search._study import MAX_RETRIES, check_max_retries, retry_reason
-from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
-from raysweep.space import Cell, Lattice
+from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
 
 
 class GridSearcher(CellSearcher):
     name = "grid"
 
     def __init__(
-        self, lattice: Lattice, *, tie_tolerance: float = 0.0, max_retries: int = MAX_RETRIES
+        self, lattice: Lattice, *, tie_tolerance: float = SearchSpec.tie_tolerance, max_retries: int = MAX_RETRIES
     ) -> None:
         super().__init__(lattice)
         self.tie_tolerance = tie_tolerance
@@ -31,7 +33,7 @@ class GridSearcher(CellSearcher):
         self._results: dict[Cell, dict[float, float]] = {}
         self._failures: collections.Counter[tuple[Cell, float]] = collections.Counter()
 
-    def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+    def suggest(self, trial_id: str) -> Proposal | None | Finished:
         if trial_id in self._pending:
             raise ValueError(f"trial id {trial_id!r} is already running; every suggest needs a new one")
         if self._next >= len(self._queue):
@@ -47,7 +49,7 @@ class GridSearcher(CellSearcher):
 
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         cell, lr = self._pending.pop(trial_id)
-        if outcome.status == "failed":
+        if outcome.status is TrialStatus.FAILED:
             self._failures[(cell, lr)] += 1
             if self._failures[(cell, lr)] <= self.max_retries:
                 self._queue.insert(self._next, (cell, lr))  # next in line

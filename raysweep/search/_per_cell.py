@@ -25,6 +25,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from raysweep.config import SearchSpec
+from raysweep.core.records import TrialStatus
+from raysweep.core.space import Cell, Lattice
 from raysweep.search._prior import pick_best
 from raysweep.search._study import (
     MAX_RETRIES,
@@ -42,8 +45,7 @@ from raysweep.search._study import (
     retry_reason,
     trial_key,
 )
-from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
-from raysweep.space import Cell, Lattice
+from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
 
 
 class GridSnapSampler(optuna.samplers.BaseSampler):
@@ -103,9 +105,9 @@ class PerCellSearcher(CellSearcher):
         self,
         lattice: Lattice,
         *,
-        trials_per_cell: int = 2,
-        seed: int = 0,
-        tie_tolerance: float = 0.0,
+        trials_per_cell: int = SearchSpec.trials_per_cell,
+        seed: int = SearchSpec.seed,
+        tie_tolerance: float = SearchSpec.tie_tolerance,
         max_retries: int = MAX_RETRIES,
         storage: str | None = None,
         study_name: str = "raysweep",
@@ -158,7 +160,7 @@ class PerCellSearcher(CellSearcher):
     def _base_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
 
-    def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+    def suggest(self, trial_id: str) -> Proposal | None | Finished:
         if trial_id in self._live:
             raise ValueError(f"trial id {trial_id!r} is already running; every suggest needs a new one")
         open_cells = [c for c in self._order if len(self._results[c]) + self._pending[c] < self.budget]
@@ -194,7 +196,7 @@ class PerCellSearcher(CellSearcher):
         record(self.studies[cell], trial, outcome)
         self._pending[cell] -= 1
         lr = trial.params["lr"]
-        if outcome.status == "failed":
+        if outcome.status is TrialStatus.FAILED:
             self._failures[cell][lr] += 1
             if self._failures[cell][lr] <= self.max_retries:
                 return  # proposed again by the next suggest for this cell

@@ -27,6 +27,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
+from raysweep.config import LrSpec, SearchSpec
+from raysweep.core.space import Cell, Lattice
 from raysweep.search import _trend
 from raysweep.search._prior import Bound, Mode, Prediction, PriorRule, Propose, Settle, Step
 from raysweep.search._study import (
@@ -43,10 +45,9 @@ from raysweep.search._study import (
     retry_reason,
     trial_key,
 )
-from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal, _Finished
+from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
 from raysweep.search.warm import ATTR as WARM_ATTR
 from raysweep.search.warm import WarmPlan
-from raysweep.space import Cell, Lattice
 
 
 @dataclass
@@ -142,7 +143,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         nearest = min(len(self.rule.lrs) - 1, max(0, round(x)))
         return self.rule.step(Bound(nearest, "warm start"), view.tried, view.pending, prediction)
 
-    def plan(self, study: optuna.Study) -> Proposal | None | _Finished:
+    def plan(self, study: optuna.Study) -> Proposal | None | Finished:
         """The next trial along the wavefront, None while nothing is ready, FINISHED when all settled."""
         views, settled = self.derive(study)
         self._planned = None
@@ -213,9 +214,9 @@ class PriorSearcher(CellSearcher):
         self,
         lattice: Lattice,
         *,
-        start_lr: float = 1.6,
-        slowness: int = 1,
-        tie_tolerance: float = 0.0,
+        start_lr: float = LrSpec.base,
+        slowness: int = SearchSpec.slowness,
+        tie_tolerance: float = SearchSpec.tie_tolerance,
         max_retries: int = MAX_RETRIES,
         storage: str | None = None,
         study_name: str = "raysweep",
@@ -244,7 +245,7 @@ class PriorSearcher(CellSearcher):
         self._live: dict[str, optuna.Trial] = {}
         self._idle = False  # the last plan was "wait" and no trial has finished since
 
-    def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+    def suggest(self, trial_id: str) -> Proposal | None | Finished:
         if trial_id in self._live:
             raise ValueError(f"trial id {trial_id!r} is already running; every suggest needs a new one")
         if self._idle:

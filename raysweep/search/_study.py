@@ -27,13 +27,15 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from raysweep.config import SearchSpec
+from raysweep.core.records import TrialStatus
+from raysweep.core.space import Lattice
 from raysweep.search._storage import PatientRDBStorage, is_server_url, patient_engine_kwargs
 from raysweep.search.base import Outcome, Proposal
-from raysweep.space import Lattice
 
 INTERRUPTED = "interrupted"
 DIVERGED = "diverged"
-MAX_RETRIES = 2  # default: a failed (cell, lr) is proposed again this many times
+MAX_RETRIES = SearchSpec.max_retries  # default: a failed (cell, lr) is proposed again this many times
 
 
 def open_storage(url: str | None) -> BaseStorage:
@@ -86,8 +88,8 @@ def recover(study: optuna.Study) -> int:
 
 def record(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     """Tell the study how a trial ended."""
-    status = outcome.status if outcome.status != "ok" or outcome.finished else "diverged"
-    trial.set_user_attr("status", status)
+    status = outcome.status if outcome.status is not TrialStatus.OK or outcome.finished else TrialStatus.DIVERGED
+    trial.set_user_attr("status", status.value)
     if outcome.finished:
         study.tell(trial, outcome.val_loss)
     else:
@@ -114,9 +116,9 @@ def failed(trial: FrozenTrial) -> bool:
 
 
 def trial_key(study: str, lattice: Lattice, proposal: Proposal) -> str:
-    """The durable key token of a proposed trial (`raysweep.records.TrialKey`), as its Optuna trial
+    """The durable key token of a proposed trial (`raysweep.core.records.TrialKey`), as its Optuna trial
     records it (user attr `trial_key`)."""
-    from raysweep.records import TrialKey
+    from raysweep.core.records import TrialKey
 
     return TrialKey(study=study, model=lattice.models[proposal.cell.m], epochs=lattice.epochs[proposal.cell.e],
                     lr=proposal.lr, attempt=proposal.attempt).token()

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from raysweep.core.space import Cell
 from raysweep.search._prior import Prediction
-from raysweep.space import Cell
 
 # Fit the most recent points only: at small budgets the optimum sits flat at the start LR and then
 # bends down, so older points understate the current slope.

@@ -13,22 +13,20 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
-from raysweep.space import Cell, Lattice
-
-# ok: finished with a loss. diverged: the LR is too large, worse than any finished trial. failed: an
-# exception, OOM, a worker group that did not start, preemption: nothing learned about the LR, so
-# searchers propose the same (cell, lr) again (up to `max_retries` times, then it counts as diverged).
-Status = Literal["ok", "diverged", "failed"]
+from raysweep.core.records import TrialStatus
+from raysweep.core.space import Cell, Lattice
 
 
-class _Finished:
+class Finished:
+    """The type of `FINISHED`, what `suggest` returns once every cell is settled (one instance)."""
+
     def __repr__(self) -> str:
         return "FINISHED"
 
 
-FINISHED: Final = _Finished()
+FINISHED: Final = Finished()
 
 
 @dataclass(frozen=True)
@@ -41,12 +39,22 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a searcher learns of a trial. ok: finished with a loss. diverged: the LR is too large,
+    worse than any finished trial. failed: an exception, OOM, a worker group that did not start,
+    preemption: nothing learned about the LR, so searchers propose the same (cell, lr) again (up to
+    `max_retries` times, then it counts as diverged)."""
+
     val_loss: float  # +inf for diverged or failed trials
-    status: Status = "ok"
+    status: TrialStatus = TrialStatus.OK
+
+    def __post_init__(self) -> None:
+        status = TrialStatus.parse(self.status)
+        assert status in (TrialStatus.OK, TrialStatus.DIVERGED, TrialStatus.FAILED), self.status
+        object.__setattr__(self, "status", status)  # frozen: a plain "ok" becomes the enum, once
 
     @property
     def finished(self) -> bool:
-        return self.status == "ok" and math.isfinite(self.val_loss)
+        return self.status is TrialStatus.OK and math.isfinite(self.val_loss)
 
 
 class CellSearcher(ABC):
@@ -58,7 +66,7 @@ class CellSearcher(ABC):
         self.lattice = lattice
 
     @abstractmethod
-    def suggest(self, trial_id: str) -> Proposal | None | _Finished:
+    def suggest(self, trial_id: str) -> Proposal | None | Finished:
         """The next trial to run, None to ask again later, or FINISHED."""
 
     @abstractmethod

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 KEEP_INTERVAL_S = 10.0  # how often the keeper checks the PostgreSQL lease connection
 TAKEOVER_WAIT_S = 10.0  # how long a terminated dead holder's backend is given to let go

@@ -11,8 +11,8 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from raysweep.core.space import Cell
 from raysweep.search.base import FINISHED, CellSearcher, Outcome, Proposal
-from raysweep.space import Cell
 
 Evaluate = Callable[[Cell, float], Outcome]
 Duration = Callable[[Cell, float], float]

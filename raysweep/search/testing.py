@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+from raysweep.core.records import TrialStatus
+from raysweep.core.space import Cell, Lattice
 from raysweep.search.base import Outcome
 from raysweep.search.simulate import Evaluate
-from raysweep.space import Cell, Lattice
 
 LRS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # LrSpec's default grid; 1.6 is index 6
 
@@ -43,7 +44,7 @@ def planted(
         i = lattice.lr_index(lr)
         limit = diverge_from(cell) if callable(diverge_from) else diverge_from
         if limit is not None and i >= limit:
-            return Outcome(math.inf, "diverged")
+            return Outcome(math.inf, TrialStatus.DIVERGED)
         base = 3.0 - 0.2 * cell.m - 0.1 * cell.e
         return Outcome(base + curvature * (i - opt(cell)) ** 2)
 

@@ -15,7 +15,7 @@ from typing import Any
 from ray.tune import Callback
 
 from raysweep.config import SweepSpec
-from raysweep.records import M, TrialStatus
+from raysweep.core.records import M, TrialStatus
 from raysweep.sweep.trainable import trial_config
 from raysweep.tracking import SweepTracker, TrialRun
 

@@ -16,7 +16,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 _PROBE_TIMEOUT_S = 2.0  # a live GCS accepts at once; a crashed head's port refuses at once
 

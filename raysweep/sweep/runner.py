@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import re
 import secrets
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,32 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raysweep.analysis.plots import plot_lr_curves
-from raysweep.analysis.summary import CellRow, TrialRow, format_summary, median, summarize
 from raysweep.config import SweepSpec
-from raysweep.errors import SpecError
-from raysweep.records import Tag, TrialStatus
+from raysweep.core.errors import SpecError
+from raysweep.core.space import Lattice
 from raysweep.search import lease as lease_of
-from raysweep.search import make_searcher
+from raysweep.search import make_searcher, searcher_row
 from raysweep.search.warm import WarmPlan
-from raysweep.space import Lattice
+from raysweep.sweep.closing import SweepOutcome, close_sweep
 from raysweep.tracking import SweepTracker
-from raysweep.tracking_writer import Backlog
-
-
-@dataclass(frozen=True)
-class SweepOutcome:
-    parent_run_id: str
-    tracking_uri: str
-    rows: list[CellRow]
-    trials: int
-    wall_s: float
-    median_trial_wall_s: float
-    median_loop_s: float
-    median_overhead_s: float
-    ideal_s: float  # sum of the trials' wall times / concurrent trials: the makespan with no idle slot
-    interrupted: bool = False  # Ctrl-C (SIGINT) stopped the sweep early
-    unsent: Backlog | None = None  # tracking records MLflow did not take in time: they wait in the journal
 
 
 def lattice_of(spec: SweepSpec) -> Lattice:
@@ -62,7 +42,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     verbose: 0 quiet, 1 a line per finished trial, 2 plus Ray Tune's own tables. A searcher that
     keeps its study in Optuna storage (every one but `grid`) resumes where a stopped or killed
     session left off when the same sweep runs again with `resume=True`; otherwise every run starts
-    a new study named `<name>-<timestamp>`. `warm_start` (`raysweep.warm_plan`) gives every cell
+    a new study named `<name>-<timestamp>`. `warm_start` (`raysweep.cli.warm_plan`) gives every cell
     its first LR from an earlier study's trend; a resumed study keeps the one it was created with.
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the record
@@ -149,7 +129,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             raise
         finally:
             wall = time.monotonic() - t0
-            outcome = _close(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
+            outcome = close_sweep(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
             unsent = tracker.close(spec.tracking.flush_timeout_s)  # the journal keeps whatever is unsent
             outcome = dataclasses.replace(outcome, interrupted=interrupted, unsent=unsent,
                                           parent_run_id=tracker.resolve(parent))
@@ -269,9 +249,9 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
                or f"sqlite:///{sweep_dir / 'optuna.db'}")
     # ... and then it is named, not shown, in errors
     shown = repr(storage) if storage != os.environ.get("RAYSWEEP_OPTUNA_STORAGE") else "$RAYSWEEP_OPTUNA_STORAGE"
-    if resume and spec.search.searcher == "grid":
-        raise SpecError("the grid searcher keeps no study to resume; expected a searcher such as monotone",
-                        key="search.searcher")
+    if resume and not searcher_row(spec.search.searcher).resumable:
+        raise SpecError(f"the {spec.search.searcher} searcher keeps no study to resume; expected a searcher such as "
+                        "monotone", key="search.searcher")
     try:
         study = latest_study(storage, spec.name) if resume else new_study_name(spec.name)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy and Optuna raise many types for a bad URL
@@ -324,87 +304,3 @@ def open_parent(tracker: SweepTracker, spec: SweepSpec, *, source: str, n_cells:
             tracker.reopen_sweep(parents[0])
             return parents[0], tracker.trial_runs(study)
     return tracker.start_sweep(spec, source=source, n_cells=n_cells, study=study), {}
-
-
-def _reconcile_leftovers(tracker: SweepTracker, callback: Any) -> int:
-    """Close the child runs an earlier, killed driver left RUNNING that this session did not continue:
-    their trials were not proposed again, so they are `stopped` (MLflow KILLED), never RUNNING forever."""
-    n = 0
-    for run in callback.earlier_runs.values():
-        if run.mlflow_status == "RUNNING":
-            tracker.end_trial(run.run_id, status=TrialStatus.STOPPED)
-            n += 1
-    return n
-
-
-def _close(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str, callback: Any, wall: float,
-           tracking_uri: str, failed: bool, searcher: Any, study: str) -> SweepOutcome:
-    records = list(callback.records.values())
-    for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
-        if rec.status == TrialStatus.RUNNING:
-            callback._finish(rec, TrialStatus.STOPPED.value)
-    _reconcile_leftovers(tracker, callback)
-    trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
-                       val_acc=float(r.last.get("val/acc", math.nan)), flops=float(r.last.get("compute/flops", 0.0)),
-                       run_id=r.run_id) for r in records if r.status != "stopped"]  # stopped: no result
-    earlier: list[TrialRow] = []
-    if spec.search.searcher != "grid":  # a resumed study: earlier sessions' trials belong to this sweep
-        earlier = tracker.earlier_trials(study, exclude_runs={r.run_id for r in records})
-        trials += earlier
-    settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
-    rows = summarize(trials, models=lattice.models, epochs=lattice.epochs, settled=settled)
-    for row in rows:
-        if row.best_run_id:
-            tracker.set_tags(row.best_run_id, {"raysweep.best_in_cell": "true", "raysweep.settled_lr": f"{row.best_lr:g}"})
-    _untag_overtaken(tracker, earlier, {row.best_run_id for row in rows})
-    whole = [r for r in records if r.status in ("ok", "diverged")]
-    med_wall = median(r.wall_s for r in whole)
-    med_loop = median(r.loop_s for r in whole)
-    med_over = median(r.overhead_s for r in whole)
-    ideal = sum(r.wall_s for r in records if math.isfinite(r.wall_s)) / callback.concurrent
-    metrics = {"sweep/wall_s": wall, "sweep/ideal_s": ideal, "sweep/trials": len(records), "sweep/cells": len(rows),
-               "sweep/median_trial_wall_s": med_wall, "sweep/median_loop_s": med_loop,
-               "sweep/median_overhead_s": med_over,
-               "sweep/total_flops": sum(t.flops for t in trials)}
-    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    # MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes raysweep.settled.nfnet_t0:0.5
-    tags = {f"raysweep.settled.{row.cell.replace('@', ':')}": (f"{row.best_lr:g}" if row.best_lr is not None else "none") for row in rows}
-    with tempfile.TemporaryDirectory() as d:
-        txt = Path(d) / "summary.txt"
-        txt.write_text(format_summary(rows) + "\n")
-        csv = Path(d) / "trials.csv"
-        csv.write_text("model,epochs,lr,status,val_loss,val_acc,flops,wall_s,loop_s,run_id\n" + "".join(
-            f"{r.model},{r.epochs:g},{r.lr:g},{r.status},{r.val_loss},{r.last.get('val/acc', '')},"
-            f"{r.last.get('compute/flops', '')},{r.wall_s:.3f},{r.loop_s:.3f},{tracker.resolve(r.run_id)}\n"
-            for r in records))
-        png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
-        tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
-                          tags=tags, artifacts=[txt, csv, png], failed=failed)
-    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal)
-
-
-def _untag_overtaken(tracker: SweepTracker, earlier: list[TrialRow], best: set[str]) -> None:
-    """An earlier session tagged the best run of each cell as it stood then; a trial of a later
-    session may have beaten it. Only one run per cell keeps `best_in_cell`."""
-    ids = {t.run_id for t in earlier if t.run_id} - best
-    if not ids:
-        return
-    from mlflow.exceptions import MlflowException
-
-    from raysweep.tracking_writer import is_transient
-
-    try:
-        tagged = tracker.client.search_runs([tracker.experiment_id], max_results=5000,
-                                            filter_string=f"tags.`{Tag.BEST_IN_CELL}` = 'true'")
-        for run in tagged:
-            if run.info.run_id in ids:
-                tracker.client.delete_tag(run.info.run_id, Tag.BEST_IN_CELL)
-                tracker.client.delete_tag(run.info.run_id, Tag.SETTLED_LR)
-    except MlflowException as err:  # the store is down: the tags are fixed by the next resume's close
-        if not is_transient(err):
-            raise
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no inf or NaN: a cell with no finished trial reads as null."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

@@ -18,9 +18,9 @@ from ray.train.v2.api.config import CheckpointConfig, FailureConfig, RunConfig
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysweep.config import SweepSpec, spec_from_dict
+from raysweep.config.trial import TrialConfig
 from raysweep.devices import device_for
 from raysweep.train.worker import train_loop_per_worker
-from raysweep.trial import TrialConfig
 
 
 def trial_config(spec: SweepSpec, config: dict[str, Any]) -> TrialConfig:

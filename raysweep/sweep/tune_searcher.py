@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, cast
 
 from ray.tune.search import Searcher
 
-from raysweep.records import M, TrialStatus
-from raysweep.search import FINISHED, CellSearcher, Outcome
-from raysweep.space import Lattice
+from raysweep.core.records import M, TrialStatus
+from raysweep.core.space import Lattice
+from raysweep.search import CellSearcher, Finished, Outcome
 
 METRIC = M.VAL_LOSS
 
@@ -23,19 +23,20 @@ class TuneCellSearcher(Searcher):
         self.lattice = lattice
         self.proposals: dict[str, dict[str, Any]] = {}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED, a str
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         proposal = self.cell_searcher.suggest(trial_id)
         if proposal is None:
             return None
-        if proposal is FINISHED:
-            return Searcher.FINISHED  # type: ignore[return-value]
-        cell = proposal.cell  # type: ignore[union-attr]
+        if isinstance(proposal, Finished):
+            # Tune's sentinel is the string "FINISHED", though its own signature promises a dict
+            return cast(dict[str, Any], Searcher.FINISHED)
+        cell = proposal.cell
         config = {
             "model": self.lattice.models[cell.m],
             "epochs": self.lattice.epochs[cell.e],
-            "lr": proposal.lr,  # type: ignore[union-attr]
-            "reason": proposal.reason,  # type: ignore[union-attr]
-            "attempt": proposal.attempt,  # type: ignore[union-attr]
+            "lr": proposal.lr,
+            "reason": proposal.reason,
+            "attempt": proposal.attempt,
             "study": self.study,
         }
         self.proposals[trial_id] = config
@@ -45,7 +46,7 @@ class TuneCellSearcher(Searcher):
         if trial_id not in self.proposals:
             return
         if error:
-            outcome = Outcome(math.inf, "failed")
+            outcome = Outcome(math.inf, TrialStatus.FAILED)
         else:
             status = TrialStatus.parse((result or {}).get(M.STATUS))
             if status is None or not status.finished:
@@ -53,11 +54,11 @@ class TuneCellSearcher(Searcher):
                 # it says nothing about its LR. Left open in the searcher's storage, it is proposed
                 # again when the sweep resumes.
                 return
-            loss = float(result.get(METRIC, math.inf))  # type: ignore[union-attr]
+            loss = float((result or {}).get(METRIC, math.inf))
             if status is TrialStatus.DIVERGED or not math.isfinite(loss):
-                outcome = Outcome(math.inf, "diverged")
+                outcome = Outcome(math.inf, TrialStatus.DIVERGED)
             else:
-                outcome = Outcome(loss, "ok")
+                outcome = Outcome(loss, TrialStatus.OK)
         self.cell_searcher.on_trial_complete(trial_id, outcome)
 
     # Tune checkpoints its searcher through get_state / set_state (and save / restore).

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raysweep.config.trial import TrialConfig
+from raysweep.core.records import M, TrialStatus
 from raysweep.data import load_splits
 from raysweep.devices.base import Placement
 from raysweep.models import (
@@ -26,11 +28,10 @@ from raysweep.models import (
     classifier_param_names,
     count_params,
     flops_per_example,
+    ladder_of,
     no_weight_decay_names,
 )
-from raysweep.records import M, TrialStatus
 from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
-from raysweep.trial import TrialConfig
 
 __all__ = ["Placement", "Report", "evaluate", "run_training"]
 
@@ -44,9 +45,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     torch.manual_seed(spec.seed)
     splits = load_splits(spec.data)
     model_kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
-    model = build_model(spec.ladder.ref, cfg.model, **model_kw).to(place.device)
+    model = build_model(ladder_of(spec.ladder), cfg.model, **model_kw).to(place.device)
     n_params = count_params(model)
-    fpe = flops_per_example(spec.ladder.ref, cfg.model, **model_kw)
+    fpe = flops_per_example(ladder_of(spec.ladder), cfg.model, **model_kw)
     plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
                       warmup_fraction=spec.optim.warmup_fraction)
     def schedule(s: int) -> float:  # the LR of optimiser step s (0-based)

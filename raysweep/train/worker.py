@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
+from raysweep.config.trial import TrialConfig
+from raysweep.core.records import M, TrialStatus
 from raysweep.devices import device_for
-from raysweep.records import M, TrialStatus
 from raysweep.train.loop import run_training
-from raysweep.trial import TrialConfig
 
 STATE_FILE = "state.pt"
 DIGEST_FILE = "state.sha256"

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from raysweep.analysis.testing import Surface
 from raysweep.cli import main
-from raysweep.records import M, Tag, cell_name
+from raysweep.core.records import M, Tag, cell_name
 
 EXPERIMENT = "analysis-test"
 

@@ -8,19 +8,21 @@ import pytest
 
 from raysweep.analysis.runs import runs_from_rows
 from raysweep.analysis.warm_start import WarmStartError, fit_warm_start, vertex
+from raysweep.results.rows import TrialRow
 
 GRID = [0.025 * 2**k for k in range(8)]
 
 
-def planted(c: float, p: float, q: float, sizes: dict[str, int], budgets: list[float], lrs: list[float]) -> list[dict]:
+def planted(c: float, p: float, q: float, sizes: dict[str, int], budgets: list[float],
+            lrs: list[float]) -> list[TrialRow]:
     """Loss = 1 + 0.1 (log2 lr - log2 lr*)^2, lr* = exp(c) N^p epochs^q: a parabola in log LR."""
     rows = []
     for model, n in sizes.items():
         for e in budgets:
             best = math.exp(c) * n**p * e**q
             for lr in lrs:
-                rows.append({"model": model, "model_params": n, "epochs": e, "lr": lr, "seed": 0,
-                             "val_loss": 1 + 0.1 * math.log2(lr / best) ** 2, "flops": n * e})
+                rows.append(TrialRow(model=model, model_params=n, epochs=e, lr=lr, seed="0", status="ok",
+                                     val_loss=1 + 0.1 * math.log2(lr / best) ** 2, flops=n * e))
     return rows
 
 
@@ -57,7 +59,7 @@ def test_the_fit_recovers_a_planted_trend_and_records_its_box() -> None:
 
 def test_a_monotone_sweeps_two_lrs_per_cell_still_give_a_trend() -> None:
     rows = [r for r in planted(math.log(8.0), -0.3, -0.2, {"s": 10_000, "l": 90_000}, [0.5, 2], GRID)
-            if r["lr"] in (0.2, 0.4)]
+            if r.lr in (0.2, 0.4)]
     warm = fit_warm_start(runs_from_rows(rows, name="earlier", source="planted"), "earlier")
     assert warm.n_cells == 4  # each cell at its better grid LR: a least-squares plane through them
     for n in (10_000, 90_000):

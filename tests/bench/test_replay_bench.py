@@ -11,7 +11,7 @@ import pytest
 
 from raysweep.bench import format_table, load_table, main, run_replay
 from raysweep.bench.synthetic import write_table
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 ENTRY_KEYS = {
     "mean_trials_per_cell",

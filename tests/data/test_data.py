@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from raysweep.config import DataSpec
+from raysweep.core.errors import SpecError
 from raysweep.data import DATASETS, FASHION_MNIST_DIR, ImageSet, TensorImageSet, load_splits, split_indices
 from raysweep.data.sources import _read_mnist5k
-from raysweep.errors import SpecError
 
 
 def _hashes(images: ImageSet) -> set[str]:

@@ -57,7 +57,7 @@ def fake_tpu_cluster(tmp_path: Path) -> Iterator[object]:
 def test_two_concurrent_trials_each_hold_one_whole_slice(fake_tpu_cluster: object, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from raysweep.records import Tag
+    from raysweep.core.records import Tag
     from raysweep.sweep.runner import run_sweep
     from raysweep.tracking import resolve_tracking_uri
 

@@ -24,7 +24,7 @@ CODE = textwrap.dedent("""
     from raysweep.config import spec_from_dict
     from raysweep.devices import device_for
     from raysweep.train.loop import run_training
-    from raysweep.trial import TrialConfig
+    from raysweep.config.trial import TrialConfig
     device_name, out = sys.argv[1], sys.argv[2]
     spec = spec_from_dict({"name": "s", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]},
                            "epochs": [1], "data": {"dataset": "mnist5k", "train_subset": 384},

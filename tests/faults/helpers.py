@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from mlflow.tracking import MlflowClient
 
-from raysweep.records import M, Tag
+from raysweep.core.records import M, Tag
 
 RAYSWEEP = str(Path(sys.executable).with_name("raysweep"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raysweep.records import M, Tag
+from raysweep.core.records import M, Tag
 from tests.faults.helpers import (
     child_runs,
     duplicated_steps,

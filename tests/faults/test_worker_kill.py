@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raysweep.records import M, Tag
+from raysweep.core.records import M, Tag
 from tests.faults.helpers import child_runs, duplicated_steps, start, wait_for, write_space
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from raysweep.records import M, Tag, TrialStatus
+from raysweep.core.records import M, Tag, TrialStatus
 from raysweep.tracking import read_metric
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from raysweep.records import Tag, TrialStatus
+from raysweep.core.records import Tag, TrialStatus
 from raysweep.sweep.runner import latest_study
 
 pytestmark = pytest.mark.slow

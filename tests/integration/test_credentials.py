@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raysweep.records import Tag, TrialStatus
+from raysweep.core.records import Tag, TrialStatus
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

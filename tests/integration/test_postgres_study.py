@@ -25,7 +25,7 @@ import sqlalchemy
 import yaml
 from mlflow.tracking import MlflowClient
 
-from raysweep.records import M, Tag, TrialStatus
+from raysweep.core.records import M, Tag, TrialStatus
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from raysweep.records import M, Tag
-from raysweep.tracking_journal import ACK, JOURNAL
+from raysweep.core.records import M, Tag
+from raysweep.tracking.journal import ACK, JOURNAL
 from tests.integration.mlflow_server import MlflowServer
 from tests.integration.ray_head import free_port
 

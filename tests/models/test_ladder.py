@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 from raysweep.models import (
     LADDERS,
     Ladder,

@@ -10,10 +10,10 @@ import math
 
 import pytest
 
+from raysweep.core.space import Cell
 from raysweep.search import Outcome, make_searcher
 from raysweep.search.simulate import Evaluate, SimRun, simulate
 from raysweep.search.testing import planted, toy_lattice
-from raysweep.space import Cell
 
 LAT = toy_lattice(3, 4)
 CELLS = list(LAT.cells())

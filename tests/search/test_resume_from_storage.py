@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from raysweep.core.space import Cell
 from raysweep.search import CellSearcher, Outcome, Proposal, make_searcher
 from raysweep.search.simulate import simulate
 from raysweep.search.testing import planted, toy_lattice
-from raysweep.space import Cell
 
 LAT = toy_lattice(2, 3)
 SURFACE = planted(LAT, lambda c: 6 - (c.m + 2 * c.e) // 2)
@@ -154,7 +154,7 @@ def test_failed_and_diverged_trials_read_apart_in_the_study(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("name", ["monotone", "tpe"])
 def test_every_optuna_trial_carries_its_durable_key(tmp_path: Path, name: str) -> None:
-    from raysweep.records import TrialKey
+    from raysweep.core.records import TrialKey
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     simulate(make_searcher(name, LAT, storage=url, study_name="sk"), SURFACE, concurrency=2)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from raysweep.core.space import Cell
 from raysweep.search import FINISHED, SEARCHERS, CellSearcher, Outcome, Proposal, make_searcher
 from raysweep.search.base import Status
 from raysweep.search.simulate import simulate
 from raysweep.search.testing import planted, toy_lattice
-from raysweep.space import Cell
 
 LAT = toy_lattice(2, 3)
 OPTIONS: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raysweep.config import spec_from_dict
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 from raysweep.sweep.runner import concurrency
 
 BASE = {"name": "t", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, "epochs": [1],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from raysweep.config import spec_from_dict
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 from raysweep.sweep.runner import lattice_of, open_searcher
 
 SPEC = {"name": "env", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, "epochs": [1],

@@ -18,12 +18,12 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
 from raysweep.config import spec_from_dict
-from raysweep.errors import SpecError
-from raysweep.records import M, Tag
+from raysweep.config.trial import TrialConfig
+from raysweep.core.errors import SpecError
+from raysweep.core.records import M, Tag
 from raysweep.tracking import SweepTracker
-from raysweep.tracking_journal import ACK, JOURNAL, Journal, is_local
-from raysweep.tracking_writer import KEY_TAG, JournalWriter, Replayer, is_transient, upload
-from raysweep.trial import TrialConfig
+from raysweep.tracking.journal import ACK, JOURNAL, Journal, is_local
+from raysweep.tracking.writer import KEY_TAG, JournalWriter, Replayer, is_transient, upload
 
 SPEC = {"name": "jtest", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, "epochs": [0.5],
         "lr": {"base": 0.1, "factor": 2, "low": 0.1, "high": 0.2}, "data": {"dataset": "mnist5k"},
@@ -279,7 +279,7 @@ def test_upload_says_in_one_line_what_is_wrong(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_a_refused_connection_is_told_in_the_os_words() -> None:
-    from raysweep.tracking_writer import _one_line
+    from raysweep.tracking.writer import _one_line
 
     err = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/log-batch failed with exception "
                           "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /api (Caused by "

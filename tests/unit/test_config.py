@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from raysweep.cli.preflight import load_checked
 from raysweep.config import load_spec
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 BASE = {
     "name": "t",
@@ -43,7 +44,7 @@ def test_default_lr_grid_is_the_papers_factor_two_grid() -> None:
 def err(tmp_path: Path, data: object, overrides: tuple[str, ...] = ()) -> str:
     path = write(tmp_path, data)
     with pytest.raises(SpecError) as info:
-        load_spec(path, overrides)
+        load_checked(path, overrides)  # the file's checks, then preflight's model checks
     msg = str(info.value)
     assert msg.startswith(str(path)), msg
     assert "\n" not in msg

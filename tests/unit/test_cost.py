@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from raysweep import cost
 from raysweep.cli import main
 from raysweep.config import load_spec
-from raysweep.errors import SpecError
+from raysweep.core import cost
+from raysweep.core.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "search_spaces" / "paper_nfnet.yaml"

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from raysweep.config import spec_from_dict
+from raysweep.config.trial import TrialConfig
 from raysweep.train.loop import Placement, run_training
-from raysweep.trial import TrialConfig
 
 CPU = Placement(torch.device("cpu"))
 

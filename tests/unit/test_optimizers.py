@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from raysweep.config import OptimSpec, spec_from_dict
+from raysweep.config.trial import TrialConfig
 from raysweep.models import build_model, classifier_param_names, no_weight_decay_names
 from raysweep.train.loop import Placement, run_training
 from raysweep.train.recipe import make_optimizer, param_groups
-from raysweep.trial import TrialConfig
 
 MNIST = {"num_classes": 10, "in_chans": 1, "image_size": 32}
 

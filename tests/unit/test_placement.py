@@ -31,7 +31,7 @@ def test_every_config_device_has_one_device_object() -> None:
 
 
 def test_trial_resources_and_concurrency_come_from_the_device() -> None:
-    from raysweep.errors import SpecError
+    from raysweep.core.errors import SpecError
 
     local = device_for(spec_from_dict({**BASE, "resources": {"cpus_per_worker": 2, "concurrent_trials": 4}}).resources)
     assert local.trial_resources() == {"CPU": 2.0}
@@ -69,7 +69,7 @@ def test_xla_on_pjrt_cpu_trains_like_eager_cpu() -> None:
         from raysweep.config import spec_from_dict
         from raysweep.train.loop import run_training
         from raysweep.devices import device_for
-        from raysweep.trial import TrialConfig
+        from raysweep.config.trial import TrialConfig
         spec = spec_from_dict({"name": "x", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]},
                                "epochs": [1], "data": {"dataset": "mnist5k", "train_subset": 512},
                                "resources": {"device": sys.argv[1]}, "search": {"searcher": "grid"}})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raysweep.redact import MASK, RedactingClient, is_secret_name, redact, redact_text, redact_url
+from raysweep.core.redact import MASK, RedactingClient, is_secret_name, redact, redact_text, redact_url
 
 
 @pytest.mark.parametrize(("name", "secret"), [

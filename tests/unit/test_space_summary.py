@@ -7,7 +7,7 @@ import math
 import pytest
 
 from raysweep.analysis.summary import TrialRow, format_summary, summarize
-from raysweep.space import Cell, Lattice
+from raysweep.core.space import Cell, Lattice
 
 
 def test_lattice_predecessors_and_names() -> None:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raysweep.config import MAX_LR_POINTS, SweepSpec, load_spec
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = yaml.safe_load((ROOT / "search_spaces/demo.yaml").read_text())

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from raysweep.cli import main
+from raysweep.cli.preflight import load_checked
 from raysweep.config import load_spec
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 RUNGS = [
     {"name": "s", "model": "resnet18", "kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}},
@@ -42,7 +43,7 @@ def patched(path: str, value: Any) -> dict[str, Any]:
 def err(tmp_path: Path, data: dict[str, Any]) -> str:
     path = write(tmp_path, data)
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        load_checked(path)  # the file's checks, then preflight's model checks
     msg = str(info.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
     return msg
@@ -75,10 +76,10 @@ def test_ladder_mistakes_name_the_key(tmp_path: Path, path: str, value: Any, key
 
 
 def test_non_ascending_rungs_show_the_measured_counts(tmp_path: Path) -> None:
-    from raysweep.models import param_count
+    from raysweep.models import ladder_of, param_count
 
     msg = err(tmp_path, patched("ladder.timm", [RUNGS[1], RUNGS[0]]))
-    ref = load_spec(write(tmp_path, BASE)).ladder.ref
+    ref = ladder_of(load_spec(write(tmp_path, BASE)).ladder)
     # measured at 3 channels: the data's are unknown until it is read (the CLI checks again then)
     m, s = (param_count(ref, r, num_classes=10, in_chans=3, image_size=32) for r in ("m", "s"))
     assert f"got m {m:,}, s {s:,} (at 32x32, 3 channels, 10 classes)" in msg and m > 3 * s
@@ -125,13 +126,13 @@ def test_cli_bad_timm_name_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest
 
 
 def test_dry_run_lists_the_measured_params_and_flops(capsys: pytest.CaptureFixture[str]) -> None:
-    from raysweep.models import flops_per_example, param_count
+    from raysweep.models import flops_per_example, ladder_of, param_count
     from raysweep.train.recipe import plan_steps
 
     path = Path(__file__).resolve().parents[2] / "search_spaces/timm_resnet_demo.yaml"
     assert main(["run", "--dry-run", str(path)]) == 0
     out = capsys.readouterr().out
-    ref = load_spec(path).ladder.ref
+    ref = ladder_of(load_spec(path).ladder)
     mnist = {"num_classes": 10, "in_chans": 1, "image_size": 32}  # the data's real shape, not validation's
     steps = plan_steps(n_train=4500, batch_size=64, epochs=2, warmup_fraction=0.05)
     for rung in ("resnet_s", "resnet_m", "resnet_l"):

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raysweep import tpu
-from raysweep.config import TpuSpec, load_spec
-from raysweep.errors import SpecError
+from raysweep.config import TpuSpec, load_spec, tpu
+from raysweep.core.errors import SpecError
 
 PAIRS = [(t, topo) for t in tpu.ACCELERATOR_TYPES for topo in sorted(tpu.TOPOLOGIES[tpu.version(t)])]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from raysweep.records import cell_name, format_epochs
+from raysweep.core.records import cell_name, format_epochs
 
 __all__ = ["Cell", "Lattice", "cell_name", "format_epochs"]
 

@@ -37,6 +37,13 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@\s?#]*):")
 _ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>[^\s,;&'\"]+)")
 
 
+def quiet_mlflow_urls() -> None:
+    """Stop MLflow printing "View run ... at: <tracking URI>" (credentials and all) each time a run
+    ends; set once, here, for the CLI and for every process that writes to MLflow (the user's
+    environment wins)."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def is_secret_name(name: str) -> bool:
     """Whether a variable or parameter called `name` holds a secret (TOKEN, PASSWORD, SECRET, *_KEY ...)."""
     return bool(_SECRET_NAME.search(name)) or name.upper() in _SECRET_ENV

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from raysweep.config import SweepSpec, spec_from_dict
-from raysweep.records import TrialKey, cell_name
+from raysweep.config.load import spec_from_dict
+from raysweep.config.spec import SweepSpec
+from raysweep.core.records import TrialKey, cell_name
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ computed before anything starts.
 
 The data's shape comes from the data itself where it can be read here, else from the search
 space's `data.assume` (the paper's JFT-4B lives only on the cluster). FLOPs per example are
-measured from the model on the meta device; core-hours follow from them in `raysweep.cost`.
+measured from the model on the meta device; core-hours follow from them in `raysweep.core.cost`.
 """
 
 from __future__ import annotations
@@ -12,17 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from raysweep import cost
 from raysweep.config import SweepSpec
-from raysweep.records import cell_name
+from raysweep.core import cost
+from raysweep.core.records import cell_name
 
 if TYPE_CHECKING:
     from raysweep.search.warm import WarmPlan
-
-# Trials a searcher spends per cell, for the estimate: the grid tries every LR; the monotone rule
-# settles a cell in about 2 (2.08-2.10 measured in the replay benchmarks, benchmarks/README.md).
-MONOTONE_PER_CELL = 2
-
 
 @dataclass(frozen=True)
 class DataShape:
@@ -35,13 +30,16 @@ class DataShape:
 
 
 def trials_per_cell(spec: SweepSpec) -> int:
-    return {"grid": len(spec.lr_grid()), "monotone": MONOTONE_PER_CELL, "bracket": 2, "verify": 3, "trend": 2,
-            "tpe": spec.search.trials_per_cell, "random": spec.search.trials_per_cell}[spec.search.searcher]
+    """Trials the sweep's searcher spends per cell, for the estimate (the searcher table's row)."""
+    from raysweep.search import searcher_row
+
+    return searcher_row(spec.search.searcher).trials_per_cell(n_lrs=len(spec.lr_grid()),
+                                                              budget=spec.search.trials_per_cell)
 
 
 def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> str:
-    from raysweep.models import flops_per_example, param_count
-    from raysweep.space import format_epochs
+    from raysweep.core.space import format_epochs
+    from raysweep.models import flops_per_example, ladder_of, param_count
     from raysweep.train.recipe import plan_steps
 
     grid = spec.lr_grid()
@@ -70,8 +68,8 @@ def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> s
     lines += ["", header]
     flops_cells: list[float] = []
     for model in spec.ladder.rungs:
-        fpe = flops_per_example(spec.ladder.ref, model, **kw)
-        n = param_count(spec.ladder.ref, model, **kw)
+        fpe = flops_per_example(ladder_of(spec.ladder), model, **kw)
+        n = param_count(ladder_of(spec.ladder), model, **kw)
         for e in spec.epochs:
             plan = plan_steps(n_train=shape.n_train, batch_size=spec.batch_size, epochs=e,
                               warmup_fraction=spec.optim.warmup_fraction)
@@ -94,6 +92,8 @@ def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> s
         lines.append("(FLOPs could not be estimated)")
     if tpu is not None:
         lines += ["", f"cost in TPU-v4 core-hours: {cost.assumptions()}; training only (no evaluation)"]
+        from raysweep.search import MONOTONE_PER_CELL
+
         for name, k in (("grid", len(grid)), ("monotone", MONOTONE_PER_CELL)):
             hours = cost.core_hours(sum(flops_cells) * k)
             days = f", {hours / slice_cores / 24:,.0f} {tpu.pod_type()}-slice-days" if slice_cores else ""

@@ -9,10 +9,10 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from raysweep.analysis.runs import Runs, load_csv, runs_from_rows
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
+from raysweep.results.rows import TrialRow
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ def is_table(source: str) -> bool:
 def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: str = "--tracking-uri",
                     sweeps: Sequence[str] = ()) -> Source:
     """The finished trials of an experiment's sweeps (those whose name matches a glob in `sweeps`,
-    when given). Sweeps with different recipes (`tracking.RECIPE_PARAMS`) are not one study: a
+    when given). Sweeps with different recipes (`mlflow_rows.RECIPE_PARAMS`) are not one study: a
     one-line error names them and how to pick."""
     from mlflow.exceptions import MlflowException
 
-    from raysweep.tracking import read_trials
+    from raysweep.results.mlflow_rows import read_trials
 
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # MLflow would create an empty store (and its folders) at a mistyped path: say so instead
@@ -49,19 +49,19 @@ def load_experiment(name: str, uri: str, *, key: str = "--experiment", uri_key: 
     if not rows:
         raise SpecError(f"expected finished trials in experiment {name!r} at {uri}, got none", key=key)
     rows = one_study(rows, name, sweeps, key=key)
-    parents = tuple(sorted({r["parent"] for r in rows if r["parent"]}))
+    parents = tuple(sorted({r.parent for r in rows if r.parent}))
     runs = runs_from_rows(rows, name=name, source=f"MLflow experiment {name!r} at {uri}, "
                                                   f"{len(parents)} session(s)")
     return Source(runs, parents, uri)
 
 
-def one_study(rows: list[dict[str, Any]], experiment: str, sweeps: Sequence[str] = (), *,
-              key: str = "--experiment") -> list[dict[str, Any]]:
-    """`tracking.read_trials` rows of the sweeps matching `sweeps` (globs; all when empty), checked
+def one_study(rows: list[TrialRow], experiment: str, sweeps: Sequence[str] = (), *,
+              key: str = "--experiment") -> list[TrialRow]:
+    """`read_trials` rows of the sweeps matching `sweeps` (globs; all when empty), checked
     to be one study: sweeps of different recipes are a one-line error naming them."""
     if sweeps:
-        names = sorted({r["sweep"] for r in rows})
-        rows = [r for r in rows if any(fnmatch.fnmatchcase(r["sweep"], pat) for pat in sweeps)]
+        names = sorted({r.sweep for r in rows})
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(r.sweep, pat) for pat in sweeps)]
         if not rows:
             raise SpecError(f"expected a sweep of experiment {experiment!r} matching {', '.join(map(repr, sweeps))}, "
                             f"got none; its sweeps: {', '.join(names)}", key="--sweep")
@@ -69,10 +69,10 @@ def one_study(rows: list[dict[str, Any]], experiment: str, sweeps: Sequence[str]
     return rows
 
 
-def _one_recipe(rows: list[dict[str, Any]], experiment: str, key: str) -> None:
+def _one_recipe(rows: list[TrialRow], experiment: str, key: str) -> None:
     by: dict[tuple[tuple[str, str], ...], set[str]] = {}
     for r in rows:
-        by.setdefault(r["recipe"], set()).add(r["sweep"] or "?")
+        by.setdefault(r.recipe, set()).add(r.sweep or "?")
     if len(by) < 2:
         return
     recipes = [dict(r) for r in by]

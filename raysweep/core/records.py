@@ -89,6 +89,16 @@ class M:
     RESTARTS: Final = "restarts"  # how often the trial was restarted from a checkpoint
     DATA_DIGEST: Final = "data/order_digest"  # order-sensitive digest of every batch read (48 bits)
 
+    # The sweep's own, on the parent run when it closes
+    SWEEP_WALL_S: Final = "sweep/wall_s"
+    SWEEP_IDEAL_S: Final = "sweep/ideal_s"  # the trials' wall time / concurrent trials: no idle slot
+    SWEEP_TRIALS: Final = "sweep/trials"
+    SWEEP_CELLS: Final = "sweep/cells"
+    SWEEP_MEDIAN_TRIAL_WALL_S: Final = "sweep/median_trial_wall_s"
+    SWEEP_MEDIAN_LOOP_S: Final = "sweep/median_loop_s"
+    SWEEP_MEDIAN_OVERHEAD_S: Final = "sweep/median_overhead_s"
+    SWEEP_TOTAL_FLOPS: Final = "sweep/total_flops"
+
     # Logged per report at the report's step; the curve is logged per point.
     PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS,
                           DATA_DIGEST)

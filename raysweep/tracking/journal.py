@@ -2,7 +2,7 @@
 
 Every MLflow write of a sweep (create a run, log a batch, log a dict or a file, end a run) is first
 appended here as one JSON line and fsync'd, then replayed into MLflow by one background writer
-(`raysweep.tracking_writer`). A tracking server that goes away therefore never blocks training and
+(`raysweep.tracking.writer`). A tracking server that goes away therefore never blocks training and
 never loses a record: the lines wait in the journal until it returns, or until `raysweep upload`.
 
 Files, in the sweep's results folder (`raysweep_results/<sweep>/`):

@@ -1,14 +1,14 @@
 """Reading one cell of a results table (CSV): a number, or the one-line error that names the cell.
 
 Shared by the searcher replay (`raysweep.bench.table`) and the analysis (`raysweep.analysis.runs`),
-which read the same tables (rows from `raysweep.table_csv.read_rows`).
+which read the same tables (rows from `raysweep.results.csv_rows.read_rows`).
 """
 
 from __future__ import annotations
 
 import math
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 
 def number(text: str, *, file: str, key: str, positive: bool = False) -> float:

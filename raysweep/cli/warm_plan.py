@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from raysweep.errors import SpecError
-from raysweep.records import cell_name
+from raysweep.core.errors import SpecError
+from raysweep.core.records import cell_name
 
 if TYPE_CHECKING:
+    from raysweep.cli.dryrun import DataShape
     from raysweep.config import SweepSpec
-    from raysweep.dryrun import DataShape
     from raysweep.search.warm import WarmPlan, WarmStart
 
 
@@ -20,8 +20,8 @@ def build_warm_plan(spec: SweepSpec, uri: str, shape: DataShape, *,
                     key: str = "search.warm_start") -> tuple[WarmPlan, WarmStart]:
     """The earlier study's trend (`spec.search.warm_start`) and each cell's forecast LR."""
     from raysweep.analysis.warm_start import WarmStartError, fit_warm_start
-    from raysweep.models import param_count
-    from raysweep.study_source import load
+    from raysweep.cli.sources import load
+    from raysweep.models import ladder_of, param_count
 
     source = spec.search.warm_start
     assert source is not None, "build_warm_plan needs search.warm_start"
@@ -33,7 +33,7 @@ def build_warm_plan(spec: SweepSpec, uri: str, shape: DataShape, *,
     kw = {"num_classes": shape.num_classes, "in_chans": shape.in_chans, "image_size": shape.image_size}
     cells = {}
     for model in spec.ladder.rungs:
-        n = param_count(spec.ladder.ref, model, **kw)
+        n = param_count(ladder_of(spec.ladder), model, **kw)
         for e in spec.epochs:
             cells[cell_name(model, e)] = (float(n), e)
     return warm.plan(cells), warm

@@ -5,7 +5,7 @@ driver, so one process writes the store (safe for SQLite) and a crashed trial is
 Analysis reads these records back; there is no second hidden state.
 
 Writes never wait on the store: each is appended to the sweep's durable journal
-(`raysweep.tracking_journal`) and sent by one background thread (`raysweep.tracking_writer`),
+(`raysweep.tracking.journal`) and sent by one background thread (`raysweep.tracking.writer`),
 which retries while the store is down. Run ids handed out are local ids until the run exists in
 MLflow; `resolve()` gives the MLflow id once it does.
 """
@@ -26,13 +26,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from raysweep.analysis.summary import TrialRow
 from raysweep.config import SweepSpec
-from raysweep.records import M, Tag, TrialStatus
-from raysweep.redact import redact
-from raysweep.tracking_journal import Journal, new_local_id
-from raysweep.tracking_writer import Backlog, JournalWriter, is_transient, mlflow_http_defaults
-from raysweep.trial import TrialConfig
+from raysweep.config.trial import TrialConfig
+from raysweep.core.records import M, Tag, TrialStatus
+from raysweep.core.redact import redact
+from raysweep.tracking.journal import Journal, new_local_id
+from raysweep.tracking.writer import Backlog, JournalWriter, is_transient, mlflow_http_defaults
 
 PARENT_TAG = Tag.PARENT
 
@@ -46,13 +45,27 @@ class TrialRun:
     status: TrialStatus | None  # raysweep.status
 
 
+CWD_STORE = "the current folder (for ./mlflow.db)"  # where the URI comes from when nothing names one
+
+
+def tracking_uri_source(cli_uri: str | None, spec_uri: str | None) -> str:
+    """Which setting names the tracking URI, in the one order raysweep reads them: `--tracking-uri`,
+    `$MLFLOW_TRACKING_URI`, the YAML's `tracking.uri`, else `CWD_STORE` (./mlflow.db)."""
+    if cli_uri:
+        return "--tracking-uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "$MLFLOW_TRACKING_URI"
+    return "tracking.uri" if spec_uri else CWD_STORE
+
+
 def resolve_tracking_uri(cli_uri: str | None, spec_uri: str | None, *, cwd: Path | None = None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else the YAML's tracking.uri, else ./mlflow.db.
 
     Always absolute: Ray workers and Train runs execute in scratch directories, where a relative
     SQLite path would silently open a second, empty store.
     """
-    uri = cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or spec_uri
+    uri = {"--tracking-uri": cli_uri, "$MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI"),
+           "tracking.uri": spec_uri}.get(tracking_uri_source(cli_uri, spec_uri))
     base = cwd or Path.cwd()
     if not uri:
         return f"sqlite:///{(base / 'mlflow.db').resolve()}"
@@ -217,24 +230,6 @@ class SweepTracker:
                         tags=[RunTag(Tag.STATUS, str(status))])
         self._append("set_terminated", run=run_id, status=TrialStatus(status).mlflow_status, end_time=ts)
 
-    def earlier_trials(self, study: str, *, exclude_runs: Iterable[str]) -> list[TrialRow]:
-        """Finished trials of earlier sessions of the same sweep (a resumed study): every trial under
-        the study's sweep run(s) but those of `exclude_runs` (this session's)."""
-        try:
-            parents = self.sweep_runs(study)
-            if not parents:
-                return []
-            rows = read_trials(self.uri, self.experiment, parents)
-        except MlflowException as err:  # the store is down: the summary covers this session only
-            if not is_transient(err):
-                raise
-            _stderr(f"raysweep: MLflow at {self.uri} is not answering; the summary leaves out earlier sessions")
-            return []
-        skip = {self.resolve(r) for r in exclude_runs}
-        return [TrialRow(model=r["model"], epochs=r["epochs"], lr=r["lr"], status=r["status"], val_loss=r["val_loss"],
-                         val_acc=r["val_acc"], flops=r["flops"], run_id=r["run_id"]) for r in rows
-                if r["run_id"] not in skip]
-
     # Resuming a sweep whose driver died -----------------------------------------------------------
     # Read in the foreground when a sweep resumes: the store must answer then, as when a sweep starts.
     def sweep_runs(self, study: str) -> list[str]:
@@ -305,67 +300,6 @@ def _stderr(line: str) -> None:
 def read_metric(v: float) -> float:
     """MLflow's SQL store keeps +inf as the largest double: map it back to inf when reading."""
     return math.inf if v >= 1e308 else v
-
-
-# Reading the record back -------------------------------------------------------------------------
-
-TABLE_COLUMNS = ("model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours")
-
-# What makes two sweeps' runs one study, so their cells, LRs and seeds may be pooled: the same
-# models, data, batch and training recipe. The LR grid, the seed, the searcher and the resources may differ.
-RECIPE_PARAMS = ("ladder.family", "ladder.timm", "data.dataset", "data.path", "data.image_size", "data.train_subset",
-                 "data.val_fraction", "data.split_seed", "batch_size", "optim.name", "optim.momentum",
-                 "optim.nesterov", "optim.betas", "optim.agc_clip", "optim.weight_decay", "optim.label_smoothing",
-                 "optim.warmup_fraction")
-
-
-def recipe_of(params: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """A trial run's recipe (RECIPE_PARAMS present on it), comparable across runs."""
-    return tuple((k, params[k]) for k in RECIPE_PARAMS if k in params)
-
-
-def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Every finished trial (ok or diverged) of the sweeps in `experiment` (or only `parent_ids`),
-    as rows with TABLE_COLUMNS plus `status`, `parent`, `sweep` (the parent run's name) and `recipe`
-    (`recipe_of`). Failed trials are left out: they say nothing about the learning rate."""
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
-    parents = set(parent_ids)
-    names = {r.info.run_id: r.info.run_name or "" for r in client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_SWEEP}'", max_results=10000)}
-    rows: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page = client.search_runs([exp.experiment_id], filter_string="tags.`raysweep.kind` = 'trial'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-            status = tags.get("raysweep.status")
-            if status not in ("ok", "diverged") or (parents and tags.get(PARENT_TAG) not in parents):
-                continue
-            rows.append({
-                "model": params["model"],
-                "model_params": int(params.get("model_params", 0) or 0),
-                "epochs": float(params["epochs"]),
-                "lr": float(params["lr"]),
-                "seed": int(params.get("seed", 0)),
-                "val_loss": math.inf if status == "diverged" else read_metric(metrics.get("val/loss", math.inf)),
-                "flops": metrics.get("compute/flops", 0.0),
-                "core_hours": metrics.get("compute/core_hours", 0.0),
-                "status": status,
-                "parent": tags.get(PARENT_TAG, ""),
-                "sweep": names.get(tags.get(PARENT_TAG, ""), ""),
-                "recipe": recipe_of(params),
-                "val_acc": metrics.get("val/acc", math.nan),
-                "run_id": run.info.run_id,
-            })
-        token = page.token
-        if not token:
-            break
-    rows.sort(key=lambda r: (r["model_params"], r["model"], r["epochs"], r["lr"], r["seed"]))
-    return rows
 
 
 def log_artifacts(uri: str, run_ids: Iterable[str], paths: Iterable[Path], artifact_path: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Replays a sweep's tracking journal into MLflow: in order, idempotently, retrying while it is down.
 
-One `JournalWriter` thread per sweep drains the journal (`raysweep.tracking_journal`) in the
+One `JournalWriter` thread per sweep drains the journal (`raysweep.tracking.journal`) in the
 background, so the Ray Tune callback that appends to it never waits on the network. The same
 replay, run in the foreground, is `raysweep upload` for a journal a sweep could not send.
 
@@ -31,9 +31,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
-from raysweep.records import Tag
-from raysweep.redact import RedactingClient
-from raysweep.tracking_journal import Journal, display_uri
+from raysweep.core.records import Tag
+from raysweep.core.redact import RedactingClient, quiet_mlflow_urls
+from raysweep.tracking.journal import Journal, display_uri
 
 KEY_TAG: Final = "raysweep.journal_key"
 # MLflow error codes that say the request itself is wrong: sending it again cannot help
@@ -52,7 +52,7 @@ def mlflow_http_defaults() -> None:
     thread that lands amid the sweep's progress lines, and `raysweep upload` says what it sent.
     """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
+    quiet_mlflow_urls()
 
 
 def is_transient(err: BaseException) -> bool:

@@ -2,7 +2,7 @@
 results table), and a forecast for the next budget.
 
 The edge between the pure analysis (`raysweep.analysis`, no MLflow) and the record: runs are read
-with `raysweep.tracking.read_trials`, and the outputs are logged back as artifacts on every parent
+with `raysweep.results.mlflow_rows.read_trials`, and the outputs are logged back as artifacts on every parent
 run of the sweep (a sweep resumed across sessions has several). Bad input is a `SpecError` before
 anything is written.
 """
@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 if TYPE_CHECKING:
-    from raysweep.study_source import Source
+    from raysweep.cli.sources import Source
 
 ANALYZE_EPILOG = """examples:
   raysweep analyze --experiment raysweep-demo --out analysis/
@@ -97,7 +97,7 @@ def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
 # Loading ------------------------------------------------------------------------------------------
 
 def _load(args: argparse.Namespace) -> list[Source]:
-    from raysweep.study_source import load_experiment, load_table
+    from raysweep.cli.sources import load_experiment, load_table
     from raysweep.tracking import resolve_tracking_uri
 
     experiments = args.experiment if isinstance(args.experiment, list) else [args.experiment] * bool(args.experiment)

@@ -2,7 +2,7 @@
 
 Shared by the searcher replay (`raysweep.bench.table`) and the analysis (`raysweep.analysis.runs`),
 which read the same tables: this checks the file, the encoding, the CSV syntax, the header and that
-there is data; each loader then parses the cells of its columns with `raysweep.cells`.
+there is data; each loader then parses the cells of its columns with `raysweep.results.cells`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import csv
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from raysweep.errors import SpecError
+from raysweep.core.errors import SpecError
 
 
 class Record(NamedTuple):

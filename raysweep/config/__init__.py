@@ -1,0 +1,64 @@
+"""The configuration: one search-space YAML file -> one frozen, validated `SweepSpec`.
+
+Plain data. Every default lives in these dataclasses, one line each with the reason. Unknown keys,
+wrong types and impossible values raise `SpecError` naming the file, the dotted key, what was
+expected and what was given; `--set a.b=value` overrides are checked exactly like the file.
+
+May import: `raysweep.core` only (no models, data, torch, Ray, MLflow or Optuna). Checks that
+need a built model or the data are `raysweep.cli.preflight`'s.
+
+Modules: `sections` (LR grid, data, optimiser, search, checkpoints, tracking), `resources` (device,
+workers, TPU slice), `ladder`, `spec` (`SweepSpec`), `load` (YAML and overrides), `tpu` (slice
+arithmetic, Ray's rules), `trial` (one trial's config as it crosses processes).
+"""
+
+from raysweep.config import tpu
+from raysweep.config._checks import MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_LR_POINTS, MAX_NAME_LEN, SEED_RANGE
+from raysweep.config.ladder import LadderSpec, TimmRungSpec
+from raysweep.config.load import apply_overrides, load_spec, spec_from_dict
+from raysweep.config.resources import Device, ResourcesSpec, TpuSpec
+from raysweep.config.sections import (
+    MAX_ADAMW_LR,
+    PRIOR_SEARCHERS,
+    CheckpointSpec,
+    DataAssumption,
+    DatasetName,
+    DataSpec,
+    LrSpec,
+    OptimSpec,
+    SearcherName,
+    SearchSpec,
+    TrackingSpec,
+)
+from raysweep.config.spec import SweepSpec
+from raysweep.config.trial import TrialConfig
+
+__all__ = [
+    "MAX_ADAMW_LR",
+    "MAX_EPOCHS",
+    "MAX_IMAGE_SIZE",
+    "MAX_LR_POINTS",
+    "MAX_NAME_LEN",
+    "PRIOR_SEARCHERS",
+    "SEED_RANGE",
+    "CheckpointSpec",
+    "DataAssumption",
+    "DataSpec",
+    "DatasetName",
+    "Device",
+    "LadderSpec",
+    "LrSpec",
+    "OptimSpec",
+    "ResourcesSpec",
+    "SearchSpec",
+    "SearcherName",
+    "SweepSpec",
+    "TimmRungSpec",
+    "TpuSpec",
+    "TrackingSpec",
+    "TrialConfig",
+    "apply_overrides",
+    "load_spec",
+    "spec_from_dict",
+    "tpu",
+]

@@ -1,0 +1,81 @@
+"""One finished trial as a row, and the one column list of a results table.
+
+`TrialRow` is what every reader of finished trials holds: the sweep's closing summary, `raysweep
+table` (read back from MLflow), the analysis (`raysweep.analysis.Runs`) and the searcher replay
+(`raysweep.bench.table`). `COLUMNS` is the results table's header; each reader names the part of
+it that it needs (`ANALYSIS_REQUIRED`, `REPLAY_REQUIRED`) here, not in its own module.
+
+Plain Python: no torch, Ray, MLflow or Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from raysweep.core.records import TrialStatus
+
+# The results table `raysweep table` writes, in order. One row is one finished (or diverged) trial;
+# several seeds of one (model, epochs, lr) are several rows.
+COLUMNS: Final = ("model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours")
+ANALYSIS_REQUIRED: Final = ("model", "model_params", "epochs", "lr", "val_loss", "flops")  # fits need size and cost
+REPLAY_REQUIRED: Final = ("model", "epochs", "lr", "val_loss")  # a searcher replay needs only the losses
+
+
+def optional(required: Sequence[str]) -> tuple[str, ...]:
+    """The columns a reader that needs `required` also uses when a table has them."""
+    return tuple(c for c in COLUMNS if c not in required)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One finished trial. Fields past `run_id` are known where the source holds them."""
+
+    model: str  # the rung's name
+    epochs: float  # the epoch budget
+    lr: float
+    status: str  # a TrialStatus value: ok | diverged | failed
+    val_loss: float  # +inf unless ok
+    val_acc: float = math.nan
+    flops: float | None = 0.0  # training FLOPs; None where a table does not hold them
+    run_id: str = ""  # the MLflow child run, where there is one
+    model_params: int | None = None  # N, measured from the built model
+    seed: str | None = None  # pairs runs of one cell across LRs (same init and data order); None: not recorded
+    core_hours: float | None = None  # measured device time; None where not recorded
+    sweep: str = ""  # the MLflow parent run's name (read back from MLflow)
+    parent: str = ""  # the MLflow parent run's id
+    recipe: tuple[tuple[str, str], ...] = ()  # what makes two sweeps one study (results.mlflow_rows.RECIPE_PARAMS)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the trial says something about its LR (ok or diverged)."""
+        status = TrialStatus.parse(self.status)
+        return status is not None and status.finished
+
+
+def status_of(loss: float) -> str:
+    """The status of a table row, which holds only a loss: inf (or NaN, empty) means it diverged."""
+    return TrialStatus.OK.value if math.isfinite(loss) else TrialStatus.DIVERGED.value
+
+
+def table_cells(row: TrialRow) -> list[str]:
+    """A row as `raysweep table` writes it under COLUMNS: 6 significant figures, a diverged run's
+    loss as inf, unknown values empty."""
+    def num(value: float | None) -> str:
+        return "" if value is None else f"{value:.6g}"
+
+    return [row.model, "" if row.model_params is None else str(row.model_params), f"{row.epochs:g}", f"{row.lr:g}",
+            row.seed or "", f"{row.val_loss:.6g}", num(row.flops), num(row.core_hours)]
+
+
+def write_table(path: str, rows: Iterable[Sequence[object]]) -> None:
+    """Write a results table: the COLUMNS header, then one line per row of cells (`table_cells`)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for cells in rows:
+            w.writerow(cells)

@@ -1,0 +1,144 @@
+"""Closing a sweep: every trial's MLflow run ended, the per-cell summary computed (with the trials of
+earlier sessions of a resumed study), the best run of each cell tagged, and the parent run ended
+with the summary, its table of trials and the LR curves attached."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raysweep.analysis.plots import plot_lr_curves
+from raysweep.analysis.summary import CellRow, format_summary, median, summarize
+from raysweep.config import SweepSpec
+from raysweep.core.records import M, Tag, TrialStatus, cell_tag_name
+from raysweep.core.space import Lattice
+from raysweep.results.rows import TrialRow
+from raysweep.search import searcher_row
+from raysweep.tracking import SweepTracker
+from raysweep.tracking.writer import Backlog, is_transient
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    parent_run_id: str
+    tracking_uri: str
+    rows: list[CellRow]
+    trials: int
+    wall_s: float
+    median_trial_wall_s: float
+    median_loop_s: float
+    median_overhead_s: float
+    ideal_s: float  # sum of the trials' wall times / concurrent trials: the makespan with no idle slot
+    interrupted: bool = False  # Ctrl-C (SIGINT) stopped the sweep early
+    unsent: Backlog | None = None  # tracking records MLflow did not take in time: they wait in the journal
+
+
+def earlier_trials(tracker: SweepTracker, study: str, *, exclude_runs: Iterable[str]) -> list[TrialRow]:
+    """Finished trials of earlier sessions of the same sweep (a resumed study): every trial under
+    the study's sweep run(s) but those of `exclude_runs` (this session's)."""
+    from mlflow.exceptions import MlflowException
+
+    from raysweep.results.mlflow_rows import read_trials
+
+    try:
+        parents = tracker.sweep_runs(study)
+        if not parents:
+            return []
+        rows = read_trials(tracker.uri, tracker.experiment, parents)
+    except MlflowException as err:  # the store is down: the summary covers this session only
+        if not is_transient(err):
+            raise
+        print(f"raysweep: MLflow at {tracker.uri} is not answering; the summary leaves out earlier sessions",
+              file=sys.stderr, flush=True)
+        return []
+    skip = {tracker.resolve(r) for r in exclude_runs}
+    return [r for r in rows if r.run_id not in skip]
+
+
+def _reconcile_leftovers(tracker: SweepTracker, callback: Any) -> int:
+    """Close the child runs an earlier, killed driver left RUNNING that this session did not continue:
+    their trials were not proposed again, so they are `stopped` (MLflow KILLED), never RUNNING forever."""
+    n = 0
+    for run in callback.earlier_runs.values():
+        if run.mlflow_status == TrialStatus.RUNNING.mlflow_status:
+            tracker.end_trial(run.run_id, status=TrialStatus.STOPPED)
+            n += 1
+    return n
+
+
+def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent: str, callback: Any, wall: float,
+           tracking_uri: str, failed: bool, searcher: Any, study: str) -> SweepOutcome:
+    records = list(callback.records.values())
+    for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
+        if rec.status == TrialStatus.RUNNING:
+            callback._finish(rec, TrialStatus.STOPPED.value)
+    _reconcile_leftovers(tracker, callback)
+    trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
+                       val_acc=float(r.last.get(M.VAL_ACC, math.nan)), flops=float(r.last.get(M.FLOPS, 0.0)),
+                       run_id=r.run_id) for r in records if r.status != TrialStatus.STOPPED]  # stopped: no result
+    earlier: list[TrialRow] = []
+    if searcher_row(spec.search.searcher).resumable:  # a resumed study: earlier sessions' trials belong to this sweep
+        earlier = earlier_trials(tracker, study, exclude_runs={r.run_id for r in records})
+        trials += earlier
+    settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
+    rows = summarize(trials, models=lattice.models, epochs=lattice.epochs, settled=settled)
+    for row in rows:
+        if row.best_run_id:
+            tracker.set_tags(row.best_run_id, {Tag.BEST_IN_CELL: "true", Tag.SETTLED_LR: f"{row.best_lr:g}"})
+    _untag_overtaken(tracker, earlier, {row.best_run_id for row in rows})
+    whole = [r for r in records if TrialStatus(r.status).finished]
+    med_wall = median(r.wall_s for r in whole)
+    med_loop = median(r.loop_s for r in whole)
+    med_over = median(r.overhead_s for r in whole)
+    ideal = sum(r.wall_s for r in records if math.isfinite(r.wall_s)) / callback.concurrent
+    metrics = {M.SWEEP_WALL_S: wall, M.SWEEP_IDEAL_S: ideal, M.SWEEP_TRIALS: len(records), M.SWEEP_CELLS: len(rows),
+               M.SWEEP_MEDIAN_TRIAL_WALL_S: med_wall, M.SWEEP_MEDIAN_LOOP_S: med_loop,
+               M.SWEEP_MEDIAN_OVERHEAD_S: med_over,
+               M.SWEEP_TOTAL_FLOPS: sum(t.flops or 0.0 for t in trials)}
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    # MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes raysweep.settled.nfnet_t0:0.5
+    tags = {Tag.SETTLED_PREFIX + cell_tag_name(row.cell): (f"{row.best_lr:g}" if row.best_lr is not None else "none")
+            for row in rows}
+    with tempfile.TemporaryDirectory() as d:
+        txt = Path(d) / "summary.txt"
+        txt.write_text(format_summary(rows) + "\n")
+        csv = Path(d) / "trials.csv"
+        csv.write_text("model,epochs,lr,status,val_loss,val_acc,flops,wall_s,loop_s,run_id\n" + "".join(
+            f"{r.model},{r.epochs:g},{r.lr:g},{r.status},{r.val_loss},{r.last.get(M.VAL_ACC, '')},"
+            f"{r.last.get(M.FLOPS, '')},{r.wall_s:.3f},{r.loop_s:.3f},{tracker.resolve(r.run_id)}\n"
+            for r in records))
+        png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
+        tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
+                          tags=tags, artifacts=[txt, csv, png], failed=failed)
+    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal)
+
+
+def _untag_overtaken(tracker: SweepTracker, earlier: list[TrialRow], best: set[str]) -> None:
+    """An earlier session tagged the best run of each cell as it stood then; a trial of a later
+    session may have beaten it. Only one run per cell keeps `best_in_cell`."""
+    ids = {t.run_id for t in earlier if t.run_id} - best
+    if not ids:
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tagged = tracker.client.search_runs([tracker.experiment_id], max_results=5000,
+                                            filter_string=f"tags.`{Tag.BEST_IN_CELL}` = 'true'")
+        for run in tagged:
+            if run.info.run_id in ids:
+                tracker.client.delete_tag(run.info.run_id, Tag.BEST_IN_CELL)
+                tracker.client.delete_tag(run.info.run_id, Tag.SETTLED_LR)
+    except MlflowException as err:  # the store is down: the tags are fixed by the next resume's close
+        if not is_transient(err):
+            raise
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf or NaN: a cell with no finished trial reads as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
