@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: sweeps run on headless machines
 import matplotlib.pyplot as plt
 
 from raysweep.analysis.summary import CellRow, TrialRow
+from raysweep.core.records import TrialStatus
 
 
 def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, models: Sequence[str],
@@ -25,7 +26,7 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
     triangles, so one run at 1e20 does not flatten every curve.
     """
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
-    ok = [t for t in trials if t.status == "ok" and math.isfinite(t.val_loss)]
+    ok = [t for t in trials if t.status == TrialStatus.OK and math.isfinite(t.val_loss)]
     top = _top(ok)
     colors = plt.get_cmap("viridis")
     settled = {(r.model, r.epochs): r for r in rows if r.best_lr is not None}
@@ -39,7 +40,7 @@ def plot_lr_curves(trials: Sequence[TrialRow], rows: Sequence[CellRow], *, model
             off = [lr for lr, loss in curve if loss > top]
             if off:
                 ax.plot(off, [top] * len(off), "^", color=color)
-            bad = [t.lr for t in trials if t.model == model and t.epochs == e and t.status == "diverged"]
+            bad = [t.lr for t in trials if t.model == model and t.epochs == e and t.status == TrialStatus.DIVERGED]
             if bad:
                 ax.plot(bad, [top] * len(bad), "x", color=color)
             best = settled.get((model, e))

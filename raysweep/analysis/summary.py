@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from raysweep.core.records import TrialStatus, cell_name
+from raysweep.core.records import M, TrialStatus, cell_name
 from raysweep.results.rows import TrialRow
 
 __all__ = ["CellRow", "TrialRow", "format_summary", "median", "summarize"]
@@ -61,7 +61,8 @@ def summarize(trials: Iterable[TrialRow], *, models: Sequence[str], epochs: Sequ
 
 
 def format_summary(rows: Sequence[CellRow]) -> str:
-    header = f"{'cell':<22} {'best lr':>8} {'val/loss':>9} {'val/acc':>8} {'trials':>6} {'diverged':>8} {'failed':>6}"
+    header = (f"{'cell':<22} {'best lr':>8} {M.VAL_LOSS:>9} {M.VAL_ACC:>8} {'trials':>6} {TrialStatus.DIVERGED:>8} "
+              f"{TrialStatus.FAILED:>6}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lr = f"{r.best_lr:g}" if r.best_lr is not None else "-"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from raysweep.bench.scores import MIN_SEEDS
-from raysweep.core.records import cell_name
+from raysweep.core.records import TrialStatus, cell_name
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -72,8 +72,8 @@ VERDICTS = {
 def _gap_text(miss: dict[str, Any]) -> str:
     if miss["verdict"] == "missing":
         return "not in the table"
-    if miss["verdict"] == "diverged":
-        return "diverged"
+    if miss["verdict"] == TrialStatus.DIVERGED:
+        return TrialStatus.DIVERGED.value
     se = "" if miss["gap_se"] is None else f" +- {miss['gap_se']:.1%}"
     return f"{miss['gap']:.1%}{se} ({VERDICTS[miss['verdict']]})"
 
@@ -86,7 +86,7 @@ def _best_lr_lattice(result: dict[str, Any]) -> list[str]:
     rank = {"^": 2, "?": 1, "~": 0}
     marks: dict[str, str] = {}
     for v in result["prior_violations"]:
-        mark = "^" if v["verdict"] in ("beyond", "diverged") else "~" if v["verdict"] == "within" else "?"
+        mark = "^" if v["verdict"] in ("beyond", TrialStatus.DIVERGED) else "~" if v["verdict"] == "within" else "?"
         if rank[mark] >= rank.get(marks.get(v["cell"], "~"), 0):
             marks[v["cell"]] = mark
     rows = []

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from raysweep.bench.table import Table
+from raysweep.core.records import TrialStatus
 from raysweep.core.space import Cell
 
 NOISE_LEVEL = 0.95  # a gap inside this t-interval (over seeds) is one the table cannot resolve
@@ -86,7 +87,7 @@ def noise_fields(table: Table, cell: Cell, got: int, best: int) -> dict[str, Any
     # with few seeds a t-test has no power: every gap "cannot be told apart", which says nothing
     within = gap.within_noise(NOISE_LEVEL) if gap.df is None or gap.df >= MIN_SEEDS - 1 else None
     if not math.isfinite(gap.rel):
-        verdict = "diverged"
+        verdict = TrialStatus.DIVERGED.value
     else:
         verdict = {True: "within", False: "beyond", None: "unknown"}[within]
     return {"gap": gap.rel, "gap_se": gap.se, "within_noise": within, "verdict": verdict}

@@ -120,6 +120,10 @@ class Tag:
     BEST_IN_CELL: Final = "raysweep.best_in_cell"
     SETTLED_LR: Final = "raysweep.settled_lr"
     SETTLED_PREFIX: Final = "raysweep.settled."  # + cell_tag_name(cell), on the parent run
+    TRIAL_ID: Final = "raysweep.trial_id"  # the Ray Tune trial id of the session that ran it last
+    RESUMED: Final = "raysweep.resumed"  # how often a later driver reopened this child run
+    WARM_START: Final = "raysweep.warm_start"  # on the parent run: the earlier study a warm start fitted
+    JOURNAL_KEY: Final = "raysweep.journal_key"  # the journal's id of a run, so a replay finds it again
 
     # MLflow 3's UI opens an experiment on the page its kind names; without the tag it may guess the
     # GenAI "Overview" (traces), not the training runs.
@@ -128,6 +132,22 @@ class Tag:
 
     KIND_SWEEP: Final = "sweep"
     KIND_TRIAL: Final = "trial"
+
+
+class StudyAttr:
+    """Keys raysweep writes on Optuna studies and trials (user attributes)."""
+
+    SEARCHER: Final = "raysweep.searcher"
+    CELL: Final = "raysweep.cell"  # a per-cell study's cell
+    LATTICE: Final = "raysweep.lattice"  # the models, budgets and LRs the study was made for
+    RULE: Final = "raysweep.rule"  # the prior rule's settings (start LR, slowness, tie tolerance)
+    TRIALS_PER_CELL: Final = "raysweep.trials_per_cell"
+    WARM_START: Final = "raysweep.warm_start"  # the warm-start plan, replayed on --resume
+    # on each Optuna trial
+    STATUS: Final = "status"  # ok | diverged | failed | interrupted
+    REASON: Final = "reason"
+    TRIAL_ID: Final = "trial_id"
+    TRIAL_KEY: Final = "trial_key"  # TrialKey.token()
 
 
 def format_epochs(epochs: float) -> str:

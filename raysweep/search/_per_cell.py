@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from raysweep.config import SearchSpec
-from raysweep.core.records import TrialStatus
+from raysweep.core.records import StudyAttr, TrialStatus
 from raysweep.core.space import Cell, Lattice
 from raysweep.search._prior import pick_best
 from raysweep.search._study import (
@@ -131,10 +131,10 @@ class PerCellSearcher(CellSearcher):
         for k, cell in enumerate(self._order):
             sampler = GridSnapSampler(self._base_sampler(seed * 100_003 + k), lattice.lrs)
             attrs = {
-                "raysweep.searcher": self.name,
-                "raysweep.cell": lattice.name(cell),
-                "raysweep.lattice": lattice_attrs(lattice),
-                "raysweep.trials_per_cell": self.budget,
+                StudyAttr.SEARCHER: self.name,
+                StudyAttr.CELL: lattice.name(cell),
+                StudyAttr.LATTICE: lattice_attrs(lattice),
+                StudyAttr.TRIALS_PER_CELL: self.budget,
             }
             with quiet_optuna():  # one INFO line per cell would bury the sweep's own output
                 study = open_study(store, f"{study_name}/{lattice.name(cell)}", sampler, attrs)
@@ -180,10 +180,10 @@ class PerCellSearcher(CellSearcher):
         reason = f"{self.name}: trial {k}/{self.budget} in {self.lattice.name(cell)} -> {lr:g}"
         if retry is not None:
             reason = retry_reason(lr, self._failures[cell][lr], self.max_retries, reason)
-        trial.set_user_attr("reason", reason)
-        trial.set_user_attr("trial_id", trial_id)
+        trial.set_user_attr(StudyAttr.REASON, reason)
+        trial.set_user_attr(StudyAttr.TRIAL_ID, trial_id)
         attempt = self._failures[cell][lr] if retry is not None else 0
-        trial.set_user_attr("trial_key", trial_key(study.study_name.rsplit("/", 1)[0], self.lattice,
+        trial.set_user_attr(StudyAttr.TRIAL_KEY, trial_key(study.study_name.rsplit("/", 1)[0], self.lattice,
                                                    Proposal(cell, lr, reason, attempt=attempt)))
         self._pending[cell] += 1
         self._live[trial_id] = (cell, trial)

@@ -28,6 +28,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from raysweep.config import LrSpec, SearchSpec
+from raysweep.core.records import StudyAttr
 from raysweep.core.space import Cell, Lattice
 from raysweep.search import _trend
 from raysweep.search._prior import Bound, Mode, Prediction, PriorRule, Propose, Settle, Step
@@ -174,7 +175,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
             raise RuntimeError(f"the prior has no trial to propose now (plan: {proposal!r})")  # noqa: TRY004
         self._current[trial._trial_id] = proposal
         # written here, by the sampler, so the study explains itself however it is driven
-        study._storage.set_trial_user_attr(trial._trial_id, "reason", proposal.reason)
+        study._storage.set_trial_user_attr(trial._trial_id, StudyAttr.REASON, proposal.reason)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -233,9 +234,9 @@ class PriorSearcher(CellSearcher):
         rule = PriorRule(lattice.lrs, start, self.mode, slowness, tie_tolerance)
         self.sampler = PriorSampler(lattice, rule, max_retries)
         attrs = {
-            "raysweep.searcher": self.name,
-            "raysweep.lattice": lattice_attrs(lattice),
-            "raysweep.rule": {"start_lr": start_lr, "slowness": slowness, "tie_tolerance": tie_tolerance},
+            StudyAttr.SEARCHER: self.name,
+            StudyAttr.LATTICE: lattice_attrs(lattice),
+            StudyAttr.RULE: {"start_lr": start_lr, "slowness": slowness, "tie_tolerance": tie_tolerance},
         }
         self.study = open_study(open_storage(storage), study_name, self.sampler, attrs)
         self.sampler.warm = self.warm_start = _warm_plan(self.study, lattice, warm_start)
@@ -258,9 +259,9 @@ class PriorSearcher(CellSearcher):
         cell = self.sampler._by_name[trial.suggest_categorical("cell", self._names)]
         lr = trial.suggest_float("lr", self._lr_dist.low, self._lr_dist.high, log=True)
         assert (cell, lr) == (planned.cell, planned.lr), "the sampler must fill in the planned trial"
-        trial.set_user_attr("trial_id", trial_id)
+        trial.set_user_attr(StudyAttr.TRIAL_ID, trial_id)
         # the trial's durable key: the same one the Ray Train run folder and the MLflow child run carry
-        trial.set_user_attr("trial_key", trial_key(self.study.study_name, self.lattice, planned))
+        trial.set_user_attr(StudyAttr.TRIAL_KEY, trial_key(self.study.study_name, self.lattice, planned))
         self._live[trial_id] = trial
         return planned
 

@@ -28,7 +28,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from raysweep.config import SearchSpec
-from raysweep.core.records import TrialStatus
+from raysweep.core.records import StudyAttr, TrialStatus
 from raysweep.core.space import Lattice
 from raysweep.search._storage import PatientRDBStorage, is_server_url, patient_engine_kwargs
 from raysweep.search.base import Outcome, Proposal
@@ -81,7 +81,7 @@ def recover(study: optuna.Study) -> int:
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in running:
         # Optuna's own samplers write through the study's storage the same way
-        study._storage.set_trial_user_attr(trial._trial_id, "status", INTERRUPTED)
+        study._storage.set_trial_user_attr(trial._trial_id, StudyAttr.STATUS, INTERRUPTED)
         study.tell(trial.number, state=TrialState.FAIL)
     return len(running)
 
@@ -89,7 +89,7 @@ def recover(study: optuna.Study) -> int:
 def record(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     """Tell the study how a trial ended."""
     status = outcome.status if outcome.status is not TrialStatus.OK or outcome.finished else TrialStatus.DIVERGED
-    trial.set_user_attr("status", status.value)
+    trial.set_user_attr(StudyAttr.STATUS, status.value)
     if outcome.finished:
         study.tell(trial, outcome.val_loss)
     else:
@@ -101,7 +101,7 @@ def loss_of(trial: FrozenTrial) -> float | None:
     (still running, failed, interrupted)."""
     if trial.state == TrialState.COMPLETE:
         return float(trial.value) if trial.value is not None else math.inf
-    if trial.state == TrialState.FAIL and trial.user_attrs.get("status") == DIVERGED:
+    if trial.state == TrialState.FAIL and trial.user_attrs.get(StudyAttr.STATUS) == DIVERGED:
         return math.inf
     return None
 
@@ -112,7 +112,7 @@ def failed(trial: FrozenTrial) -> bool:
     (cell, lr)'s retries."""
     if trial.state not in (TrialState.FAIL, TrialState.PRUNED):
         return False
-    return trial.user_attrs.get("status") not in (DIVERGED, INTERRUPTED)
+    return trial.user_attrs.get(StudyAttr.STATUS) not in (DIVERGED, INTERRUPTED)
 
 
 def trial_key(study: str, lattice: Lattice, proposal: Proposal) -> str:

@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ATTR = "raysweep.warm_start"
+from raysweep.core.records import StudyAttr
+
+ATTR = StudyAttr.WARM_START
 
 
 @dataclass(frozen=True)

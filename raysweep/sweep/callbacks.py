@@ -30,7 +30,7 @@ class TrialRecord:
     cell: str
     reason: str
     started: float
-    status: str = "running"
+    status: str = TrialStatus.RUNNING.value
     last: dict[str, Any] = field(default_factory=dict)
     wall_s: float = math.nan
     logged: dict[str, int] = field(default_factory=dict)  # last MLflow step per metric key
@@ -38,11 +38,11 @@ class TrialRecord:
 
     @property
     def val_loss(self) -> float:
-        return float(self.last.get("val/loss", math.inf)) if self.status == "ok" else math.inf
+        return float(self.last.get(M.VAL_LOSS, math.inf)) if self.status == TrialStatus.OK else math.inf
 
     @property
     def loop_s(self) -> float:
-        return float(self.last.get("time/loop_s", math.nan))
+        return float(self.last.get(M.LOOP_S, math.nan))
 
     @property
     def overhead_s(self) -> float:
@@ -103,7 +103,7 @@ class MlflowTrialCallback(Callback):
         if (self.progress is not None and result.get(M.STATUS) == TrialStatus.RUNNING.value
                 and M.VAL_LOSS in result):  # an epoch boundary mid-budget (not a mid-epoch checkpoint)
             self.progress(f"[{_clock(time.monotonic() - self._t0)}] epoch  {rec.cell:<16} lr={rec.lr:<7g} "
-                          f"{result.get('epoch', 0):.2g}/{rec.epochs:g} val/loss {result.get('val/loss', math.nan):.4f}")
+                          f"{result.get(M.EPOCH, 0):.2g}/{rec.epochs:g} val/loss {result.get(M.VAL_LOSS, math.nan):.4f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)
@@ -111,8 +111,8 @@ class MlflowTrialCallback(Callback):
             return
         # A trial that ran its budget reported ok or diverged; one completed without that was stopped
         # by the sweep (--max-trials, Ctrl-C). A crash arrives through on_trial_error instead.
-        status = rec.last.get("status")
-        self._finish(rec, status if status in ("ok", "diverged") else "stopped")
+        status = TrialStatus.parse(rec.last.get(M.STATUS))
+        self._finish(rec, (status if status is not None and status.finished else TrialStatus.STOPPED).value)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial process died and Tune restarts it; it resumes from its latest checkpoint. One line."""
@@ -130,25 +130,25 @@ class MlflowTrialCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self.records.get(trial.trial_id)
         if rec is not None:
-            self._finish(rec, "failed")
+            self._finish(rec, TrialStatus.FAILED.value)
 
     def _finish(self, rec: TrialRecord, status: str) -> None:
         rec.wall_s = time.monotonic() - rec.started
         rec.status = status
-        extra = {"time/trial_wall_s": rec.wall_s}
+        extra = {M.TRIAL_WALL_S: rec.wall_s}
         if math.isfinite(rec.loop_s):
-            extra["time/overhead_s"] = rec.overhead_s
-        if status == "diverged":
-            extra["val/loss"] = math.inf
+            extra[M.OVERHEAD_S] = rec.overhead_s
+        if status == TrialStatus.DIVERGED:
+            extra[M.VAL_LOSS] = math.inf
         self.tracker.end_trial(rec.run_id, status=status, metrics=extra)
         if self.progress is not None:
             self.progress(self._line(rec))
 
     def _line(self, rec: TrialRecord) -> str:
-        done = sum(r.status != "running" for r in self.records.values())
+        done = sum(r.status != TrialStatus.RUNNING for r in self.records.values())
         running = len(self.records) - done
-        loss = f"{rec.val_loss:.4f}" if rec.status == "ok" else "inf"
-        acc = rec.last.get("val/acc", math.nan) if rec.status == "ok" else math.nan
+        loss = f"{rec.val_loss:.4f}" if rec.status == TrialStatus.OK else "inf"
+        acc = rec.last.get(M.VAL_ACC, math.nan) if rec.status == TrialStatus.OK else math.nan
         return (f"[{_clock(time.monotonic() - self._t0)}] done   {rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} "
                 f"val/loss {loss:>7} acc {acc:5.3f} {rec.wall_s:6.1f} s | {done} done, {running} running")
 

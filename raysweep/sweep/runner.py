@@ -22,6 +22,7 @@ from typing import Any
 
 from raysweep.config import SweepSpec
 from raysweep.core.errors import SpecError
+from raysweep.core.records import TrialStatus
 from raysweep.core.space import Lattice
 from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher, searcher_row
@@ -221,7 +222,7 @@ def trial_budget(callback: Any, limit: int) -> Any:
             return False
 
         def stop_all(self) -> bool:
-            return sum(r.status != "running" for r in callback.records.values()) >= limit
+            return sum(r.status != TrialStatus.RUNNING for r in callback.records.values()) >= limit
 
     return TrialBudget()
 

@@ -157,10 +157,10 @@ class SweepTracker:
     def start_sweep(self, spec: SweepSpec, *, source: str, n_cells: int, study: str) -> str:
         run_id = self._create_run(
             spec.name,
-            tags={"raysweep.kind": "sweep", "raysweep.space": source, "raysweep.study": study,
-                  "raysweep.searcher": spec.search.searcher,
-                  **({"raysweep.warm_start": spec.search.warm_start} if spec.search.warm_start else {}),
-                  "mlflow.note.content": spec.description or f"raysweep sweep {spec.name}"},
+            tags={Tag.KIND: Tag.KIND_SWEEP, Tag.SPACE: source, Tag.STUDY: study,
+                  Tag.SEARCHER: spec.search.searcher,
+                  **({Tag.WARM_START: spec.search.warm_start} if spec.search.warm_start else {}),
+                  Tag.NOTE: spec.description or f"raysweep sweep {spec.name}"},
         )
         params = flatten(spec.to_dict())
         params["cells"] = n_cells
@@ -181,7 +181,7 @@ class SweepTracker:
         run_id = self._create_run(
             cfg.key.run_name(),
             tags={Tag.CELL: cfg.cell, Tag.STATUS: TrialStatus.RUNNING.value, Tag.REASON: cfg.reason,
-                  "raysweep.trial_id": trial_id, Tag.KIND: Tag.KIND_TRIAL, Tag.TRIAL_KEY: cfg.key.token()},
+                  Tag.TRIAL_ID: trial_id, Tag.KIND: Tag.KIND_TRIAL, Tag.TRIAL_KEY: cfg.key.token()},
             parent=parent_id,  # the writer sets mlflow.parentRunId to the parent's MLflow id
         )
         spec = cfg.spec
@@ -241,9 +241,9 @@ class SweepTracker:
 
     def reopen_sweep(self, run_id: str) -> None:
         """Continue a sweep under its original parent run (left RUNNING by a killed driver, or ended)."""
-        resumed = int(self.client.get_run(run_id).data.tags.get("raysweep.resumed", "0") or 0)
+        resumed = int(self.client.get_run(run_id).data.tags.get(Tag.RESUMED, "0") or 0)
         self._append("set_terminated", run=run_id, status="RUNNING", end_time=None)
-        self.set_tags(run_id, {"raysweep.resumed": str(resumed + 1)})
+        self.set_tags(run_id, {Tag.RESUMED: str(resumed + 1)})
 
     def trial_runs(self, study: str) -> dict[str, TrialRun]:
         """Every child run of a study by its trial key token (the oldest, where a key has several)."""

@@ -35,7 +35,7 @@ from raysweep.core.records import Tag
 from raysweep.core.redact import RedactingClient, quiet_mlflow_urls
 from raysweep.tracking.journal import Journal, display_uri
 
-KEY_TAG: Final = "raysweep.journal_key"
+KEY_TAG: Final = Tag.JOURNAL_KEY
 # MLflow error codes that say the request itself is wrong: sending it again cannot help
 _REJECTED: Final = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE", "MALFORMED_REQUEST",
                               "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"})

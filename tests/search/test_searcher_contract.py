@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from raysweep.core.records import TrialStatus as Status
 from raysweep.core.space import Cell
 from raysweep.search import FINISHED, SEARCHERS, CellSearcher, Outcome, Proposal, make_searcher
-from raysweep.search.base import Status
 from raysweep.search.simulate import simulate
 from raysweep.search.testing import planted, toy_lattice
 
