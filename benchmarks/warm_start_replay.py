@@ -9,7 +9,7 @@ Every replayed cell is run twice, with the losses looked up in the table (mean o
   order, each cell bounded by its settled predecessors (the first cell starts at 1.6, as
   `raysweep bench searcher` does);
 - warm start: the searcher's own code (`raysweep.analysis.warm_start.fit_warm_start`,
-  `raysweep.search.warm.WarmStart`, `PriorRule.warm_opening`), each cell on its own.
+  `raysweep.core.warm.WarmStart`, `PriorRule.warm_opening`), each cell on its own.
 
 Variants (the searcher's choices first):
 - --earlier grid|monotone: the earlier study ran every LR of the table in its cells, or only the LRs
@@ -38,7 +38,7 @@ import sys
 from raysweep.analysis.runs import Runs, load_csv
 from raysweep.analysis.warm_start import fit_warm_start
 from raysweep.search import Bound, Prediction, PriorRule, Propose, Settle, pick_best
-from raysweep.search.warm import WarmStart
+from raysweep.core.warm import WarmStart
 
 START_LR = 1.6  # `raysweep bench searcher`'s default first-cell start
 
@@ -108,7 +108,7 @@ def replay(path: str, estimate: str = "grid", extrapolate: str = "step",
                 if models.index(m) > m_cut or epochs.index(e) > e_cut]
     mono = {k: (idx, n) for k, (idx, n, _) in _monotone(mono_rule, models, epochs, means).items()}
 
-    # the searcher's own warm start (raysweep.search.warm): its forecast and its opening rule
+    # the searcher's own warm start (raysweep.core.warm): its forecast and its opening rule
     n_of = runs.rung_params
     box = ((min(n_of[c.model] for c in earlier), max(n_of[c.model] for c in earlier)),
            (min(c.epochs for c in earlier), max(c.epochs for c in earlier)))

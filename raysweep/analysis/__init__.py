@@ -1,5 +1,7 @@
 """Analysis of finished sweeps, in pure numpy/scipy/matplotlib (no Ray, MLflow or Optuna).
 
+May import: `raysweep.core` and `raysweep.results` (the row type and the CSV reader) only.
+
 - `summary`, `plots`: per-cell summaries and LR curves of one sweep (printed and drawn by `raysweep run`).
 - `runs`: the runs of a study (a results table or MLflow rows) and each cell at its best LR.
 - `stats`: fit status, intervals, least squares, the bootstrap over seeds.

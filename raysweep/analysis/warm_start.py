@@ -1,7 +1,7 @@
 """The warm start's forecast, fitted on an earlier study's runs (`search.warm_start`).
 
 `lr_trend.fit_lr_trend` fits log lr* = c + p log N + q log epochs to the earlier cells' best grid LRs;
-`raysweep.search.warm.WarmStart` holds the fit and the box of sizes and budgets it saw.
+`raysweep.core.warm.WarmStart` holds the fit and the box of sizes and budgets it saw.
 
 `refine=True` first moves each best LR to the vertex of a parabola in log LR through it and its two
 grid neighbours, where the cell tried both. Measured by replay (benchmarks/analysis/
@@ -16,7 +16,7 @@ import math
 
 from raysweep.analysis.lr_trend import MIN_POINTS, fit_lr_trend
 from raysweep.analysis.runs import CellBest, Runs
-from raysweep.search.warm import WarmStart
+from raysweep.core.warm import WarmStart
 
 
 class WarmStartError(ValueError):

@@ -1,4 +1,7 @@
-"""Benchmarks that replay searchers against recorded results; no Ray, no MLflow."""
+"""Benchmarks that replay searchers against recorded results tables; no Ray, no MLflow.
+
+May import: `raysweep.core`, `config`, `results`, `analysis` and `search` (through its door).
+"""
 
 from raysweep.bench.engine import run_replay
 from raysweep.bench.replay import main

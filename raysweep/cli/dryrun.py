@@ -17,7 +17,7 @@ from raysweep.core import cost
 from raysweep.core.records import cell_name
 
 if TYPE_CHECKING:
-    from raysweep.search.warm import WarmPlan
+    from raysweep.core.warm import WarmPlan
 
 @dataclass(frozen=True)
 class DataShape:

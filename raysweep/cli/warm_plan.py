@@ -13,7 +13,7 @@ from raysweep.core.records import cell_name
 if TYPE_CHECKING:
     from raysweep.cli.dryrun import DataShape
     from raysweep.config import SweepSpec
-    from raysweep.search.warm import WarmPlan, WarmStart
+    from raysweep.core.warm import WarmPlan, WarmStart
 
 
 def build_warm_plan(spec: SweepSpec, uri: str, shape: DataShape, *,

@@ -1,6 +1,7 @@
 """Offline datasets for the sweep: registry, train/validation splits, and batch iteration.
 
-Free of Ray, MLflow and Optuna, so data loading can be tested and reused alone.
+May import: `raysweep.core` and `raysweep.config` (the `data:` section it reads); torch, numpy and
+PIL. Free of Ray, MLflow and Optuna, so data loading can be tested and reused alone.
 """
 
 from raysweep.data.imagesets import FolderImageSet, ImageSet, TensorImageSet

@@ -3,6 +3,9 @@
     device = device_for(spec.resources)
 
 The registry below is the only place a device name is mapped to behaviour.
+
+May import: `raysweep.core`, `raysweep.config`; torch, torch_xla, and Ray Train's backend and
+scaling types (a device says how Ray Train places its workers).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Model ladders for the sweep: registry, one factory, and measured size and cost.
 
-Free of Ray, MLflow and Optuna, so the models can be built, counted and tested alone.
+May import: `raysweep.core`; torch and timm. Free of Ray, MLflow, Optuna and of the config (a
+search space's ladder section is read by duck typing, `ladder_of`), so the models can be built,
+counted and tested alone. `checks` holds the ladder checks the CLI's preflight runs.
 """
 
 from raysweep.models.flops import flops_per_example, forward_flops_per_example

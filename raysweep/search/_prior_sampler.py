@@ -47,8 +47,8 @@ from raysweep.search._study import (
     trial_key,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
-from raysweep.search.warm import ATTR as WARM_ATTR
-from raysweep.search.warm import WarmPlan
+from raysweep.core.warm import ATTR as WARM_ATTR
+from raysweep.core.warm import WarmPlan
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""The Ray edge of raysweep: Tune experiment, trial trainable, searcher adapter, MLflow callback.
+"""The Ray edge of raysweep: the Tune experiment (`runner`), the trial trainable, the searcher
+adapter, the MLflow callback, closing a sweep (`closing`) and joining or starting a cluster (`connect`).
 
-Nothing outside this package (and `raysweep.train.worker`) imports Ray.
+May import: every layer below the CLI, and Ray. Ray is imported here, by the Train worker entry
+(`raysweep.train.worker`) and by the device layer's Train backends (`raysweep.devices`), nowhere else.
 """

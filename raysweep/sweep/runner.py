@@ -26,7 +26,7 @@ from raysweep.core.records import TrialStatus
 from raysweep.core.space import Lattice
 from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher, searcher_row
-from raysweep.search.warm import WarmPlan
+from raysweep.core.warm import WarmPlan
 from raysweep.sweep.closing import SweepOutcome, close_sweep
 from raysweep.tracking import SweepTracker
 
