@@ -37,8 +37,8 @@ import sys
 
 from raysweep.analysis.runs import Runs, load_csv
 from raysweep.analysis.warm_start import fit_warm_start
-from raysweep.search import Bound, Prediction, PriorRule, Propose, Settle, pick_best
 from raysweep.core.warm import WarmStart
+from raysweep.search import Bound, Prediction, PriorRule, Propose, Settle, pick_best
 
 START_LR = 1.6  # `raysweep bench searcher`'s default first-cell start
 

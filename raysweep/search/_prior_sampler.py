@@ -30,6 +30,8 @@ from optuna.trial import FrozenTrial
 from raysweep.config import LrSpec, SearchSpec
 from raysweep.core.records import StudyAttr
 from raysweep.core.space import Cell, Lattice
+from raysweep.core.warm import ATTR as WARM_ATTR
+from raysweep.core.warm import WarmPlan
 from raysweep.search import _trend
 from raysweep.search._prior import Bound, Mode, Prediction, PriorRule, Propose, Settle, Step
 from raysweep.search._study import (
@@ -47,8 +49,6 @@ from raysweep.search._study import (
     trial_key,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
-from raysweep.core.warm import ATTR as WARM_ATTR
-from raysweep.core.warm import WarmPlan
 
 
 @dataclass

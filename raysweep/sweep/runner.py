@@ -24,9 +24,9 @@ from raysweep.config import SweepSpec
 from raysweep.core.errors import SpecError
 from raysweep.core.records import TrialStatus
 from raysweep.core.space import Lattice
+from raysweep.core.warm import WarmPlan
 from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher, searcher_row
-from raysweep.core.warm import WarmPlan
 from raysweep.sweep.closing import SweepOutcome, close_sweep
 from raysweep.tracking import SweepTracker
 

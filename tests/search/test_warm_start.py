@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from raysweep.core.space import Lattice
+from raysweep.core.warm import WarmPlan, WarmStart
 from raysweep.search import make_searcher
 from raysweep.search._prior import Bound, Prediction, PriorRule, Propose
 from raysweep.search.base import FINISHED, Outcome, Proposal
-from raysweep.core.warm import WarmPlan, WarmStart
 
 LRS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
