@@ -7,7 +7,7 @@ STAMP := $(VENV)/.raysweep-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: demo test env data services lint bench clean
+.PHONY: demo test test-fast env data services lint bench clean
 
 env: $(STAMP)
 
@@ -42,6 +42,10 @@ demo: env
 
 test: env data services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick part (no Ray cluster, server or fault test): minutes, for the edit-test loop
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: env
 	$(BIN)/ruff check raysweep tests

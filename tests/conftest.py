@@ -7,3 +7,19 @@ import os
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import pytest  # noqa: E402
+
+# Time limits per test (pytest-timeout): pyproject's `timeout` for every test; the tests that start
+# Ray clusters, servers or kill processes (marked slow, or under faults/ and integration/) get
+# LONG_TIMEOUT_S, past which a hang is a failure with a stack dump, not a stuck CI run.
+LONG_TIMEOUT_S = 900
+SLOW_DIRS = ("faults", "integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(part in SLOW_DIRS for part in item.path.parts) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))

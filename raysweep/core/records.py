@@ -1,4 +1,4 @@
-"""The records every layer shares: a trial's durable key, its status, its typed result, metric keys.
+"""The records every layer shares: a trial's durable key, its status, the metric, tag and study keys.
 
 This module sits at the bottom of the stack (it imports nothing of raysweep, Ray, MLflow, Optuna or
 torch), so the searcher, the Ray edge, the worker, MLflow tracking and the analysis all speak of a
@@ -229,27 +229,3 @@ class TrialKey:
     def from_dict(cls, d: dict[str, Any]) -> TrialKey:
         return cls(study=str(d["study"]), model=str(d["model"]), epochs=float(d["epochs"]), lr=float(d["lr"]),
                    attempt=int(d.get("attempt", 0)))
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """What one trial ended with, as the searcher, the summary and the analysis read it."""
-
-    key: TrialKey
-    status: TrialStatus
-    val_loss: float = math.inf  # +inf unless ok
-    val_acc: float = math.nan
-    flops: float = 0.0
-    core_hours: float = 0.0
-    model_params: int = 0
-    seed: int = 0
-    run_id: str = ""  # the MLflow child run, where there is one
-
-    @property
-    def cell(self) -> str:
-        return self.key.cell
-
-    @property
-    def loss(self) -> float:
-        """The loss a searcher compares: the validation loss when ok, +inf otherwise."""
-        return self.val_loss if self.status is TrialStatus.OK and math.isfinite(self.val_loss) else math.inf

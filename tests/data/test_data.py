@@ -136,7 +136,7 @@ def _write_folder(root: Path, mode: str, sizes: dict[str, int]) -> None:
             shape = (20, 24) if mode == "L" else (20, 24, 3)
             pixels = np.clip(rng.normal(40 + 80 * label, 10, size=shape), 0, 255).astype(np.uint8)
             Image.fromarray(pixels, mode=mode).save(root / name / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
-    # hidden entries are not data (an empty folder or a stray file is an error: tests/unit/test_bad_input.py)
+    # hidden entries are not data (an empty folder or a stray file is an error: tests/cli/test_bad_input.py)
     (root / ".ipynb_checkpoints").mkdir()
     (root / min(sizes) / ".DS_Store").write_bytes(b"\0\1")
 
