@@ -13,6 +13,7 @@ from raysweep.tracking.store import (
     TrialRun,
     flatten,
     log_artifacts,
+    read_metric,
     resolve_tracking_uri,
     tracking_uri_source,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "TrialRun",
     "flatten",
     "log_artifacts",
+    "read_metric",
     "resolve_tracking_uri",
     "tracking_uri_source",
 ]
