@@ -380,6 +380,11 @@ DATASETS: dict[str, Source] = {
 }
 
 
+from raysweep.data.shards import ShardSource  # last: shards builds on the helpers above
+
+DATASETS["shards"] = ShardSource("shards", "shards written by `raysweep data convert`, at `url` (a path, "
+                                           "file://, gs:// or s3://), each process reading its share")
+
 # the config names the datasets (so it imports nothing from here); both lists must agree
 assert set(DATASETS) == set(get_args(DatasetName)), (sorted(DATASETS), get_args(DatasetName))
 

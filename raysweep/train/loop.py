@@ -117,7 +117,8 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         """Everything a restart needs to continue exactly as if it had not stopped (weights_only-safe)."""
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "train_seconds": train_seconds, "loop_seconds": out[M.LOOP_S], "compile_seconds": out[M.COMPILE_S],
-                "rng": torch.get_rng_state(), "restarts": restarts, "data_digest": data_digest, "window": (window_sum.detach().cpu(), window_n)}
+                "rng": torch.get_rng_state(), "restarts": restarts, "data_digest": data_digest, "window": (window_sum.detach().cpu(), window_n),
+                "data_position": (step // plan.steps_per_epoch, step % plan.steps_per_epoch)}  # (epoch, step in it)
 
     every_steps, every_s = spec.checkpoint.every_steps, spec.checkpoint.every_minutes * 60.0
     last_checkpoint = time.perf_counter()
@@ -139,10 +140,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     t0 = time.perf_counter()
     while step < plan.total_steps:
         if batches is None:
+            # resuming mid-epoch seeks to step `skip` of the same order: nothing before it is read again
             batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.data_rank,
-                                           world=place.data_world)
-            for _ in range(skip):  # resuming mid-epoch: the same order, minus what was seen
-                next(batches)
+                                           world=place.data_world, start=skip)
             skip = 0
         try:
             x, y = next(batches)

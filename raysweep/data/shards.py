@@ -1,0 +1,390 @@
+"""Sharded datasets (`data: {dataset: shards, url: ...}`): the index, the reader, the order, the source.
+
+A dataset is a folder (a path, file://, gs:// or s3://) holding `index.json` and shard files
+`<split>-NNNNN.npz`, written by `raysweep data convert`. Each shard is an uncompressed NumPy
+archive of consecutive examples: `ids` (int64, the example ids first_id .. first_id + n - 1),
+`labels` (int64), and either `pixels` (uint8 [n, C, H, W], for decoded datasets, read back bit for
+bit) or `data` + `offsets` (the image files' own bytes, PNG or JPEG, decoded by the loader).
+The index lists, per shard: file, examples, first_id, per-class counts, bytes and SHA-256.
+
+Why a reader of our own (see NOTES_FOR_LEAD.md): every point below is a few lines over this
+format, while Ray Data cannot resume mid-epoch (ray-project/ray#37633), WebDataset has no
+built-in mid-epoch resume, MosaicML streaming's last release is July 2025, and grain needs
+random access to records (ArrayRecord), which an object store gives only per byte range.
+
+- Order: the global order of an epoch is `epoch_order(len, seed, epoch)`, the in-memory loader's
+  own function, so a dataset read from shards gives the same batches, step by step, as in memory.
+  `shard_window=k` orders shards by (seed, epoch) and examples within windows of k shards, so
+  each process holds at most k shards at a time (for data far larger than memory).
+- Shares: each process reads only its share (`batch_share`) of every global batch, keyed by
+  (data_rank, data_world): the XLA process index on a TPU slice, the Train rank elsewhere.
+- Workers: with `loader_workers > 0`, a torch DataLoader decodes whole steps in worker processes
+  with prefetch, off the training step.
+- Position: (epoch, step) fixes everything; `batches(..., start=step)` seeks there at once.
+- Validation: held out by example id with `split_indices(N, split_seed)`, like every dataset.
+- Integrity: a shard whose SHA-256 differs from the index fails naming the shard, or (opt-in
+  `skip_corrupt_shards`) is dropped, logged and counted in `ShardImageSet.skipped`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from raysweep.config import DataSpec
+from raysweep.data import store
+from raysweep.data.imagesets import _Normalised, batch_share, check_share, epoch_order, read_image
+from raysweep.data.sources import Source, Splits, _fit, split_indices
+from raysweep.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "raysweep-shards/1"
+INDEX = "index.json"
+Payload = Literal["pixels", "encoded"]
+Fit = Literal["pad", "resize", "crop"]  # pixels: pad or resize to image_size; encoded: scale, centre-crop
+CACHE_BYTES = 1 << 30  # decoded shards one process keeps (LRU): Fashion-MNIST's 47 MB fit many times over
+PREFETCH = 4  # steps each loader worker decodes ahead
+
+
+# The index -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str  # name within the dataset folder
+    examples: int
+    first_id: int  # holds ids first_id .. first_id + examples - 1
+    classes: tuple[int, ...]  # examples per class
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    url: str  # as the user wrote it
+    name: str
+    payload: Payload
+    fit: Fit
+    num_classes: int
+    class_names: tuple[str, ...]
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    splits: dict[str, tuple[ShardInfo, ...]]  # "train" (the pool validation is held out from), "test"
+
+    def examples(self, split: str = "train") -> int:
+        return sum(s.examples for s in self.splits.get(split, ()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "name": self.name, "payload": self.payload, "fit": self.fit,
+            "num_classes": self.num_classes, "class_names": list(self.class_names), "in_chans": self.in_chans,
+            "mean": list(self.mean), "std": list(self.std),
+            "splits": {k: [{"file": s.file, "examples": s.examples, "first_id": s.first_id,
+                            "classes": list(s.classes), "bytes": s.bytes, "sha256": s.sha256} for s in v]
+                       for k, v in self.splits.items()},
+        }
+
+    @classmethod
+    def from_json(cls, url: str, raw: Any) -> ShardIndex:
+        where = f"{store.display(*store.split_url(url))}/{INDEX}"
+        try:
+            if raw.get("format") != FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT!r}")
+            splits = {
+                k: tuple(ShardInfo(str(s["file"]), int(s["examples"]), int(s["first_id"]),
+                                   tuple(int(c) for c in s["classes"]), int(s["bytes"]), str(s["sha256"]))
+                         for s in v)
+                for k, v in raw["splits"].items()
+            }
+            index = cls(url=url, name=str(raw["name"]), payload=raw["payload"], fit=raw["fit"],
+                        num_classes=int(raw["num_classes"]), class_names=tuple(raw["class_names"]),
+                        in_chans=int(raw["in_chans"]), mean=tuple(float(m) for m in raw["mean"]),
+                        std=tuple(float(s) for s in raw["std"]), splits=splits)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise SpecError(f"expected a shard index written by `raysweep data convert`, got {where} "
+                            f"({type(err).__name__}: {err})", key="url") from None
+        index._check(where)
+        return index
+
+    def _check(self, where: str) -> None:
+        """The index agrees with itself: ids run on without gaps, counts add up."""
+        if "train" not in self.splits or not self.splits["train"]:
+            raise SpecError(f"expected a train split with shards in {where}, got none", key="url")
+        for split, shards in self.splits.items():
+            next_id = 0
+            for s in shards:
+                if s.first_id != next_id or s.examples < 1 or sum(s.classes) != s.examples \
+                        or len(s.classes) != self.num_classes:
+                    raise SpecError(f"the index disagrees with itself at {split} shard {s.file} in {where} "
+                                    f"(first_id {s.first_id}, expected {next_id}; {s.examples} examples, "
+                                    f"class counts sum to {sum(s.classes)})", key="url")
+                next_id += s.examples
+
+
+def read_index(url: str) -> ShardIndex:
+    """The index at `url`; a one-line `SpecError` for a missing bucket, an empty prefix, a folder
+    without an index, a store refusing the credentials, or an index that is not one."""
+    protocol, root = store.split_url(url)
+    fs = store.filesystem(protocol)
+    where = store.display(protocol, root)
+
+    def fetch() -> bytes | None:
+        try:
+            return bytes(fs.cat_file(store.join(protocol, root, INDEX)))
+        except FileNotFoundError:
+            return None
+
+    raw = store.call(f"{where}/{INDEX}", fetch)
+    if raw is None:
+        raise SpecError(_why_no_index(fs, protocol, root, where), key="url")
+    try:
+        return ShardIndex.from_json(url, json.loads(raw))
+    except json.JSONDecodeError as err:
+        raise SpecError(f"expected JSON in {where}/{INDEX}, got {err}", key="url") from None
+
+
+def _why_no_index(fs: Any, protocol: str, root: str, where: str) -> str:
+    if protocol != "file":
+        bucket = root.split("/", 1)[0]
+        if not store.call(f"{protocol}://{bucket}", lambda: fs.exists(bucket)):
+            return f"expected a dataset folder written by `raysweep data convert`, got {where}: no such bucket"
+    try:
+        listing = store.call(where, lambda: fs.ls(root, detail=False))
+    except SpecError:
+        listing = []
+    if not listing:
+        return f"expected a dataset folder written by `raysweep data convert`, got {where}: nothing there " \
+               f"(an empty prefix)"
+    return f"expected {INDEX} in {where}, got {len(listing)} other entries: write shards with `raysweep data convert`"
+
+
+def check_shards(index: ShardIndex, *, checksums: bool = False) -> int:
+    """Preflight: every shard the index names exists with the size it records (one listing), and with
+    `checksums` its SHA-256 matches (reads every byte). Returns the bytes of all shards."""
+    protocol, root = store.split_url(index.url)
+    fs = store.filesystem(protocol)
+    where = store.display(protocol, root)
+    listing = store.call(where, lambda: fs.ls(root, detail=True))
+    sizes = {str(e["name"]).rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0) for e in listing}
+    total = 0
+    for split, shards in index.splits.items():
+        for s in shards:
+            if s.file not in sizes:
+                raise SpecError(f"the index disagrees with the shards: {split} shard {s.file} is missing "
+                                f"from {where}", key="url")
+            if sizes[s.file] != s.bytes:
+                raise SpecError(f"the index disagrees with the shards: {where}/{s.file} holds {sizes[s.file]} "
+                                f"bytes, the index says {s.bytes}", key="url")
+            if checksums:
+                load_shard(index, s)
+            total += s.bytes
+    return total
+
+
+class CorruptShard(OSError):
+    """A shard whose bytes differ from what the index recorded (SHA-256 or contents)."""
+
+
+@dataclass(frozen=True)
+class LoadedShard:
+    labels: np.ndarray
+    pixels: np.ndarray | None  # payload "pixels": uint8 [n, C, H, W]
+    data: np.ndarray | None  # payload "encoded": every file's bytes, end to end
+    offsets: np.ndarray | None  # [n + 1]: example i is data[offsets[i]:offsets[i + 1]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.labels, self.pixels, self.data, self.offsets) if a is not None)
+
+
+def load_shard(index: ShardIndex, shard: ShardInfo) -> LoadedShard:
+    """One shard read whole and checked against the index; `CorruptShard` names it otherwise."""
+    protocol, root = store.split_url(index.url)
+    path = store.join(protocol, root, shard.file)
+    name = store.display(protocol, path)
+    fs = store.filesystem(protocol)
+    raw = bytes(store.call(name, lambda: fs.cat_file(path)))
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != shard.sha256:
+        raise CorruptShard(f"shard {name} is corrupt: SHA-256 {digest[:16]}..., the index says "
+                           f"{shard.sha256[:16]}... ({len(raw)} bytes read, {shard.bytes} expected)")
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    ids = arrays.get("ids")
+    if ids is None or not np.array_equal(ids, np.arange(shard.first_id, shard.first_id + shard.examples)):
+        raise CorruptShard(f"shard {name} disagrees with the index: expected ids {shard.first_id}.."
+                           f"{shard.first_id + shard.examples - 1}")
+    return LoadedShard(arrays["labels"].astype(np.int64), arrays.get("pixels"), arrays.get("data"),
+                       arrays.get("offsets"))
+
+
+# The reader ------------------------------------------------------------------------------------
+
+
+class ShardImageSet(_Normalised):
+    """The examples `ids` of one split of a shard dataset, normalised like the in-memory sets."""
+
+    def __init__(self, index: ShardIndex, ids: Tensor, *, split: str = "train", image_size: int,
+                 workers: int = 0, window: int = 0, skip_corrupt: bool = False) -> None:
+        super().__init__(index.mean, index.std, in_chans=index.in_chans, image_size=image_size)
+        self.index = index
+        self.split = split
+        self.shards = index.splits[split]
+        self.ids = ids.long()
+        self.workers = workers
+        self.window = window
+        self.skip_corrupt = skip_corrupt
+        self._starts = np.array([s.first_id for s in self.shards], dtype=np.int64)
+        self._cache: OrderedDict[int, LoadedShard | None] = OrderedDict()
+        self._cached_bytes = 0
+        self.skipped: dict[str, int] = {}  # corrupt shard -> examples dropped (this process)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # order
+    def order(self, *, seed: int, epoch: int, shuffle: bool = True) -> Tensor:
+        """Positions into this set in the order of epoch `epoch`: a function of (seed, epoch) alone."""
+        if not shuffle or not self.window:
+            return epoch_order(len(self), seed=seed, epoch=epoch, shuffle=shuffle)
+        shard_of = torch.from_numpy(np.searchsorted(self._starts, self.ids.numpy(), side="right") - 1)
+        shard_order = epoch_order(len(self.shards), seed=seed, epoch=epoch)
+        parts = []
+        for w in range(0, len(self.shards), self.window):
+            members = torch.isin(shard_of, shard_order[w : w + self.window]).nonzero().flatten()
+            parts.append(members[torch.randperm(len(members), generator=_window_generator(seed, epoch, w))])
+        return torch.cat(parts)
+
+    def batches(self, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                drop_last: bool = True, shuffle: bool = True, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        check_share(batch_size, rank, world)
+        order = self.order(seed=seed, epoch=epoch, shuffle=shuffle)
+        steps = len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+        if self.workers == 0 or steps - start <= 1:
+            for step in range(start, steps):
+                yield self._gather(batch_share(order, step, batch_size, rank=rank, world=world))
+            return
+        loader = DataLoader(_Steps(self, order, batch_size, rank, world), batch_size=None,
+                            sampler=range(start, steps), num_workers=min(self.workers, steps - start),
+                            prefetch_factor=PREFETCH)
+        yield from loader
+
+    # reading
+    def _gather(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        ids = self.ids[positions].tolist()
+        which = (np.searchsorted(self._starts, ids, side="right") - 1).tolist()
+        pixels: list[np.ndarray] = []
+        labels: list[int] = []
+        for k, i in zip(which, ids):
+            shard = self._shard(k)
+            if shard is None:  # corrupt, and the user opted into skipping it
+                self.skipped[self.shards[k].file] = self.skipped.get(self.shards[k].file, 0) + 1
+                continue
+            row = i - self.shards[k].first_id
+            pixels.append(self._pixels(shard, row))
+            labels.append(int(shard.labels[row]))
+        if not pixels:
+            size = self.image_size if self.index.payload == "encoded" else self._stored_size()
+            empty = torch.empty(0, self.in_chans, size, size, dtype=torch.uint8)
+            return self._normalise(self._fit_batch(empty)), torch.empty(0, dtype=torch.int64)
+        return self._normalise(self._fit_batch(torch.from_numpy(np.stack(pixels)))), torch.tensor(labels)
+
+    def _stored_size(self) -> int:
+        for k in range(len(self.shards)):
+            shard = self._shard(k)
+            if shard is not None and shard.pixels is not None:
+                return int(shard.pixels.shape[-1])
+        return self.image_size
+
+    def _pixels(self, shard: LoadedShard, row: int) -> np.ndarray:
+        if shard.pixels is not None:
+            return shard.pixels[row]
+        assert shard.data is not None and shard.offsets is not None
+        blob = shard.data[shard.offsets[row] : shard.offsets[row + 1]].tobytes()
+        return read_image(io.BytesIO(blob), in_chans=self.in_chans, image_size=self.image_size)
+
+    def _fit_batch(self, pixels: Tensor) -> Tensor:
+        if self.index.payload == "encoded":  # read_image already scaled and cropped each image
+            return pixels
+        return _fit(pixels.numpy(), self.image_size, "pad" if self.index.fit == "pad" else "resize")
+
+    def _shard(self, k: int) -> LoadedShard | None:
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        try:
+            loaded: LoadedShard | None = load_shard(self.index, self.shards[k])
+        except CorruptShard as err:
+            if not self.skip_corrupt:
+                raise
+            log.warning("raysweep: skipping %s (data.skip_corrupt_shards)", err)
+            loaded = None
+        self._cache[k] = loaded
+        self._cached_bytes += loaded.nbytes if loaded is not None else 0
+        while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.nbytes if old is not None else 0
+        return loaded
+
+
+def _window_generator(seed: int, epoch: int, window: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, epoch, window + 1]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class _Steps(Dataset):
+    """Step s -> this rank's share of global batch s, for a DataLoader whose workers decode steps."""
+
+    def __init__(self, images: ShardImageSet, order: Tensor, batch_size: int, rank: int, world: int) -> None:
+        self.images, self.order, self.batch_size, self.rank, self.world = images, order, batch_size, rank, world
+
+    def __len__(self) -> int:
+        return (len(self.order) + self.batch_size - 1) // self.batch_size
+
+    def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
+        return self.images._gather(batch_share(self.order, step, self.batch_size, rank=self.rank, world=self.world))
+
+
+# The registered source -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardSource(Source):
+    name: str
+    description: str
+
+    def load(self, spec: DataSpec) -> Splits:
+        if not spec.url:
+            raise SpecError(f"expected a url for dataset {self.name}, got nothing", key="url")
+        index = read_index(spec.url)
+        train_ids, val_ids = split_indices(index.examples("train"), spec)
+
+        def view(ids: Tensor, split: str = "train") -> ShardImageSet:
+            return ShardImageSet(index, ids, split=split, image_size=spec.image_size, workers=spec.loader_workers,
+                                 window=spec.shard_window, skip_corrupt=spec.skip_corrupt_shards)
+
+        test = view(torch.arange(index.examples("test")), "test") if index.examples("test") else None
+        return Splits(name=index.name, train=view(train_ids), val=view(val_ids), num_classes=index.num_classes,
+                      in_chans=index.in_chans, image_size=spec.image_size, test=test,
+                      class_names=index.class_names)
+
+    def verify(self, spec: DataSpec) -> None:
+        check_shards(read_index(spec.url or ""))
+
+
+def example_ids(images: ShardImageSet, positions: Sequence[int] | Tensor) -> list[int]:
+    """The example ids at `positions` of `images` (what tests count shares by)."""
+    return images.ids[torch.as_tensor(positions, dtype=torch.long)].tolist()
