@@ -157,6 +157,8 @@ def read_index(url: str) -> ShardIndex:
 
 
 def _why_no_index(fs: Any, protocol: str, root: str, where: str) -> str:
+    if protocol == "file" and not fs.exists(root):
+        return f"expected a dataset folder written by `raysweep data convert`, got {where}: no such folder"
     if protocol != "file":
         bucket = root.split("/", 1)[0]
         if not store.call(f"{protocol}://{bucket}", lambda: fs.exists(bucket)):
