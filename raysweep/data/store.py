@@ -43,7 +43,9 @@ def split_url(url: str) -> tuple[str, str]:
 def store_options(protocol: str) -> dict[str, Any]:
     """fsspec options for `protocol`, read from the environment."""
     if protocol == "s3":
-        options: dict[str, Any] = {"use_listings_cache": False}
+        # raysweep's own retries (`call`) own the backoff; the client's are kept short, or the two multiply
+        options: dict[str, Any] = {"use_listings_cache": False, "config_kwargs": {
+            "connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}}
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             options["endpoint_url"] = endpoint
