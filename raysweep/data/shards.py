@@ -371,7 +371,10 @@ class ShardSource(Source):
     def load(self, spec: DataSpec) -> Splits:
         if not spec.url:
             raise SpecError(f"expected a url for dataset {self.name}, got nothing", key="url")
-        index = read_index(spec.url)
+        try:
+            index = read_index(spec.url)
+        except OSError as err:  # the store stayed down through every retry
+            raise SpecError(str(err), key="url") from None
         train_ids, val_ids = split_indices(index.examples("train"), spec)
 
         def view(ids: Tensor, split: str = "train") -> ShardImageSet:
@@ -384,7 +387,12 @@ class ShardSource(Source):
                       class_names=index.class_names)
 
     def verify(self, spec: DataSpec) -> None:
-        check_shards(read_index(spec.url or ""))
+        """The index agrees with the shard files' names and sizes (one listing; checksums are read with
+        the shards, or all at once by `raysweep data inspect --verify`)."""
+        try:
+            check_shards(read_index(spec.url or ""))
+        except OSError as err:
+            raise SpecError(str(err), key="url") from None
 
 
 def example_ids(images: ShardImageSet, positions: Sequence[int] | Tensor) -> list[int]:
