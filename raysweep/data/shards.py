@@ -282,44 +282,50 @@ class ShardImageSet(_Normalised):
         loader = DataLoader(_Steps(self, order, batch_size, rank, world), batch_size=None,
                             sampler=range(start, steps), num_workers=min(self.workers, steps - start),
                             prefetch_factor=PREFETCH)
-        yield from loader
+        for pixels, labels in loader:
+            yield self._normalise(pixels), labels
 
     # reading
     def _gather(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        ids = self.ids[positions].tolist()
-        which = (np.searchsorted(self._starts, ids, side="right") - 1).tolist()
-        pixels: list[np.ndarray] = []
-        labels: list[int] = []
-        for k, i in zip(which, ids):
+        pixels, labels = self._gather_pixels(positions)
+        return self._normalise(pixels), labels
+
+    def _gather_pixels(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 pixels fitted to image_size, and labels, at `positions`; a loader worker sends these
+        (a quarter of the float32 bytes) and the training process normalises them."""
+        ids = self.ids[positions].numpy()
+        which = np.searchsorted(self._starts, ids, side="right") - 1
+        keep = np.ones(len(ids), dtype=bool)
+        labels = np.zeros(len(ids), dtype=np.int64)
+        out: np.ndarray | None = None
+        for k in np.unique(which).tolist():
+            sel = np.flatnonzero(which == k)
             shard = self._shard(k)
             if shard is None:  # corrupt, and the user opted into skipping it
-                self.skipped[self.shards[k].file] = self.skipped.get(self.shards[k].file, 0) + 1
+                keep[sel] = False
+                self.skipped[self.shards[k].file] = self.skipped.get(self.shards[k].file, 0) + len(sel)
                 continue
-            row = i - self.shards[k].first_id
-            pixels.append(self._pixels(shard, row))
-            labels.append(int(shard.labels[row]))
-        if not pixels:
-            size = self.image_size if self.index.payload == "encoded" else self._stored_size()
-            empty = torch.empty(0, self.in_chans, size, size, dtype=torch.uint8)
-            return self._normalise(self._fit_batch(empty)), torch.empty(0, dtype=torch.int64)
-        return self._normalise(self._fit_batch(torch.from_numpy(np.stack(pixels)))), torch.tensor(labels)
+            rows = ids[sel] - self.shards[k].first_id
+            labels[sel] = shard.labels[rows]
+            if shard.pixels is not None:
+                part = shard.pixels[rows]
+            else:
+                part = np.stack([self._decode(shard, int(r)) for r in rows])
+            if out is None:
+                out = np.zeros((len(ids), *part.shape[1:]), dtype=np.uint8)
+            out[sel] = part
+        if out is None:  # nothing left to read
+            empty = torch.zeros(0, self.in_chans, self.image_size, self.image_size, dtype=torch.uint8)
+            return empty, torch.zeros(0, dtype=torch.int64)
+        return self._fit_batch(torch.from_numpy(out[keep])), torch.from_numpy(labels[keep])
 
-    def _stored_size(self) -> int:
-        for k in range(len(self.shards)):
-            shard = self._shard(k)
-            if shard is not None and shard.pixels is not None:
-                return int(shard.pixels.shape[-1])
-        return self.image_size
-
-    def _pixels(self, shard: LoadedShard, row: int) -> np.ndarray:
-        if shard.pixels is not None:
-            return shard.pixels[row]
+    def _decode(self, shard: LoadedShard, row: int) -> np.ndarray:
         assert shard.data is not None and shard.offsets is not None
         blob = shard.data[shard.offsets[row] : shard.offsets[row + 1]].tobytes()
         return read_image(io.BytesIO(blob), in_chans=self.in_chans, image_size=self.image_size)
 
     def _fit_batch(self, pixels: Tensor) -> Tensor:
-        if self.index.payload == "encoded":  # read_image already scaled and cropped each image
+        if self.index.payload == "encoded" or len(pixels) == 0:  # read_image scaled and cropped each image
             return pixels
         return _fit(pixels.numpy(), self.image_size, "pad" if self.index.fit == "pad" else "resize")
 
@@ -357,7 +363,8 @@ class _Steps(Dataset):
         return (len(self.order) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
-        return self.images._gather(batch_share(self.order, step, self.batch_size, rank=self.rank, world=self.world))
+        positions = batch_share(self.order, step, self.batch_size, rank=self.rank, world=self.world)
+        return self.images._gather_pixels(positions)
 
 
 # The registered source -------------------------------------------------------------------------
