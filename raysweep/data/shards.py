@@ -216,9 +216,35 @@ def load_shard(index: ShardIndex, shard: ShardInfo) -> LoadedShard:
     """One shard read whole and checked against the index; `CorruptShard` names it otherwise."""
     protocol, root = store.split_url(index.url)
     path = store.join(protocol, root, shard.file)
-    name = store.display(protocol, path)
     fs = store.filesystem(protocol)
-    raw = bytes(store.call(name, lambda: fs.cat_file(path)))
+    name = store.display(protocol, path)
+    return _parse(shard, name, _fetch(fs, name, path))
+
+
+def load_shards(index: ShardIndex, shards: Sequence[ShardInfo]) -> list[LoadedShard | CorruptShard]:
+    """Several shards fetched together (on s3:// and gs:// the requests are in flight at once), each
+    checked; a corrupt one comes back as its `CorruptShard` for the caller to raise or skip."""
+    protocol, root = store.split_url(index.url)
+    fs = store.filesystem(protocol)
+    paths = [store.join(protocol, root, s.file) for s in shards]
+    got = store.call(f"{len(paths)} shards in {store.display(protocol, root)}", lambda: fs.cat(paths))
+    out: list[LoadedShard | CorruptShard] = []
+    for shard, path in zip(shards, paths):
+        raw = got.get(path) if isinstance(got, dict) else None
+        if raw is None:  # a filesystem that keys its answer differently: one more request
+            raw = _fetch(fs, store.display(protocol, path), path)
+        try:
+            out.append(_parse(shard, store.display(protocol, path), bytes(raw)))
+        except CorruptShard as err:
+            out.append(err)
+    return out
+
+
+def _fetch(fs: Any, name: str, path: str) -> bytes:
+    return bytes(store.call(name, lambda: fs.cat_file(path)))
+
+
+def _parse(shard: ShardInfo, name: str, raw: bytes) -> LoadedShard:
     digest = hashlib.sha256(raw).hexdigest()
     if digest != shard.sha256:
         raise CorruptShard(f"shard {name} is corrupt: SHA-256 {digest[:16]}..., the index says "
@@ -275,6 +301,7 @@ class ShardImageSet(_Normalised):
         check_share(batch_size, rank, world)
         order = self.order(seed=seed, epoch=epoch, shuffle=shuffle)
         steps = len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+        self._warm(order, start, batch_size, rank, world)
         if self.workers == 0 or steps - start <= 1:
             for step in range(start, steps):
                 yield self._gather(batch_share(order, step, batch_size, rank=rank, world=world))
@@ -286,6 +313,29 @@ class ShardImageSet(_Normalised):
             yield self._normalise(pixels), labels
 
     # reading
+    def _warm(self, order: Tensor, start: int, batch_size: int, rank: int, world: int) -> None:
+        """Fetch, all at once, the shards this rank reads first from `start` on (within the cache, and
+        within the first window): time to first batch is one round trip, not one per shard, and
+        loader workers forked after this inherit them instead of fetching each its own copy."""
+        share = batch_size // world
+        full = order[start * batch_size : len(order) - len(order) % batch_size].view(-1, batch_size)
+        if not len(full):
+            return
+        which = np.searchsorted(self._starts, self.ids[full[:, rank * share : (rank + 1) * share]].numpy().ravel(),
+                                side="right") - 1
+        _, first = np.unique(which, return_index=True)
+        wanted, room = [], CACHE_BYTES - self._cached_bytes
+        for k in which[np.sort(first)].tolist()[: self.window or None]:
+            if k not in self._cache:
+                room -= self.shards[k].bytes
+                if room < 0:
+                    break
+                wanted.append(k)
+        for lo in range(0, len(wanted), 16):  # 16 requests in flight at a time
+            group = wanted[lo : lo + 16]
+            for k, loaded in zip(group, load_shards(self.index, [self.shards[k] for k in group])):
+                self._admit(k, loaded)
+
     def _gather(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         pixels, labels = self._gather_pixels(positions)
         return self._normalise(pixels), labels
@@ -334,18 +384,24 @@ class ShardImageSet(_Normalised):
             self._cache.move_to_end(k)
             return self._cache[k]
         try:
-            loaded: LoadedShard | None = load_shard(self.index, self.shards[k])
+            loaded: LoadedShard | CorruptShard = load_shard(self.index, self.shards[k])
         except CorruptShard as err:
+            loaded = err
+        return self._admit(k, loaded)
+
+    def _admit(self, k: int, loaded: LoadedShard | CorruptShard) -> LoadedShard | None:
+        """Cache shard k (None for a corrupt one being skipped; a corrupt one otherwise raises)."""
+        if isinstance(loaded, CorruptShard):
             if not self.skip_corrupt:
-                raise
-            log.warning("raysweep: skipping %s (data.skip_corrupt_shards)", err)
-            loaded = None
-        self._cache[k] = loaded
-        self._cached_bytes += loaded.nbytes if loaded is not None else 0
+                raise loaded
+            log.warning("raysweep: skipping %s (data.skip_corrupt_shards)", loaded)
+        kept = loaded if isinstance(loaded, LoadedShard) else None
+        self._cache[k] = kept
+        self._cached_bytes += kept.nbytes if kept is not None else 0
         while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= old.nbytes if old is not None else 0
-        return loaded
+        return kept
 
 
 def _window_generator(seed: int, epoch: int, window: int) -> torch.Generator:

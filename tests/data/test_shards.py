@@ -16,6 +16,7 @@ from PIL import Image
 from raysweep.cli import main
 from raysweep.config import DataSpec, spec_from_dict
 from raysweep.data import load_splits
+from raysweep.data import shards as shards_module
 from raysweep.data.convert import convert, inspect
 from raysweep.data.imagesets import batch_share
 from raysweep.data.shards import CorruptShard, ShardImageSet, check_shards, load_shard, read_index
@@ -84,6 +85,18 @@ def test_loader_workers_decode_the_same_batches(digits: str) -> None:
     pairs = zip(inline.batches(BATCH, seed=3, epoch=2, start=4), workers.batches(BATCH, seed=3, epoch=2, start=4),
                 strict=True)
     assert sum(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs) == 25 - 4
+
+
+def test_a_cache_smaller_than_the_dataset_gives_the_same_batches(digits: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = list(_shards(digits).train.batches(BATCH, seed=8, epoch=0))
+    monkeypatch.setattr(shards_module, "CACHE_BYTES", 30_000)  # one 200-example shard at a time
+    for window in (0, 2):
+        small = _shards(digits, shard_window=window).train
+        got = list(small.batches(BATCH, seed=8, epoch=0))
+        assert len(small._cache) <= 2 and len(got) == len(whole)
+        if not window:
+            assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole, got))
 
 
 def test_an_image_folder_round_trips_through_its_own_file_bytes(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from raysweep.cli import main
 from raysweep.config import DataSpec
-from raysweep.data import load_splits, store
+from raysweep.data import load_splits, shards, store
 from raysweep.data.convert import convert
 from raysweep.data.shards import CorruptShard, ShardImageSet, check_shards, read_index
 from raysweep.errors import SpecError
@@ -155,6 +155,7 @@ def test_a_corrupt_shard_on_s3_fails_naming_it(s3: dict[str, str]) -> None:
 def test_a_store_that_goes_down_fails_after_retries_with_one_line(monkeypatch: pytest.MonkeyPatch,
                                                                   s3_server: dict[str, str]) -> None:
     proc, endpoint = _start_moto(auth=False)
+    monkeypatch.setattr(shards, "CACHE_BYTES", 30_000)  # room for one shard: the rest is read mid-epoch
     try:
         for name, value in {**s3_server, "AWS_ENDPOINT_URL_S3": endpoint,
                             "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}.items():
