@@ -22,6 +22,7 @@ from raysweep.data.imagesets import batch_share
 from raysweep.data.shards import CorruptShard, ShardImageSet, check_shards, load_shard, read_index
 from raysweep.data.sources import _read_digits
 from raysweep.errors import SpecError
+from raysweep.records import M
 from raysweep.train.loop import Placement, run_training
 from raysweep.trial import TrialConfig
 
@@ -185,6 +186,20 @@ def test_training_from_shards_matches_memory_and_resumes_mid_epoch(tmp_path: Pat
     shard_data = {"dataset": "shards", "url": str(tmp_path / "m")}
     out = run_training(_trial(shard_data, every_steps=3), lambda m, s: resumed.append(m), cpu, resume=mid)
     assert out["data/order_digest"] == memory["data/order_digest"] and out["val/loss"] == memory["val/loss"]
+
+
+def test_training_counts_the_examples_of_a_skipped_corrupt_shard(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    convert("mnist5k", str(tmp_path / "m"), shard_examples=1000)
+    shard = tmp_path / "m" / "train-00002.npz"
+    raw = bytearray(shard.read_bytes())
+    raw[-100] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    data = {"dataset": "shards", "url": str(tmp_path / "m"), "skip_corrupt_shards": True, "loader_workers": 0}
+    train = load_splits(_trial(data).spec.data).train
+    lost = int(((train.ids >= 2000) & (train.ids < 3000)).sum())  # read once in each of 2 epochs
+    out = run_training(_trial(data), lambda m, s: None, Placement(torch.device("cpu")))
+    assert lost > 0 and out[M.DATA_SKIPPED] == 2 * lost and out["status"] == "ok"
 
 
 # Integrity and preflight ------------------------------------------------------------------------
