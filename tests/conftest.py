@@ -8,7 +8,7 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-import pytest  # noqa: E402
+import pytest
 
 # Time limits per test (pytest-timeout): pyproject's `timeout` for every test; the tests that start
 # Ray clusters, servers or kill processes (marked slow, or under faults/ and integration/) get

@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the sweep's results folder, e.g. raysweep_results/demo")
     upload.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
     study.add_parsers(sub)
+    sub.add_parser("data", add_help=False, help="write and inspect sharded datasets: data convert, data inspect")
 
     bench = sub.add_parser("bench", help="benchmarks that need no cluster",
                            description="Benchmarks that need no cluster.")
@@ -141,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_mlflow_urls()
     if len(argv) >= 2 and argv[0] == "bench" and argv[1] in bench.BENCHES:
         return _guard(lambda: bench.BENCHES[argv[1]](argv[2:]))
+    if argv and argv[0] == "data":  # imported here: the data layer loads torch
+        from raysweep.data.commands import main as data_main
+
+        return _guard(lambda: data_main(argv[1:], _Parser))
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as err:

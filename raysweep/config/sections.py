@@ -14,7 +14,7 @@ SearcherName = Literal["grid", "monotone", "bracket", "verify", "trend", "tpe", 
 PRIOR_SEARCHERS: tuple[SearcherName, ...] = ("monotone", "bracket", "verify", "trend")  # the paper's prior
 # The dataset names raysweep.data registers (a test checks that the two agree). Named here, not
 # imported from raysweep.data, so that the config needs nothing from the data layer, which imports it.
-DatasetName = Literal["mnist5k", "fashion_mnist", "digits", "image_folder"]
+DatasetName = Literal["mnist5k", "fashion_mnist", "digits", "image_folder", "shards"]
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,20 @@ class DataSpec:
     image_size: int = 32  # 28x28 digits are padded to 32 so four stride-2 stages divide evenly
     train_subset: int | None = None  # use only the first N shuffled training examples (benchmarks)
     assume: DataAssumption | None = None  # for --dry-run only, where `path` is not readable here
+    url: str | None = None  # `shards`: the folder `raysweep data convert` wrote (a path, file://, gs://, s3://)
+    loader_workers: int = 2  # `shards`: decoding processes per trial, off the step (0: in the step's process)
+    shard_window: int = 0  # `shards`: 0 = one permutation of all examples (as in memory); k = within k shards
+    skip_corrupt_shards: bool = False  # `shards`: drop, count and log a shard failing its SHA-256, not fail
 
     def validate(self) -> None:
         if self.dataset == "image_folder" and not self.path:
             raise SpecError("expected a folder path for dataset image_folder, got nothing", key="path")
+        if (self.dataset == "shards") != bool(self.url):
+            raise SpecError(f"expected a url exactly with dataset shards, got dataset {self.dataset} and "
+                            f"url {self.url!r}", key="url")
+        if self.loader_workers < 0 or self.shard_window < 0:
+            raise SpecError(f"expected loader_workers >= 0 and shard_window >= 0, got {self.loader_workers} "
+                            f"and {self.shard_window}", key="loader_workers" if self.loader_workers < 0 else "shard_window")
         if not 0 < self.val_fraction < 1:
             raise SpecError(f"expected a fraction in (0, 1), got {self.val_fraction!r}", key="val_fraction")
         _positive(self.image_size, "image_size")

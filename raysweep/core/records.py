@@ -88,6 +88,7 @@ class M:
     TOTAL_STEPS: Final = "total_steps"
     RESTARTS: Final = "restarts"  # how often the trial was restarted from a checkpoint
     DATA_DIGEST: Final = "data/order_digest"  # order-sensitive digest of every batch read (48 bits)
+    DATA_SKIPPED: Final = "data/skipped_examples"  # dropped with corrupt shards (data.skip_corrupt_shards); 0: absent
 
     # The sweep's own, on the parent run when it closes
     SWEEP_WALL_S: Final = "sweep/wall_s"
@@ -101,7 +102,7 @@ class M:
 
     # Logged per report at the report's step; the curve is logged per point.
     PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS,
-                          DATA_DIGEST)
+                          DATA_DIGEST, DATA_SKIPPED)
 
 
 class Tag:

@@ -5,14 +5,13 @@ PIL. Free of Ray, MLflow and Optuna, so data loading can be tested and reused al
 """
 
 from raysweep.data.imagesets import FolderImageSet, ImageSet, TensorImageSet
+from raysweep.data.registry import DATASETS, load_splits
 from raysweep.data.sources import (
-    DATASETS,
     FASHION_MNIST_DIR,
     ArraySource,
     FolderSource,
     Source,
     Splits,
-    load_splits,
     scan_folder,
     split_indices,
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -24,6 +25,39 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     # epoch 1 must not share an order, which a plain seed + epoch would give them.
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> Tensor:
+    """The global order of one epoch over n examples: a function of (seed, epoch) alone.
+
+    Every loader (in memory, a folder, shards) draws its batches from this, so they agree step by step.
+    """
+    return torch.randperm(n, generator=_epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
+
+
+def batch_share(order: Tensor, step: int, batch_size: int, *, rank: int, world: int) -> Tensor:
+    """Rank `rank`'s contiguous share of global batch `step` of `order` (positions into the set)."""
+    return torch.tensor_split(order[step * batch_size : (step + 1) * batch_size], world)[rank]
+
+
+def check_share(batch_size: int, rank: int, world: int) -> None:
+    if batch_size < 1 or world < 1 or not 0 <= rank < world:
+        raise ValueError(
+            f"`batch_size >= 1, world >= 1 and 0 <= rank < world` must hold, "
+            f"but got (batch_size={batch_size}, rank={rank}, world={world})"
+        )
+    if batch_size % world:
+        raise ValueError(f"expected a batch size divisible by world={world}, got {batch_size}")
+
+
+def read_image(file: str | Path | IO[bytes], *, in_chans: int, image_size: int) -> np.ndarray:
+    """One image file (a path or its bytes) as uint8 [C, size, size]: converted to 1 (grayscale) or 3
+    (RGB) channels, then scaled and centre-cropped to a square (aspect ratio kept)."""
+    with Image.open(file) as opened:
+        img = opened.convert("L" if in_chans == 1 else "RGB")
+    img = ImageOps.fit(img, (image_size, image_size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(img, dtype=np.uint8)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
 class ImageSet(Dataset, ABC):
@@ -59,26 +93,21 @@ class ImageSet(Dataset, ABC):
         world: int = 1,
         drop_last: bool = True,
         shuffle: bool = True,
+        start: int = 0,
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """One epoch of global batches of `batch_size`, each split into `world` contiguous shards.
 
         This rank gets shard `rank` of each global batch (batch_size // world examples). With
         drop_last=False the last partial batch is split as evenly as it goes; a rank may then get
         an empty batch, which it still receives so that every rank takes the same number of steps.
+        start: the first step to yield; resuming mid-epoch seeks there at once instead of replaying.
         """
-        if batch_size < 1 or world < 1 or not 0 <= rank < world:
-            raise ValueError(
-                f"`batch_size >= 1, world >= 1 and 0 <= rank < world` must hold, "
-                f"but got (batch_size={batch_size}, rank={rank}, world={world})"
-            )
-        if batch_size % world:
-            raise ValueError(f"expected a batch size divisible by world={world}, got {batch_size}")
+        check_share(batch_size, rank, world)
         n = len(self)
-        order = torch.randperm(n, generator=_epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            shard = torch.tensor_split(order[start : start + batch_size], world)[rank]
-            yield self._gather(shard)
+        order = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
+        steps = n // batch_size if drop_last else -(-n // batch_size)
+        for step in range(start, steps):
+            yield self._gather(batch_share(order, step, batch_size, rank=rank, world=world))
 
 
 class _Normalised(ImageSet):
@@ -163,11 +192,7 @@ class FolderImageSet(_Normalised):
         return len(self.indices)
 
     def _read(self, path: str) -> np.ndarray:
-        with Image.open(path) as file:
-            img = file.convert("L" if self.in_chans == 1 else "RGB")
-        img = ImageOps.fit(img, (self.image_size, self.image_size), Image.Resampling.BILINEAR)
-        pixels = np.asarray(img, dtype=np.uint8)
-        return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return read_image(path, in_chans=self.in_chans, image_size=self.image_size)
 
     def _gather(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         rows = self.indices[positions]

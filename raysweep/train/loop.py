@@ -75,6 +75,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     compile_start = place.compile_seconds()  # per process: a reused process has compiled before
     restarts = int(resume.get("restarts", 0)) + 1 if resume else 0  # resumed from a checkpoint this often
     data_digest = str(resume.get("data_digest", "")) if resume else ""  # every batch read, in order
+    skipped = int(resume.get("data_skipped", 0)) if resume else 0  # examples of corrupt shards left out
     curve: list[tuple[int, float, float]] = []
     window_sum = torch.zeros((), device=place.device)
     window_n = 0
@@ -99,6 +100,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             M.COMPILE_S: compile_before + place.compile_seconds() - compile_start,
             M.RESTARTS: restarts,
             M.DATA_DIGEST: float(int(data_digest[:12] or "0", 16)),  # 48 bits: exact in a float
+            **({M.DATA_SKIPPED: skipped} if skipped else {}),
             M.STATUS: status.value,
             M.CURVE: list(curve),
         }
@@ -118,7 +120,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         """Everything a restart needs to continue exactly as if it had not stopped (weights_only-safe)."""
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "train_seconds": train_seconds, "loop_seconds": out[M.LOOP_S], "compile_seconds": out[M.COMPILE_S],
-                "rng": torch.get_rng_state(), "restarts": restarts, "data_digest": data_digest, "window": (window_sum.detach().cpu(), window_n)}
+                "rng": torch.get_rng_state(), "restarts": restarts, "data_digest": data_digest, "window": (window_sum.detach().cpu(), window_n),
+                "data_position": (step // plan.steps_per_epoch, step % plan.steps_per_epoch),  # (epoch, step in it)
+                "data_skipped": skipped}
 
     every_steps, every_s = spec.checkpoint.every_steps, spec.checkpoint.every_minutes * 60.0
     last_checkpoint = time.perf_counter()
@@ -140,10 +144,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     t0 = time.perf_counter()
     while step < plan.total_steps:
         if batches is None:
+            # resuming mid-epoch seeks to step `skip` of the same order: nothing before it is read again
             batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.data_rank,
-                                           world=place.data_world)
-            for _ in range(skip):  # resuming mid-epoch: the same order, minus what was seen
-                next(batches)
+                                           world=place.data_world, start=skip)
             skip = 0
         try:
             x, y = next(batches)
@@ -151,6 +154,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             batches, epoch = None, epoch + 1
             continue
         data_digest = _chain(data_digest, x, y)
+        skipped += spec.batch_size // place.data_world - len(y)  # a full share unless a corrupt shard was skipped
         x, y = place.to_device(x), place.to_device(y)
         set_lr(opt, schedule(step))
         train_model.train()

@@ -307,7 +307,50 @@ FOLDER_CASES = [
     folder_case("no such folder", lambda r: r.rename(r.with_name("gone")), "no such folder"),
 ]
 
-IN_PROCESS = SPEC_CASES + TEXT_CASES + CLI_CASES + TABLE_CASES + FOLDER_CASES
+
+
+def shard_case(id: str, damage: Callable[[Path], None], needle: str, url: str | None = None) -> Case:
+    """Shards written from scikit-learn's digits, damaged; found by preflight before anything launches.
+    (Missing buckets and refused credentials: tests/data/test_shards_s3.py, against a real S3 server.)"""
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        from raysweep.data.convert import convert
+
+        root = tmp / "shards"
+        convert("digits", str(root), shard_examples=500)
+        damage(root)
+        where = (url or str(root)).replace("{tmp}", str(tmp))
+        path = space(tmp, {"data.dataset": "shards", "data.url": where, "data.image_size": 8})
+        return ["run", str(path), "--tracking-uri", CLOSED_PORT], [str(path), "data.url", needle]
+
+    return Case(id, build)
+
+
+def _rewrite_index(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    import json
+
+    index = json.loads((root / "index.json").read_text())
+    edit(index)
+    (root / "index.json").write_text(json.dumps(index))
+
+
+SHARD_CASES = [
+    shard_case("shards: no such folder", lambda r: None, "no such folder", url="/nonexistent/shards"),
+    shard_case("shards: empty folder", lambda r: (r.parent / "empty").mkdir(), "empty prefix",
+               url="{tmp}/empty"),
+    shard_case("shards: no index", lambda r: (r / "index.json").unlink(), "expected index.json"),
+    shard_case("shards: a shard missing", lambda r: (r / "train-00002.npz").unlink(),
+               "train shard train-00002.npz is missing"),
+    shard_case("shards: a shard of another size", lambda r: _truncate(r / "train-00001.npz"),
+               "train-00001.npz holds 40 bytes, the index says"),
+    shard_case("shards: index ids with a gap",
+               lambda r: _rewrite_index(r, lambda ix: ix["splits"]["train"][1].update(first_id=501)),
+               "disagrees with itself at train shard train-00001.npz"),
+    shard_case("shards: not an index", lambda r: (r / "index.json").write_text("[1, 2]"),
+               "expected a shard index written by `raysweep data convert`"),
+    shard_case("shards: an unknown protocol", lambda r: None, "expected a path or a file://", url="ftp://host/x"),
+]
+
+IN_PROCESS = SPEC_CASES + TEXT_CASES + CLI_CASES + TABLE_CASES + FOLDER_CASES + SHARD_CASES
 
 
 def _tree(root: Path) -> set[str]:

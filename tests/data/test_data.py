@@ -35,7 +35,7 @@ def test_registry_names() -> None:
     from raysweep.config import DatasetName
 
     # the config names the datasets without importing the data layer: the two lists must agree
-    assert set(DATASETS) == set(get_args(DatasetName)) == {"mnist5k", "fashion_mnist", "digits", "image_folder"}
+    assert set(DATASETS) == set(get_args(DatasetName)) == {"mnist5k", "fashion_mnist", "digits", "image_folder", "shards"}
 
 
 def test_mnist5k_has_500_of_each_digit() -> None:
