@@ -42,6 +42,7 @@ def trials_per_cell(spec: SweepSpec) -> int:
 def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> str:
     from raysweep.models import flops_per_example, param_count
     from raysweep.space import format_epochs
+    from raysweep.train import kept
     from raysweep.train.recipe import plan_steps
 
     grid = spec.lr_grid()
@@ -69,9 +70,11 @@ def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> s
         header += f" {'v4 core-h/trial':>15}" + (f" {'days on slice':>13}" if slice_cores else "")
     lines += ["", header]
     flops_cells: list[float] = []
+    kept_bytes = 0  # every trial keeps its newest checkpoints: fine-tuning starts from the final one
     for model in spec.ladder.rungs:
         fpe = flops_per_example(spec.ladder.ref, model, **kw)
         n = param_count(spec.ladder.ref, model, **kw)
+        kept_bytes += kept.state_bytes(n, spec.optim.name) * kept.KEPT_COPIES * per_cell * len(spec.epochs)
         for e in spec.epochs:
             plan = plan_steps(n_train=shape.n_train, batch_size=spec.batch_size, epochs=e,
                               warmup_fraction=spec.optim.warmup_fraction)
@@ -92,6 +95,9 @@ def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> s
                   f"({total / max(trials, 1):.3g} per trial on average)")]
     if not math.isfinite(total):
         lines.append("(FLOPs could not be estimated)")
+    lines.append(f"kept checkpoints: about {kept.format_bytes(kept_bytes)} of disk under the results folder "
+                 f"({kept.KEPT_COPIES} per trial: fp32 weights and {spec.optim.name} state; a local-mode "
+                 f"trial keeps one more under tune/)")
     if tpu is not None:
         lines += ["", f"cost in TPU-v4 core-hours: {cost.assumptions()}; training only (no evaluation)"]
         for name, k in (("grid", len(grid)), ("monotone", MONOTONE_PER_CELL)):

@@ -110,6 +110,11 @@ class Tag:
     BEST_IN_CELL: Final = "raysweep.best_in_cell"
     SETTLED_LR: Final = "raysweep.settled_lr"
     SETTLED_PREFIX: Final = "raysweep.settled."  # + cell_tag_name(cell), on the parent run
+    # An ok trial's final checkpoint, for a later stage (fine-tuning) on any machine of the cluster:
+    # its folder (absolute path or URI under the sweep's train storage) and the SHA-256 of its state
+    # file (`raysweep.train.kept.checkpoint_sha256`), checked again when the checkpoint is loaded.
+    CHECKPOINT: Final = "raysweep.checkpoint"
+    CHECKPOINT_SHA256: Final = "raysweep.checkpoint_sha256"
 
     # MLflow 3's UI opens an experiment on the page its kind names; without the tag it may guess the
     # GenAI "Overview" (traces), not the training runs.

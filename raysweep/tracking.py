@@ -360,6 +360,9 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> li
                 "recipe": recipe_of(params),
                 "val_acc": metrics.get("val/acc", math.nan),
                 "run_id": run.info.run_id,
+                "trial_key": tags.get(Tag.TRIAL_KEY, ""),
+                "checkpoint": tags.get(Tag.CHECKPOINT, ""),  # empty: no kept checkpoint was recorded
+                "checkpoint_sha256": tags.get(Tag.CHECKPOINT_SHA256, ""),
             })
         token = page.token
         if not token:
