@@ -1,0 +1,18 @@
+"""Fine-tuning: from a pre-training sweep's kept checkpoints to downstream accuracy (issue 14).
+
+What it holds:
+- `select`: which pre-trained checkpoints to fine-tune, each with the reason it was chosen (the
+  paper's comparison at each compute level of the pre-training frontier: the loss-optimal cell and
+  its larger- and smaller-model neighbours at about the same compute, optionally its larger LR);
+- `heads`: a model rebuilt from what its run records, its backbone loaded bit-identical, its
+  classifier replaced for the new classes (zero-initialised), a ViT's position embedding resampled
+  on a change of resolution;
+- `repeat_aug`: repeated augmentation (k augmented copies of batch/k distinct images per batch),
+  deterministic per (seed, epoch) and resumable, with the real augmentations it applies;
+- `spec`: the search space's `finetune:` section, a frozen validated `FinetuneSpec`;
+- `plan`: what `raysweep finetune --dry-run` prints (the chosen checkpoints, why, and the FLOPs).
+
+What it may import: torch, timm, numpy and raysweep's pure layers (records, errors, config,
+models, data, analysis, train.kept). Not Ray, MLflow or Optuna: the rows it selects from are read
+by `raysweep.tracking.read_trials` (the caller's business), so every module here is tested alone.
+"""
