@@ -10,9 +10,10 @@ What it holds:
 - `repeat_aug`: repeated augmentation (k augmented copies of batch/k distinct images per batch),
   deterministic per (seed, epoch) and resumable, with the real augmentations it applies;
 - `spec`: the search space's `finetune:` section, a frozen validated `FinetuneSpec`;
-- `plan`: what `raysweep finetune --dry-run` prints (the chosen checkpoints, why, and the FLOPs).
+- `plan`: what `raysweep finetune --dry-run` prints (the chosen checkpoints, why, and the FLOPs);
+- `command`: the command line's side (reads MLflow, lazily; it moves into the cli package).
 
 What it may import: torch, timm, numpy and raysweep's pure layers (records, errors, config,
-models, data, analysis, train.kept). Not Ray, MLflow or Optuna: the rows it selects from are read
-by `raysweep.tracking.read_trials` (the caller's business), so every module here is tested alone.
+models, data, analysis, train.kept). Not Ray, MLflow or Optuna, except `command`, which reads the
+pre-training rows with `raysweep.tracking.read_trials`: every other module is tested alone.
 """
