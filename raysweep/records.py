@@ -88,6 +88,12 @@ class M:
     TOTAL_STEPS: Final = "total_steps"
     RESTARTS: Final = "restarts"  # how often the trial was restarted from a checkpoint
     DATA_DIGEST: Final = "data/order_digest"  # order-sensitive digest of every batch read (48 bits)
+    # The data shape the model was built at (also MLflow params of the trial run): with the ladder
+    # family and the rung, what a later stage (fine-tuning) rebuilds the model from, without the data
+    MODEL_NUM_CLASSES: Final = "model_num_classes"
+    MODEL_IN_CHANS: Final = "model_in_chans"
+    MODEL_IMAGE_SIZE: Final = "model_image_size"
+    MODEL_SHAPE: Final = (MODEL_NUM_CLASSES, MODEL_IN_CHANS, MODEL_IMAGE_SIZE)
 
     # Logged per report at the report's step; the curve is logged per point.
     PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS,

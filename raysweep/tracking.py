@@ -208,6 +208,7 @@ class SweepTracker:
         if "model_params" in result:
             params.append(Param("model_params", str(int(result["model_params"]))))
             params.append(Param("flops_per_example", f"{float(result['flops_per_example']):.6g}"))
+        params += [Param(k, str(int(result[k]))) for k in M.MODEL_SHAPE if k in result]
         if metrics or params:  # one entry; MLflow's log_batch splits it to its own limits on replay
             self._log_batch(run_id, metrics=metrics, params=params)
 
@@ -363,6 +364,9 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> li
                 "trial_key": tags.get(Tag.TRIAL_KEY, ""),
                 "checkpoint": tags.get(Tag.CHECKPOINT, ""),  # empty: no kept checkpoint was recorded
                 "checkpoint_sha256": tags.get(Tag.CHECKPOINT_SHA256, ""),
+                "family": params.get("family", ""),
+                # the shape the model was built at (0: not recorded, a run older than these params)
+                **{k: int(params.get(k, 0) or 0) for k in M.MODEL_SHAPE},
             })
         token = page.token
         if not token:

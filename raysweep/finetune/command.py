@@ -45,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         raise SpecError("expected --dry-run: the fine-tuning trials are not built yet (issue 14); the dry run "
                         "lists what they will be", key="--dry-run")
-    pre_shape = preflight(space.sweep, file, dry_run=True)
     shape = downstream_shape(space.finetune.data, file, dry_run=args.dry_run)
     uri = resolve_tracking_uri(args.tracking_uri, space.sweep.tracking.uri)
     rows, source = read_pretraining(space.experiment, uri, space.finetune.pretrained.sweeps, file=file)
-    plan = make_plan(space, pretrained_from_rows(rows), pre_shape, shape, source=source)
+    trials = pretrained_from_rows(rows)
+    # runs record the shape their model was built at; older ones need the pre-training data read here
+    pre_shape = None if all(all(t.shape) for t in trials) else preflight(space.sweep, file, dry_run=True)
+    plan = make_plan(space, trials, pre_shape, shape, source=source)
     read = verify(plan)
     print(report(plan, verified_bytes=read))
     return 0

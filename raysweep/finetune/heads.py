@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from raysweep.errors import SpecError
 from raysweep.models import LadderRef, build_model
 from raysweep.models.timm_rungs import BUILD_ERRORS
+from raysweep.train.kept import KeptCheckpoint, verify_checkpoint
 
 POS_EMBED = "pos_embed"  # timm's name for a ViT's absolute position embedding
 
@@ -119,3 +120,12 @@ def head_names(model: nn.Module) -> set[str]:
     """State-dict names of the classifier (everything else is the backbone)."""
     head = {id(t) for t in model.get_classifier().state_dict(keep_vars=True).values()}  # type: ignore[operator]
     return {k for k, t in model.state_dict(keep_vars=True).items() if id(t) in head}
+
+
+def from_checkpoint(kept: KeptCheckpoint, source: Source, target: Target, *, run: str = "") -> nn.Module:
+    """The model a fine-tuning trial starts from: the checkpoint's SHA-256 checked against the one
+    its run recorded, its state read safely (tensors and plain data only), then `transfer`."""
+    from raysweep.train.worker import read_state
+
+    folder = verify_checkpoint(kept, run=run)
+    return transfer(source, read_state(folder)["model"], target)

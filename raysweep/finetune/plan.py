@@ -55,7 +55,7 @@ class FinetunePlan:
     choices: tuple[ChoicePlan, ...]
     baseline: tuple[FinetuneTrial, ...]
     baseline_flops: dict[str, float]  # per run, by rung
-    pre_shape: DataShape
+    sources: dict[str, Source]  # by rung: what each chosen model is rebuilt from
     shape: DataShape  # the downstream data's
     steps: int
     examples: int  # per run
@@ -81,24 +81,45 @@ class FinetunePlan:
         return list(seen.values())
 
 
-def make_plan(space: FinetuneSpace, trials: list[Pretrained], pre_shape: DataShape, shape: DataShape, *,
+def source_of(t: Pretrained, space: FinetuneSpace, pre_shape: DataShape | None) -> Source:
+    """What a checkpoint's model is rebuilt from: the file's ladder, the run's rung, and the data shape
+    the run records (or, for a run that records none, the pre-training data's `pre_shape`)."""
+    family = space.sweep.ladder.family
+    if t.family and t.family != family:
+        raise SpecError(f"expected checkpoints of the file's ladder {family}, got {t.family} from run {t.run_id} "
+                        f"({t.cell})", key=f"{_KEY}.pretrained")
+    if all(t.shape):
+        return Source(space.sweep.ladder.ref, t.model, *t.shape)
+    if pre_shape is None:
+        raise SpecError(f"expected run {t.run_id} ({t.cell}) to record the data shape its model was built at, got "
+                        f"none; make the pre-training data readable here (data:) to rebuild it", key="data")
+    return Source(space.sweep.ladder.ref, t.model, pre_shape.num_classes, pre_shape.in_chans, pre_shape.image_size)
+
+
+def make_plan(space: FinetuneSpace, trials: list[Pretrained], pre_shape: DataShape | None, shape: DataShape, *,
               source: str) -> FinetunePlan:
-    """The checkpoints, trials and FLOPs of a fine-tuning sweep; one-line SpecErrors for bad input."""
+    """The checkpoints, trials and FLOPs of a fine-tuning sweep; one-line SpecErrors for bad input.
+    `pre_shape`: the pre-training data's shape, needed only for runs that record none."""
     from raysweep.models import flops_per_example, ladder
     from raysweep.train.recipe import plan_steps
 
     sweep, ft = space.sweep, space.finetune
+    sources: dict[str, Source] = {}
     try:
         selection = require_checkpoints(select(trials, ft.select.rule_of(), source=source), source=source)
         ref = sweep.ladder.ref
         for c in selection.choices:
+            for t in c.trials:  # a run of another family is named here, before its rung is looked up
+                built = source_of(t, space, pre_shape)
+                if sources.setdefault(c.model, built) != built:
+                    raise SpecError(f"expected every run of {c.model} built alike, got {sources[c.model]} and "
+                                    f"{built} (run {t.run_id})", key=f"{_KEY}.pretrained")
             try:
                 ladder(ref).rung(c.model)
             except SpecError as err:
                 raise SpecError(f"expected checkpoints of the file's ladder, got {c.model} from {source}: "
                                 f"{err.detail}", key=f"{_KEY}.pretrained") from None
-            check_target(Source(ref, c.model, pre_shape.num_classes, pre_shape.in_chans, pre_shape.image_size),
-                         Target(shape.num_classes, shape.in_chans, shape.image_size))
+            check_target(sources[c.model], Target(shape.num_classes, shape.in_chans, shape.image_size))
         batch = ft.batch(sweep)
         try:
             step_plan = plan_steps(n_train=shape.n_train, batch_size=batch, epochs=ft.epochs,
@@ -121,7 +142,7 @@ def make_plan(space: FinetuneSpace, trials: list[Pretrained], pre_shape: DataSha
     rungs = list(dict.fromkeys(c.model for c in selection.choices)) if ft.baseline else []
     baseline = tuple(FinetuneTrial(m, None, None, lr, s) for m in rungs for s in range(ft.seeds) for lr in tried)
     return FinetunePlan(space=space, selection=selection, choices=tuple(plans), baseline=baseline,
-                        baseline_flops={m: fpe[m] * step_plan.examples for m in rungs}, pre_shape=pre_shape,
+                        baseline_flops={m: fpe[m] * step_plan.examples for m in rungs}, sources=sources,
                         shape=shape, steps=step_plan.total_steps, examples=step_plan.examples, lrs=lrs,
                         per_checkpoint=per, source=source)
 
@@ -150,11 +171,12 @@ def report(plan: FinetunePlan, *, verified_bytes: int | None = None) -> str:
     crop = {"pad": f"pad-and-crop by up to {aug.pad}px", "resized": "random-resized crop",
             "none": "no crop"}[aug.crop]
     k = ft.repeated_augmentation
+    pre = next(iter(plan.sources.values()))
     lines = [
         f"finetune {sp.sweep.name}: from {plan.source}",
         f"  pre-training frontier: {', '.join(plan.selection.frontier) or '(rule cells)'}",
         (f"downstream data {data}, {sh.num_classes} classes, {sh.in_chans} channel(s) at {sh.image_size}px; "
-        f"pre-trained at {plan.pre_shape.image_size}px on {plan.pre_shape.num_classes} classes"),
+        f"pre-trained at {pre.image_size}px on {pre.num_classes} classes"),
         f"budget {ft.epochs:g} epochs at batch {ft.batch(sp.sweep)}: {plan.steps:,} steps, {plan.examples:,} examples "
         f"per run" + (f" (repeated augmentation k={k}: {ft.batch(sp.sweep) // k} distinct images x {k} copies a "
                       f"batch, the same examples and FLOPs)" if k > 1 else ""),

@@ -35,7 +35,7 @@ from typing import Any, Final, Literal
 from raysweep.analysis.frontier import frontier_points
 from raysweep.analysis.runs import CellBest, ComputeAxis, runs_from_rows
 from raysweep.errors import SpecError
-from raysweep.records import Tag, cell_name
+from raysweep.records import M, Tag, cell_name
 
 WITHIN_DEFAULT: Final = 4.0  # a neighbour's compute within 4x of the point's: rungs double, budgets double
 
@@ -81,6 +81,8 @@ class Pretrained:
     trial_key: str = ""
     checkpoint: str = ""  # Tag.CHECKPOINT: empty when none was recorded
     sha256: str = ""  # Tag.CHECKPOINT_SHA256
+    family: str = ""  # the ladder family the run records ("" when not recorded)
+    shape: tuple[int, int, int] = (0, 0, 0)  # (classes, channels, image size) it was built at; 0s: not recorded
 
     @property
     def cell(self) -> str:
@@ -94,7 +96,9 @@ class Pretrained:
                    val_loss=loss if math.isfinite(loss) else math.inf, flops=float(row.get("flops") or 0.0),
                    core_hours=float(row.get("core_hours") or 0.0), run_id=str(row.get("run_id", "")),
                    trial_key=str(row.get("trial_key", "")), checkpoint=str(row.get("checkpoint", "")),
-                   sha256=str(row.get("checkpoint_sha256", "")))
+                   sha256=str(row.get("checkpoint_sha256", "")), family=str(row.get("family", "")),
+                   shape=(int(row.get(M.MODEL_NUM_CLASSES, 0) or 0), int(row.get(M.MODEL_IN_CHANS, 0) or 0),
+                          int(row.get(M.MODEL_IMAGE_SIZE, 0) or 0)))
 
     def to_row(self) -> dict[str, Any]:
         return {"model": self.model, "model_params": self.params, "epochs": self.epochs, "lr": self.lr,

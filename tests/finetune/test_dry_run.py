@@ -32,7 +32,9 @@ LOSSES = {("nfnet_t0", 0.5): 2.0, ("nfnet_t0", 1.0): 1.8, ("nfnet_t1", 0.5): 1.8
 
 
 def record_pretraining(tmp: Path, *, checkpoints: bool = True, ladder: str = "nfnet_cpu",
-                       losses: dict[tuple[str, float], float] = LOSSES) -> str:
+                       losses: dict[tuple[str, float], float] = LOSSES, shape: bool = True) -> str:
+    """A pre-training sweep recorded as the tracker records one; `shape`: the runs record the data
+    shape their model was built at (runs made before that was recorded do not)."""
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     raw = {**DEMO, "ladder": {"family": ladder, "rungs": sorted({m for m, _ in losses})},
            "tracking": {"experiment": "pre"}}
@@ -44,8 +46,9 @@ def record_pretraining(tmp: Path, *, checkpoints: bool = True, ladder: str = "nf
         for lr, extra in ((0.1, 0.05), (0.2, 0.0)):
             cfg = TrialConfig(spec=spec, model=model, epochs=epochs, lr=lr, reason="test", study="pre-study")
             run = tracker.start_trial(parent, cfg, trial_id=cfg.key.slug())
+            built = {M.MODEL_NUM_CLASSES: 10, M.MODEL_IN_CHANS: 1, M.MODEL_IMAGE_SIZE: 32} if shape else {}
             tracker.log_result(run, {M.STEP: 10, M.VAL_LOSS: loss + extra, M.FLOPS: n * epochs * 1000.0,
-                                     "model_params": n, "flops_per_example": 1.0, M.STATUS: "ok"})
+                                     "model_params": n, "flops_per_example": 1.0, M.STATUS: "ok", **built})
             if checkpoints:
                 folder = tmp / "train" / cfg.key.train_run_name() / "checkpoints" / "checkpoint_000000000010"
                 folder.mkdir(parents=True)
@@ -81,6 +84,7 @@ def test_the_dry_run_lists_the_chosen_checkpoints_why_and_the_flops(store: tuple
     out = capsys.readouterr().out
     assert "from MLflow experiment 'pre' (8 finished trials, 1 session(s))" in out
     assert "pre-training frontier: nfnet_t0@0.5, nfnet_t0@1, nfnet_t1@1" in out
+    assert "pre-trained at 32px on 10 classes" in out  # as the runs record it
     for cell in ("nfnet_t0@0.5 lr=0.2", "nfnet_t0@1 lr=0.2", "nfnet_t1@0.5 lr=0.2", "nfnet_t1@1 lr=0.2"):
         assert cell in out
     assert "larger_model: nfnet_t1@0.5 is the larger-model neighbour of frontier point nfnet_t0@1" in out
@@ -112,7 +116,7 @@ def test_a_checkpoint_whose_sha256_does_not_match_is_named(tmp_path: Path, capsy
 
 def test_an_experiment_without_kept_checkpoints_names_the_runs_and_how_to_keep_them(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    uri = record_pretraining(tmp_path, checkpoints=False)
+    uri = record_pretraining(tmp_path, checkpoints=False, shape=False)  # and rebuilt from the data's shape
     capsys.readouterr()
     assert main([str(write_space(tmp_path)), "--dry-run", "--tracking-uri", uri]) == 2
     err = one_error(capsys)
@@ -157,3 +161,19 @@ def test_an_unknown_experiment_and_a_run_without_dry_run(store: tuple[Path, str]
     assert f"{space}: finetune.pretrained.experiment: expected an MLflow experiment at" in one_error(capsys)
     assert main([str(write_space(tmp)), "--tracking-uri", uri]) == 2
     assert "--dry-run: expected --dry-run: the fine-tuning trials are not built yet" in one_error(capsys)
+
+
+def test_runs_without_a_recorded_shape_are_rebuilt_from_the_pre_training_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = record_pretraining(tmp_path, shape=False)
+    assert main([str(write_space(tmp_path)), "--dry-run", "--tracking-uri", uri]) == 0
+    assert "pre-trained at 32px on 10 classes" in capsys.readouterr().out  # mnist5k, read here
+
+
+def test_checkpoints_of_another_ladder_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = record_pretraining(tmp_path, ladder="vit_cpu", losses={("vit_t0", 1.0): 2.0})
+    space = write_space(tmp_path)  # the nfnet_cpu ladder
+    capsys.readouterr()
+    assert main([str(space), "--dry-run", "--tracking-uri", uri]) == 2
+    assert (f"{space}: finetune.pretrained: expected checkpoints of the file's ladder nfnet_cpu, got vit_cpu from run"
+            in one_error(capsys))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from raysweep.errors import SpecError
-from raysweep.finetune.heads import Source, Target, head_names, resample_pos_embed, transfer
+from raysweep.finetune.heads import Source, Target, from_checkpoint, head_names, resample_pos_embed, transfer
 from raysweep.models import build_model
+from raysweep.train.kept import KeptCheckpoint, checkpoint_sha256
+from raysweep.train.worker import STATE_FILE, save_state
 
 
 def pretrained_state(source: Source) -> dict[str, torch.Tensor]:
@@ -68,3 +72,16 @@ def test_a_state_of_another_rung_is_a_spec_error() -> None:
     state = pretrained_state(Source("nfnet_cpu", "nfnet_t1", num_classes=10, in_chans=1, image_size=32))
     with pytest.raises(SpecError, match="finetune.from: expected a checkpoint of nfnet_t0 as its run records it"):
         transfer(Source("nfnet_cpu", "nfnet_t0", 10, 1, 32), state, Target(5, 1, 32))
+
+
+def test_from_a_kept_checkpoint_the_backbone_loads_bit_identical_once_its_sha256_matches(tmp_path: Path) -> None:
+    source = Source("nfnet_cpu", "nfnet_t0", num_classes=10, in_chans=1, image_size=32)
+    state = pretrained_state(source)
+    save_state({"model": state, "step": 3, "optimizer": {}}, tmp_path)
+    kept = KeptCheckpoint(str(tmp_path), checkpoint_sha256(tmp_path))
+    model = from_checkpoint(kept, source, Target(4, 1, 32), run="r1")
+    head = head_names(model)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items() if k not in head)
+    (tmp_path / STATE_FILE).write_bytes((tmp_path / STATE_FILE).read_bytes()[:-1])
+    with pytest.raises(SpecError, match=r"recorded by run r1\) to have SHA-256"):
+        from_checkpoint(kept, source, Target(4, 1, 32), run="r1")

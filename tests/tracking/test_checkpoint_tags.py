@@ -40,13 +40,18 @@ def test_an_ok_trial_records_its_final_checkpoint_and_a_diverged_one_does_not(tm
         save_state({"model": {"w": torch.ones(2) * lr}, "step": 9}, src)
         run_dir = storage / TrialKey("kstudy", "nfnet_t0", 0.5, lr).train_run_name()
         keep_copy(src, run_dir / LOCAL_CHECKPOINTS, step=9)
-        cb.on_trial_result(0, [], trial, {M.STATUS: status, M.STEP: 9, M.VAL_LOSS: 1.5, M.FLOPS: 1e9})
+        cb.on_trial_result(0, [], trial, {M.STATUS: status, M.STEP: 9, M.VAL_LOSS: 1.5, M.FLOPS: 1e9,
+                                          M.MODEL_PARAMS: 1000, M.FLOPS_PER_EXAMPLE: 5.0, M.MODEL_NUM_CLASSES: 10,
+                                          M.MODEL_IN_CHANS: 1, M.MODEL_IMAGE_SIZE: 32})
         cb.on_trial_complete(0, [], trial)
     tracker.close(30.0)
 
     rows = {r["lr"]: r for r in read_trials(uri, "ktest")}
     ok = rows[0.1]
     assert ok["trial_key"] == "kstudy|nfnet_t0@0.5|lr=0.1|attempt=0"
+    # what the model is rebuilt from: the family, the rung and the shape it was built at
+    assert (ok["family"], ok["model"], ok[M.MODEL_NUM_CLASSES], ok[M.MODEL_IN_CHANS], ok[M.MODEL_IMAGE_SIZE]) == (
+        "nfnet_cpu", "nfnet_t0", 10, 1, 32)
     folder = storage / TrialKey.from_token(ok["trial_key"]).train_run_name() / LOCAL_CHECKPOINTS
     assert ok["checkpoint"] == str((folder / "checkpoint_000000000009").resolve())
     assert ok["checkpoint_sha256"] == checkpoint_sha256(Path(ok["checkpoint"]))
