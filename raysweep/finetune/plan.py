@@ -25,6 +25,7 @@ from raysweep.errors import SpecError
 from raysweep.finetune.heads import Source, Target, check_target
 from raysweep.finetune.select import Choice, Pretrained, Selection, require_checkpoints, select
 from raysweep.finetune.spec import FinetuneSpace
+from raysweep.records import FinetuneKey
 from raysweep.train.kept import KeptCheckpoint, verify_checkpoint
 
 _KEY: Final = "finetune"
@@ -39,6 +40,15 @@ class FinetuneTrial:
     checkpoint: Pretrained | None
     lr: float | None  # None: the searcher picks it as results come (monotone)
     seed: int
+
+    def key(self, study: str) -> FinetuneKey | None:
+        """Its durable key (None while the searcher has not picked its LR)."""
+        if self.lr is None:
+            return None
+        if self.checkpoint is None:
+            return FinetuneKey.scratch(study, self.model, self.lr, self.seed)
+        assert self.checkpoint.trial_key, "a chosen checkpoint's run records its trial key"
+        return FinetuneKey(study, self.checkpoint.trial_key, self.lr, self.seed)
 
 
 @dataclass(frozen=True)

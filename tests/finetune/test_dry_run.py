@@ -177,3 +177,23 @@ def test_checkpoints_of_another_ladder_are_named(tmp_path: Path, capsys: pytest.
     assert main([str(space), "--dry-run", "--tracking-uri", uri]) == 2
     assert (f"{space}: finetune.pretrained: expected checkpoints of the file's ladder nfnet_cpu, got vit_cpu from run"
             in one_error(capsys))
+
+
+def test_every_planned_trial_has_a_distinct_durable_key_naming_its_source(store: tuple[Path, str]) -> None:
+    from raysweep.finetune.command import downstream_shape, read_pretraining
+    from raysweep.finetune.plan import make_plan
+    from raysweep.finetune.select import pretrained_from_rows
+    from raysweep.finetune.spec import load_finetune
+    from raysweep.records import FinetuneKey
+
+    tmp, uri = store
+    space = load_finetune(write_space(tmp))
+    rows, source = read_pretraining("pre", uri, (), file=space.file)
+    plan = make_plan(space, pretrained_from_rows(rows), None, downstream_shape(space.finetune.data, space.file,
+                                                                                dry_run=True), source=source)
+    keys = [t.key("ft") for c in plan.choices for t in c.trials] + [t.key("ft") for t in plan.baseline]
+    assert len(keys) == len(set(keys)) == 24 + 12
+    assert all(isinstance(k, FinetuneKey) for k in keys)
+    first = plan.choices[0].trials[0]
+    key = first.key("ft")
+    assert key is not None and first.checkpoint is not None and key.source == first.checkpoint.trial_key
