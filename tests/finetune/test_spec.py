@@ -104,3 +104,10 @@ def test_load_finetune_reads_a_file_and_names_it_in_errors(tmp_path: Path) -> No
         load_finetune(path)
     with pytest.raises(SpecError, match="cannot read the file"):
         load_finetune(tmp_path / "nothing.yaml")
+
+
+def test_the_example_fine_tuning_space_is_valid() -> None:
+    sp = load_finetune(ROOT / "search_spaces/finetune/fashion_to_digits.yaml")
+    ft = sp.finetune
+    assert sp.experiment == "raysweep-fashion" and ft.pretrained.sweeps == ("fashion_ladder",)
+    assert ft.repeated_augmentation == 4 and ft.augmentation() == Augment(crop="pad", pad=4, flip=False)
