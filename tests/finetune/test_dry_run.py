@@ -197,3 +197,15 @@ def test_every_planned_trial_has_a_distinct_durable_key_naming_its_source(store:
     first = plan.choices[0].trials[0]
     key = first.key("ft")
     assert key is not None and first.checkpoint is not None and key.source == first.checkpoint.trial_key
+
+
+def test_bad_input_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """No --tracking-uri: the default store (./mlflow.db) does not exist, and the dry run makes none."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    space = write_space(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([str(space), "--dry-run"]) == 2
+    assert "--tracking-uri: expected an existing MLflow SQLite store" in one_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
