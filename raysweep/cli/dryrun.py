@@ -9,25 +9,15 @@ measured from the model on the meta device; core-hours follow from them in `rays
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from raysweep.config import SweepSpec
 from raysweep.core import cost
 from raysweep.core.records import cell_name
+from raysweep.data.shape import DataShape
 
 if TYPE_CHECKING:
     from raysweep.core.warm import WarmPlan
-
-@dataclass(frozen=True)
-class DataShape:
-    n_train: int
-    n_val: int | None  # None: not known (assumed data)
-    num_classes: int
-    in_chans: int
-    image_size: int
-    assumed: bool = False  # True: from data.assume, the data was not readable here
-
 
 def trials_per_cell(spec: SweepSpec) -> int:
     """Trials the sweep's searcher spends per cell, for the estimate (the searcher table's row)."""
@@ -40,6 +30,7 @@ def trials_per_cell(spec: SweepSpec) -> int:
 def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> str:
     from raysweep.core.space import format_epochs
     from raysweep.models import flops_per_example, ladder_of, param_count
+    from raysweep.train import kept
     from raysweep.train.recipe import plan_steps
 
     grid = spec.lr_grid()
@@ -67,9 +58,11 @@ def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> s
         header += f" {'v4 core-h/trial':>15}" + (f" {'days on slice':>13}" if slice_cores else "")
     lines += ["", header]
     flops_cells: list[float] = []
+    kept_bytes = 0  # every trial keeps its newest checkpoints: fine-tuning starts from the final one
     for model in spec.ladder.rungs:
         fpe = flops_per_example(ladder_of(spec.ladder), model, **kw)
         n = param_count(ladder_of(spec.ladder), model, **kw)
+        kept_bytes += kept.state_bytes(n, spec.optim.name) * kept.KEPT_COPIES * per_cell * len(spec.epochs)
         for e in spec.epochs:
             plan = plan_steps(n_train=shape.n_train, batch_size=spec.batch_size, epochs=e,
                               warmup_fraction=spec.optim.warmup_fraction)
@@ -90,6 +83,9 @@ def report(spec: SweepSpec, shape: DataShape, warm: WarmPlan | None = None) -> s
                   f"({total / max(trials, 1):.3g} per trial on average)")]
     if not math.isfinite(total):
         lines.append("(FLOPs could not be estimated)")
+    lines.append(f"kept checkpoints: about {kept.format_bytes(kept_bytes)} of disk under the results folder "
+                 f"({kept.KEPT_COPIES} per trial: fp32 weights and {spec.optim.name} state; a local-mode "
+                 f"trial keeps one more under tune/)")
     if tpu is not None:
         lines += ["", f"cost in TPU-v4 core-hours: {cost.assumptions()}; training only (no evaluation)"]
         from raysweep.search import MONOTONE_PER_CELL

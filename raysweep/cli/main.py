@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from raysweep.cli import bench, ladders, run, study, table, upload
+from raysweep.cli import bench, finetune, ladders, run, study, table, upload
 from raysweep.core.errors import SpecError
 from raysweep.core.redact import quiet_mlflow_urls, redact_text
 
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the sweep's results folder, e.g. raysweep_results/demo")
     upload.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default as for `run`)")
     study.add_parsers(sub)
+    finetune.add_parser(sub)
     sub.add_parser("data", add_help=False, help="write and inspect sharded datasets: data convert, data inspect")
 
     bench = sub.add_parser("bench", help="benchmarks that need no cluster",
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # one function per subcommand, each in its own module
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run.run, "ladders": ladders.run, "table": table.run, "upload": upload.run,
-    "analyze": study.run_analyze, "plan": study.run_plan,
+    "analyze": study.run_analyze, "plan": study.run_plan, "finetune": finetune.run,
 }
 
 

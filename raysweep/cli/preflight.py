@@ -24,8 +24,8 @@ from raysweep.core.errors import SpecError
 from raysweep.core.redact import redact_url
 
 if TYPE_CHECKING:
-    from raysweep.cli.dryrun import DataShape
     from raysweep.config import SweepSpec
+    from raysweep.data.shape import DataShape
 
 PROBE_TIMEOUT_S = 10  # one read-only request to the tracking server; a live server answers in milliseconds
 
@@ -148,8 +148,8 @@ def load_checked(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
 def preflight(spec: SweepSpec, file: str, *, dry_run: bool = False) -> DataShape:
     """Check what only the data can tell before anything starts: it loads, and every budget buys a
     step. Returns the data's shape; a dry run may plan with `data.assume` where the data is absent."""
-    from raysweep.cli.dryrun import DataShape
     from raysweep.data import load_splits
+    from raysweep.data.shape import DataShape
     from raysweep.models.checks import check_models
     from raysweep.train.recipe import plan_steps
 

@@ -11,9 +11,9 @@ from raysweep.core.errors import SpecError
 from raysweep.core.records import cell_name
 
 if TYPE_CHECKING:
-    from raysweep.cli.dryrun import DataShape
     from raysweep.config import SweepSpec
     from raysweep.core.warm import WarmPlan, WarmStart
+    from raysweep.data.shape import DataShape
 
 
 def build_warm_plan(spec: SweepSpec, uri: str, shape: DataShape, *,

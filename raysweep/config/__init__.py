@@ -13,7 +13,11 @@ arithmetic, Ray's rules), `trial` (one trial's config as it crosses processes).
 """
 
 from raysweep.config import tpu
+from raysweep.config._build import build
 from raysweep.config._checks import MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_LR_POINTS, MAX_NAME_LEN, SEED_RANGE
+from raysweep.config._checks import _non_empty as non_empty
+from raysweep.config._checks import _positive as positive
+from raysweep.config._checks import _show as show
 from raysweep.config.ladder import LadderSpec, TimmRungSpec
 from raysweep.config.load import apply_overrides, load_spec, spec_from_dict
 from raysweep.config.resources import Device, ResourcesSpec, TpuSpec
@@ -58,7 +62,11 @@ __all__ = [
     "TrackingSpec",
     "TrialConfig",
     "apply_overrides",
+    "build",
     "load_spec",
+    "non_empty",
+    "positive",
+    "show",
     "spec_from_dict",
     "tpu",
 ]

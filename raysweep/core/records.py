@@ -99,6 +99,18 @@ class M:
     SWEEP_MEDIAN_LOOP_S: Final = "sweep/median_loop_s"
     SWEEP_MEDIAN_OVERHEAD_S: Final = "sweep/median_overhead_s"
     SWEEP_TOTAL_FLOPS: Final = "sweep/total_flops"
+    # The data shape the model was built at (also MLflow params of the trial run): with the ladder
+    # family and the rung, what a later stage (fine-tuning) rebuilds the model from, without the data
+    MODEL_NUM_CLASSES: Final = "model_num_classes"
+    MODEL_IN_CHANS: Final = "model_in_chans"
+    MODEL_IMAGE_SIZE: Final = "model_image_size"
+    MODEL_SHAPE: Final = (MODEL_NUM_CLASSES, MODEL_IN_CHANS, MODEL_IMAGE_SIZE)
+    # Fine-tuning (issue 14): the downstream result, and the source's pre-training cost beside the
+    # run's own compute/* so that Figure 1 (downstream error against pre-training compute) reads one run
+    FT_TOP1: Final = "finetune/top1"
+    FT_LOSS: Final = "finetune/loss"
+    PRETRAIN_FLOPS: Final = "pretrain/flops"
+    PRETRAIN_CORE_HOURS: Final = "pretrain/core_hours"
 
     # Logged per report at the report's step; the curve is logged per point.
     PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS,
@@ -116,7 +128,7 @@ class Tag:
     REASON: Final = "raysweep.reason"
     TRIAL_KEY: Final = "raysweep.trial_key"  # TrialKey.token(): the durable identity
     STUDY: Final = "raysweep.study"
-    SPACE: Final = "raysweep.space"
+    SPACE: Final = "raysweep.core.space"
     SEARCHER: Final = "raysweep.searcher"
     BEST_IN_CELL: Final = "raysweep.best_in_cell"
     SETTLED_LR: Final = "raysweep.settled_lr"
@@ -125,6 +137,11 @@ class Tag:
     RESUMED: Final = "raysweep.resumed"  # how often a later driver reopened this child run
     WARM_START: Final = "raysweep.warm_start"  # on the parent run: the earlier study a warm start fitted
     JOURNAL_KEY: Final = "raysweep.journal_key"  # the journal's id of a run, so a replay finds it again
+    # An ok trial's final checkpoint, for a later stage (fine-tuning) on any machine of the cluster:
+    # its folder (absolute path or URI under the sweep's train storage) and the SHA-256 of its state
+    # file (`raysweep.train.kept.checkpoint_sha256`), checked again when the checkpoint is loaded.
+    CHECKPOINT: Final = "raysweep.checkpoint"
+    CHECKPOINT_SHA256: Final = "raysweep.checkpoint_sha256"
 
     # MLflow 3's UI opens an experiment on the page its kind names; without the tag it may guess the
     # GenAI "Overview" (traces), not the training runs.
@@ -133,6 +150,14 @@ class Tag:
 
     KIND_SWEEP: Final = "sweep"
     KIND_TRIAL: Final = "trial"
+    # Fine-tuning: a fine-tuning sweep's parent names the pre-training sweep(s) it read; each child
+    # run names the pre-training run and trial its checkpoint came from (none for the baseline)
+    KIND_FINETUNE_SWEEP: Final = "finetune_sweep"
+    KIND_FINETUNE_TRIAL: Final = "finetune_trial"
+    PRETRAINING_PARENTS: Final = "raysweep.pretraining_parents"  # comma-separated parent run ids
+    SOURCE_RUN: Final = "raysweep.source_run"
+    SOURCE_TRIAL_KEY: Final = "raysweep.source_trial_key"  # the source's TrialKey.token()
+    FINETUNE_KEY: Final = "raysweep.finetune_key"  # FinetuneKey.token(): the durable identity
 
 
 class StudyAttr:
@@ -230,3 +255,75 @@ class TrialKey:
     def from_dict(cls, d: dict[str, Any]) -> TrialKey:
         return cls(study=str(d["study"]), model=str(d["model"]), epochs=float(d["epochs"]), lr=float(d["lr"]),
                    attempt=int(d.get("attempt", 0)))
+
+
+SCRATCH: Final = "scratch:"  # a FinetuneKey's source for the from-scratch baseline: + the rung
+
+
+@dataclass(frozen=True)
+class FinetuneKey:
+    """The durable identity of one fine-tuning trial: which study, from which pre-training trial
+    (its `TrialKey.token()`, or `SCRATCH` + rung for the from-scratch baseline), which LR, which
+    seed, which attempt. Like a `TrialKey`, made only from what the searcher decided."""
+
+    study: str
+    source: str
+    lr: float
+    seed: int = 0
+    attempt: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.attempt >= 0 and self.seed >= 0, "attempts and seeds count from 0"
+        assert math.isfinite(self.lr) and self.lr > 0, "a trial's LR is a positive number"
+        assert self.source, "a fine-tuning trial has a source: a trial key, or scratch:<rung>"
+
+    @classmethod
+    def scratch(cls, study: str, model: str, lr: float, seed: int = 0, attempt: int = 0) -> FinetuneKey:
+        return cls(study, SCRATCH + model, lr, seed, attempt)
+
+    @property
+    def baseline(self) -> bool:
+        return self.source.startswith(SCRATCH)
+
+    @property
+    def model(self) -> str:
+        return self.source.removeprefix(SCRATCH) if self.baseline else TrialKey.from_token(self.source).model
+
+    def source_key(self) -> TrialKey | None:
+        """The pre-training trial's key (None for the baseline)."""
+        return None if self.baseline else TrialKey.from_token(self.source)
+
+    def token(self) -> str:
+        return f"{self.study}|ft|{self.source}|lr={self.lr:.6g}|seed={self.seed}|attempt={self.attempt}"
+
+    @classmethod
+    def from_token(cls, token: str) -> FinetuneKey:
+        try:
+            head, lr, seed, attempt = token.rsplit("|", 3)
+            study, sep, source = head.partition("|ft|")
+            if not sep:
+                raise ValueError(token)
+            return cls(study=study, source=source, lr=float(lr.removeprefix("lr=")),
+                       seed=int(seed.removeprefix("seed=")), attempt=int(attempt.removeprefix("attempt=")))
+        except (ValueError, AssertionError):
+            raise ValueError(f"expected a fine-tuning key 'study|ft|source|lr=X|seed=N|attempt=N', got {token!r}"
+                             ) from None
+
+    def digest(self) -> str:
+        return hashlib.sha1(self.token().encode()).hexdigest()[:10]
+
+    def slug(self) -> str:
+        src = self.source_key()
+        what = f"{self.model}_scratch" if src is None else f"{src.model}_e{format_epochs(src.epochs)}_lr{src.lr:.6g}"
+        return _SAFE.sub("-", f"ft_{what}_flr{self.lr:.6g}_s{self.seed}_a{self.attempt}")
+
+    def run_name(self) -> str:
+        """The MLflow child run's name."""
+        src = self.source_key()
+        what = f"{self.model} from scratch" if src is None else f"from {src.cell} lr={src.lr:.6g}"
+        suffix = f" attempt {self.attempt}" if self.attempt else ""
+        return f"{what} | ft lr={self.lr:.6g} seed {self.seed}{suffix}"
+
+    def train_run_name(self) -> str:
+        """The Ray Train run folder: the same key, the same folder, so a re-run resumes."""
+        return f"{_SAFE.sub('-', self.study)}-{self.slug()}-{self.digest()}"

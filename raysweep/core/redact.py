@@ -49,10 +49,21 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name)) or name.upper() in _SECRET_ENV
 
 
+def _environ() -> dict[str, str]:
+    """A copy of os.environ. Reading it walks its keys and then looks each up: MLflow's telemetry
+    thread unsets _MLFLOW_TELEMETRY_SESSION_ID meanwhile (a KeyError seen in the tests), so read again."""
+    for _ in range(5):
+        try:
+            return dict(os.environ)
+        except KeyError:
+            continue
+    return dict(os.environ)
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """The values of the secret-named environment variables, longest first (so that a secret which
     contains another is masked whole)."""
-    env = os.environ if environ is None else environ
+    env = _environ() if environ is None else environ
     values = {v for k, v in env.items() if is_secret_name(k) and len(v) >= _MIN_SECRET_LEN}
     return sorted(values, key=len, reverse=True)
 

@@ -62,6 +62,13 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> li
                 recipe=recipe_of(params),
                 val_acc=metrics.get(M.VAL_ACC, math.nan),
                 run_id=run.info.run_id,
+                trial_key=tags.get(Tag.TRIAL_KEY, ""),
+                checkpoint=tags.get(Tag.CHECKPOINT, ""),
+                checkpoint_sha256=tags.get(Tag.CHECKPOINT_SHA256, ""),
+                family=params.get("family", ""),
+                # the shape the model was built at (0: not recorded, a run older than these params)
+                shape=(int(params.get(M.MODEL_NUM_CLASSES, 0) or 0), int(params.get(M.MODEL_IN_CHANS, 0) or 0),
+                       int(params.get(M.MODEL_IMAGE_SIZE, 0) or 0)),
             ))
         token = page.token
         if not token:

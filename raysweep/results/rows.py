@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from raysweep.core.records import TrialStatus
+from raysweep.core.records import TrialStatus, cell_name
 
 # The results table `raysweep table` writes, in order. One row is one finished (or diverged) trial;
 # several seeds of one (model, epochs, lr) are several rows.
@@ -47,6 +47,16 @@ class TrialRow:
     sweep: str = ""  # the MLflow parent run's name (read back from MLflow)
     parent: str = ""  # the MLflow parent run's id
     recipe: tuple[tuple[str, str], ...] = ()  # what makes two sweeps one study (results.mlflow_rows.RECIPE_PARAMS)
+    # what a later stage (fine-tuning) needs of a pre-training trial, read back from MLflow
+    trial_key: str = ""  # TrialKey.token()
+    checkpoint: str = ""  # Tag.CHECKPOINT: the kept final checkpoint's folder; empty when none was recorded
+    checkpoint_sha256: str = ""  # Tag.CHECKPOINT_SHA256
+    family: str = ""  # the ladder family the run records
+    shape: tuple[int, int, int] = (0, 0, 0)  # (classes, channels, image size) the model was built at; 0: unknown
+
+    @property
+    def cell(self) -> str:
+        return cell_name(self.model, self.epochs)
 
     @property
     def finished(self) -> bool:

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -18,6 +19,7 @@ from raysweep.config import SweepSpec
 from raysweep.core.records import M, TrialStatus
 from raysweep.sweep.trainable import trial_config
 from raysweep.tracking import SweepTracker, TrialRun
+from raysweep.train.kept import final_checkpoint
 
 
 @dataclass
@@ -35,6 +37,7 @@ class TrialRecord:
     wall_s: float = math.nan
     logged: dict[str, int] = field(default_factory=dict)  # last MLflow step per metric key
     restarts: int = 0
+    train_run: str = ""  # TrialKey.train_run_name(): the trial's folder (and checkpoints) in the train storage
 
     @property
     def val_loss(self) -> float:
@@ -52,7 +55,11 @@ class TrialRecord:
 class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None,
-                 earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0) -> None:
+                 earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0,
+                 train_storage: Path | None = None) -> None:
+        # Where the trials' Train runs keep their checkpoints: an ok trial's final one is recorded on
+        # its child run (path and SHA-256) so that fine-tuning finds it from the experiment alone.
+        self.train_storage = train_storage
         self.concurrent = concurrent  # trials the cluster runs side by side
         self.tracker = tracker
         self.parent_run_id = parent_run_id
@@ -81,7 +88,8 @@ class MlflowTrialCallback(Callback):
         else:
             run_id = self.tracker.start_trial(self.parent_run_id, cfg, trial_id=trial.trial_id)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run_id, cfg.model, cfg.epochs, cfg.lr, cfg.cell,
-                                                   cfg.reason, started=time.monotonic(), logged=logged)
+                                                   cfg.reason, started=time.monotonic(), logged=logged,
+                                                   train_run=cfg.key.train_run_name())
         if self.progress is not None:
             again = " (continues its earlier run)" if earlier is not None else ""
             self.progress(f"[{_clock(time.monotonic() - self._t0)}] start  {cfg.cell:<16} lr={cfg.lr:<7g} | "
@@ -140,6 +148,10 @@ class MlflowTrialCallback(Callback):
             extra[M.OVERHEAD_S] = rec.overhead_s
         if status == TrialStatus.DIVERGED:
             extra[M.VAL_LOSS] = math.inf
+        if status == TrialStatus.OK and self.train_storage is not None and rec.train_run:
+            kept = final_checkpoint(self.train_storage / rec.train_run)
+            if kept is not None:
+                self.tracker.set_tags(rec.run_id, kept.tags())
         self.tracker.end_trial(rec.run_id, status=status, metrics=extra)
         if self.progress is not None:
             self.progress(self._line(rec))

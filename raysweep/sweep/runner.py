@@ -92,7 +92,8 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         keep_actors_warm(concurrent)
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None,
-                                       earlier_runs=earlier_runs, max_failures=spec.resources.max_failures)
+                                       earlier_runs=earlier_runs, max_failures=spec.resources.max_failures,
+                                       train_storage=results_dir / "train")
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train"),
                                 compile_cache=str(results_dir / "xla_cache")),

@@ -68,7 +68,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     if place.ddp:
         train_model = nn.parallel.DistributedDataParallel(model)
 
-    static = {M.MODEL_PARAMS: n_params, M.FLOPS_PER_EXAMPLE: fpe, M.TOTAL_STEPS: plan.total_steps}
+    static = {M.MODEL_PARAMS: n_params, M.FLOPS_PER_EXAMPLE: fpe, M.TOTAL_STEPS: plan.total_steps,
+              M.MODEL_NUM_CLASSES: splits.num_classes, M.MODEL_IN_CHANS: splits.in_chans,
+              M.MODEL_IMAGE_SIZE: splits.image_size}
     train_seconds = float(resume.get("train_seconds", 0.0)) if resume else 0.0
     loop_before = float(resume.get("loop_seconds", 0.0)) if resume else 0.0
     compile_before = float(resume.get("compile_seconds", 0.0)) if resume else 0.0

@@ -58,6 +58,7 @@ def test_dry_run_prints_cells_trials_and_flops(capsys: pytest.CaptureFixture[str
     assert "nfnet_t0@0.5" in out and "nfnet_t2@4" in out
     assert "12 cells, about 84 trials" in out
     assert "training FLOPs" in out
+    assert "kept checkpoints: about" in out and "MiB of disk" in out
 
 
 def test_help_on_every_command() -> None:

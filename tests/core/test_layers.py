@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"core", "config", "models", "data", "devices"},
     "bench": {"core", "config", "results", "analysis", "search"},
     "sweep": {"core", "config", "models", "data", "devices", "tracking", "results", "analysis", "search", "train"},
+    "finetune": {"core", "config", "models", "data", "results", "analysis", "search", "train"},
 }
 
 

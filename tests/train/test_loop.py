@@ -10,6 +10,7 @@ import torch
 
 from raysweep.config import spec_from_dict
 from raysweep.config.trial import TrialConfig
+from raysweep.core.records import M
 from raysweep.train.loop import Placement, run_training
 
 CPU = Placement(torch.device("cpu"))
@@ -42,6 +43,8 @@ def test_reports_at_each_epoch_and_the_end_with_compute_counts() -> None:
     assert final["compute/examples"] == 8 * 64
     assert final["compute/flops"] == final["flops_per_example"] * 8 * 64
     assert final["epoch"] == 2.0
+    # the shape the model was built at, which a later stage rebuilds it from (MNIST padded to 32)
+    assert (final[M.MODEL_NUM_CLASSES], final[M.MODEL_IN_CHANS], final[M.MODEL_IMAGE_SIZE]) == (10, 1, 32)
     assert all(s is not None and s["step"] == m["step"] for m, s in rec.reports)
     curve_steps = [p[0] for m, _ in rec.reports for p in m["curve"]]
     assert curve_steps == list(range(1, 9))  # one train-loss point per step here (8 steps < 50)
