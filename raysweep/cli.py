@@ -170,9 +170,11 @@ def _guard(fn) -> int:  # type: ignore[no-untyped-def]
     except _UsageError as err:  # a benchmark's own parser
         print(one_line(str(err)), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("raysweep: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM outside the graceful stop (sweep/stop_signals.py)
+        from raysweep.sweep.stop_signals import exit_code, interrupted_by, interrupted_line
+
+        print(interrupted_line(interrupted_by(err)), file=sys.stderr)
+        return exit_code(interrupted_by(err))
 
 
 def one_line(text: str) -> str:
@@ -325,9 +327,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  open {redact_url(uri.rstrip('/'))}/{page} in a browser")
     else:
         print(f"  mlflow ui --backend-store-uri {redact_url(uri)}   # then open http://127.0.0.1:5000/{page}")
-    if out.interrupted:
-        print("raysweep: interrupted", file=sys.stderr)
-        return 130  # the shell's code for a command ended by Ctrl-C
+    if out.interrupted:  # the shell's code for a command ended by the signal: 130 Ctrl-C, 143 SIGTERM
+        from raysweep.sweep.stop_signals import exit_code, interrupted_line
+
+        print(interrupted_line(out.interrupted_by), file=sys.stderr)
+        return exit_code(out.interrupted_by)
     return 0
 
 
