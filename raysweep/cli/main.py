@@ -173,9 +173,11 @@ def _guard(fn) -> int:  # type: ignore[no-untyped-def]
     except _UsageError as err:  # a benchmark's own parser
         print(one_line(str(err)), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("raysweep: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM outside the graceful stop (sweep/stop_signals.py)
+        from raysweep.sweep.stop_signals import exit_code, interrupted_by, interrupted_line
+
+        print(interrupted_line(interrupted_by(err)), file=sys.stderr)
+        return exit_code(interrupted_by(err))
 
 
 def one_line(text: str) -> str:

@@ -68,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  open {redact_url(uri.rstrip('/'))}/{page} in a browser")
     else:
         print(f"  mlflow ui --backend-store-uri {redact_url(uri)}   # then open http://127.0.0.1:5000/{page}")
-    if out.interrupted:
-        print("raysweep: interrupted", file=sys.stderr)
-        return 130  # the shell's code for a command ended by Ctrl-C
+    if out.interrupted:  # the shell's code for a command ended by the signal: 130 Ctrl-C, 143 SIGTERM
+        from raysweep.sweep.stop_signals import exit_code, interrupted_line
+
+        print(interrupted_line(out.interrupted_by), file=sys.stderr)
+        return exit_code(out.interrupted_by)
     return 0
 
 

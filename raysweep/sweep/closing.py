@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -35,7 +36,8 @@ class SweepOutcome:
     median_loop_s: float
     median_overhead_s: float
     ideal_s: float  # sum of the trials' wall times / concurrent trials: the makespan with no idle slot
-    interrupted: bool = False  # Ctrl-C (SIGINT) stopped the sweep early
+    interrupted: bool = False  # Ctrl-C (SIGINT) or SIGTERM stopped the sweep early
+    interrupted_by: int = signal.SIGINT  # which of the two, when interrupted (exit code 128 + it)
     unsent: Backlog | None = None  # tracking records MLflow did not take in time: they wait in the journal
 
 

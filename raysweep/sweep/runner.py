@@ -12,11 +12,7 @@ import logging
 import os
 import re
 import secrets
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +24,7 @@ from raysweep.core.warm import WarmPlan
 from raysweep.search import lease as lease_of
 from raysweep.search import make_searcher, searcher_row
 from raysweep.sweep.closing import SweepOutcome, close_sweep
+from raysweep.sweep.stop_signals import Watch, interrupt_watch, sigterm_as_interrupt
 from raysweep.tracking import SweepTracker
 
 
@@ -78,7 +75,10 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     connection = connect(log_to_driver=verbose >= 2)
     lease: lease_of.Lease | None = None
+    stop = Watch()
+    signals = contextlib.ExitStack()
     try:
+        signals.enter_context(sigterm_as_interrupt(stop))  # after ray.init, whose SIGTERM handlers it overrides
         if verbose >= 1:
             print(f"raysweep: running on {connection.how}", flush=True)
         concurrent = concurrency(spec, ray.cluster_resources())
@@ -123,9 +123,9 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         t0 = time.monotonic()
         failed = interrupted = False
         try:
-            with _sigint_watch() as watch:
+            with interrupt_watch(stop):
                 tuner.fit()
-            interrupted = watch.fired
+            interrupted = stop.fired
         except BaseException:
             failed = True
             raise
@@ -133,13 +133,14 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             wall = time.monotonic() - t0
             outcome = close_sweep(spec, lattice, tracker, parent, callback, wall, tracking_uri, failed, searcher, study)
             unsent = tracker.close(spec.tracking.flush_timeout_s)  # the journal keeps whatever is unsent
-            outcome = dataclasses.replace(outcome, interrupted=interrupted, unsent=unsent,
+            outcome = dataclasses.replace(outcome, interrupted=interrupted, interrupted_by=stop.signum, unsent=unsent,
                                           parent_run_id=tracker.resolve(parent))
     finally:
         if connection.started:
             ray.shutdown()
         if lease is not None:
             lease.release()
+        signals.close()
     return outcome
 
 
@@ -157,49 +158,6 @@ def route_ray_logs(path: Path) -> None:
         logger.propagate = False
     for old in replaced:  # an earlier sweep's file in this process (tests run many): close it, not leak it
         old.close()
-
-
-@dataclass
-class _Watch:
-    fired: bool = False
-
-
-def _tune_catches_sigint() -> bool:
-    """Whether `tuner.fit()`, called from the main thread, installs Tune's SIGINT handler in this
-    process: unless TUNE_DISABLE_SIGINT_HANDLER is set, or as a Ray client (`ray://`), whose fit
-    runs on the cluster (`ray.tune.tune._setup_signal_catching`, `ray.tune.tuner.Tuner.fit`)."""
-    if int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0):
-        return False
-    try:
-        from ray.util.client import ray as client
-
-        return not client.is_connected()
-    except ImportError:  # pragma: no cover - Ray without its client
-        return True
-
-
-@contextlib.contextmanager
-def _sigint_watch() -> Iterator[_Watch]:
-    """Tell whether Ctrl-C stopped `tuner.fit()` early, which Tune does not report.
-
-    Tune swaps in its own SIGINT handler for the run and puts the previous one back when the first
-    Ctrl-C (or SIGUSR1) arrives, ending the run gracefully. So, where Tune installs its handler at
-    all, the previous handler back in place after the run means the run was stopped by a signal.
-    The previous SIGINT and SIGUSR1 handlers are restored either way.
-    """
-    watch = _Watch()
-    if threading.current_thread() is not threading.main_thread():
-        yield watch  # signal handlers belong to the main thread: nothing to watch or restore
-        return
-    catching = _tune_catches_sigint()
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if sig}
-    try:
-        yield watch
-    finally:
-        watch.fired = catching and signal.getsignal(signal.SIGINT) is saved[signal.SIGINT]
-        for sig, handler in saved.items():
-            if handler is not None:  # None: a handler not set from Python, which cannot be put back
-                signal.signal(sig, handler)
 
 
 def latest_study(storage: str, name: str) -> str | None:

@@ -89,7 +89,9 @@ def test_the_launcher_installs_raysweep_with_the_tpu_extra() -> None:
     starts = launcher()["head_start_ray_commands"] + launcher()["worker_start_ray_commands"]
     assert all(re.search(r"RAY_AUTH_MODE=token\b.*ray start", c, re.DOTALL) for c in starts if "ray start" in c)
     head = " ".join(launcher()["head_start_ray_commands"])
-    for var in ("MLFLOW_TRACKING_URI=http://127.0.0.1:5000", "RAYSWEEP_RESULTS=/mnt/raysweep/", "RAYSWEEP_OPTUNA_STORAGE="):
+    # RAY_JOB_STOP_WAIT_TIME_S: the 30 s grace tests/integration/test_job_stop.py measures the driver within
+    for var in ("MLFLOW_TRACKING_URI=http://127.0.0.1:5000", "RAYSWEEP_RESULTS=/mnt/raysweep/", "RAYSWEEP_OPTUNA_STORAGE=",
+                "RAY_JOB_STOP_WAIT_TIME_S=30"):
         assert var in head
 
 
@@ -180,6 +182,7 @@ def test_mlflow_and_postgres_sit_beside_the_cluster_and_secrets_come_from_a_secr
     env = env_of(head)
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://raysweep-mlflow:5000"
     assert env["RAYSWEEP_RESULTS"]["value"].startswith("/mnt/raysweep/")
+    assert env["RAY_JOB_STOP_WAIT_TIME_S"]["value"] == "30"  # `ray job stop`: 30 s for the driver to close the sweep
     assert env["RAYSWEEP_OPTUNA_STORAGE"]["value"].startswith("postgresql+psycopg://raysweep:$(POSTGRES_PASSWORD)@raysweep-postgres:5432/")
     # every password or token anywhere comes from the Secret, never a literal
     containers = [c for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]

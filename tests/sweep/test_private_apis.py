@@ -52,3 +52,14 @@ def test_xla_cache_probe_used_by_the_xla_device() -> None:
     torch_xla = pytest.importorskip("torch_xla")
 
     assert callable(torch_xla._XLAC._xla_computation_cache_is_initialized)
+
+
+def test_single_machine_switch_used_by_connect() -> None:
+    # raysweep/sweep/connect.py `own_cluster_closed`: Ray's switch for single-machine clusters
+    # (`ray_constants.ENABLE_RAY_CLUSTER`, read by `services` when it picks the node's address) is what
+    # keeps raysweep's own cluster on loopback; tests/integration/test_own_cluster_closed.py checks the sockets
+    from ray._private import ray_constants, services
+
+    assert ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR == "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    assert "ray_constants.ENABLE_RAY_CLUSTER" in inspect.getsource(services)
