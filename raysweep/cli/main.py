@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(argv) >= 2 and argv[0] == "bench" and argv[1] in bench.BENCHES:
         return _guard(lambda: bench.BENCHES[argv[1]](argv[2:]))
     if argv and argv[0] == "data":  # imported here: the data layer loads torch
-        from raysweep.data.commands import main as data_main
+        from raysweep.cli.data import main as data_main
 
         return _guard(lambda: data_main(argv[1:], _Parser))
     try:
