@@ -48,6 +48,14 @@ Prints the compute-optimal model size and epoch budget (from the parametric law 
 measured cost of an epoch), the ladder rung nearest that size and the epochs that spend the budget
 on it, the learning rate from the fitted LR trend, and the predicted validation loss with a 95%
 interval (from L(N, D), and from the frontier's power law). Runs nothing.
+
+The answer is a ranked list of runs from the ladder (rung, epochs that spend the budget, LR on the
+grid, predicted loss) and a verdict on the first (raysweep.analysis.verdict):
+  forecast  exit 0  the budget is within 4x the largest compute measured, the run's epochs within
+                    the measured ones, and the floor E identified: the loss with its 95% interval
+  bound     exit 3  past the measured budgets or epochs: the loss only as a lower bound (E's lower end)
+  withheld  exit 4  the floor E is not identified (its interval reaches 0): no loss forecast
+Exit 2 is bad input. With --json the same verdict is in "verdict", "reasons" and "exit_code".
 """
 
 
@@ -254,4 +262,4 @@ def run_plan(args: argparse.Namespace) -> int:
         print(json.dumps({"study": fit.name, **p.to_json()}, indent=2, default=str))
     else:
         print(format_plan(p, fit.name))
-    return 0
+    return p.exit_code
