@@ -84,6 +84,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     pl.add_argument("--bootstrap", type=int, default=200, metavar="N",
                     help="bootstrap replicates for the intervals (default: %(default)s)")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl.add_argument("--law", choices=("chinchilla", "data_constrained", "overfit", "data_constrained_overfit"),
+                    default="chinchilla", help="the law that ranks the runs and predicts their loss: L(N, D) "
+                    "(default), or a law for repeated data (raysweep.analysis.repeated; 'overfit' can turn over)")
 
 
 def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
@@ -257,7 +260,14 @@ def run_plan(args: argparse.Namespace) -> int:
     sources = _load(args)
     axis = _axis("flops" if args.budget is not None else "core_hours", sources)
     fit = analyze(sources[0].runs, axis, replicates=args.bootstrap)
-    p = plan(fit, budget)
+    law = None
+    if args.law != "chinchilla":
+        from raysweep.analysis.repeated import fit_repeated
+        from raysweep.analysis.stats import Resampler
+
+        resampler = Resampler(sources[0].runs, axis, replicates=args.bootstrap) if args.bootstrap else None
+        law = fit_repeated(fit.cells, args.law, resampler, replicates=args.bootstrap)
+    p = plan(fit, budget, law)
     if args.json:
         print(json.dumps({"study": fit.name, **p.to_json()}, indent=2, default=str))
     else:

@@ -19,12 +19,14 @@ predicts, best first. Whether that loss is printed, as a number, a bound or not 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
 
 from raysweep.analysis.lr_trend import snap
+from raysweep.analysis.parametric import ChinchillaFit
+from raysweep.analysis.repeated import RepeatedFit
 from raysweep.analysis.stats import NO_INTERVAL, Interval
-from raysweep.analysis.verdict import BOUND, EXIT_CODES, FORECAST, WITHHELD, Region
+from raysweep.analysis.verdict import BOUND, EXIT_CODES, FORECAST, WITHHELD, Region, floor
 
 if TYPE_CHECKING:
     from raysweep.analysis.study import StudyFit
@@ -32,15 +34,7 @@ if TYPE_CHECKING:
 SHORT_LIST: Final = 3  # runs in the ranked list
 
 
-class Law(Protocol):
-    """What a plan needs of a fitted law (ChinchillaFit, RepeatedFit)."""
-
-    @property
-    def ok(self) -> bool: ...
-
-    def predict(self, n: float, d: float) -> float: ...
-
-    def predict_interval(self, n: float, d: float) -> Interval: ...
+Law = ChinchillaFit | RepeatedFit  # L(N, D), or a law for repeated data (raysweep.analysis.repeated)
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,8 @@ def plan(fit: StudyFit, budget: float, law: Law | None = None) -> Plan:
     """The ranked runs that spend `budget`, from `law` (default: the study's L(N, D))."""
     notes: list[str] = []
     ch = fit.chinchilla
-    law = ch if law is None else law
+    if law is None:
+        law = ch
     if ch.ok and not math.isnan(ch.optimum(budget, fit.cost.k, fit.cost.gamma)[0]):
         n_opt, epochs_opt = ch.optimum(budget, fit.cost.k, fit.cost.gamma)
         method = "parametric"
@@ -132,9 +127,12 @@ def plan(fit: StudyFit, budget: float, law: Law | None = None) -> Plan:
         n_opt, epochs_opt = float(best.params), best.epochs
         method = "best cell"
         notes.append("neither the parametric fit nor the frontier's allocation could be fitted: the best cell stands in")
+    if isinstance(law, RepeatedFit):
+        notes.append(f"runs ranked, and losses given, by the {law.form!r} law for repeated data "
+                     f"({law.status}); the floor E is that law's")
     if not fit.lr_trend.ok:
         notes.append(f"the LR trend is {fit.lr_trend.status}: the LR is the best cell's")
-    where = fit.region()
+    where = fit.region() if law is ch else replace(fit.region(), floor=floor(law, min(c.loss for c in fit.cells)))
     costed = [m for m in fit.models if m in fit.cost.per_epoch]  # a rung whose every run diverged has no cost
     options = [_option(fit, law, where, m, budget) for m in costed]
     # Runs inside what the study measured first, each group by predicted loss (without a law: nearest

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from raysweep.analysis.parametric import ChinchillaFit
+from raysweep.analysis.repeated import RepeatedFit
 
 MAX_EXTRAPOLATION: Final = 4.0  # budget / the largest measured compute, past which there is no forecast
 FLOOR_MIN: Final = 1e-3  # E (or its interval's lower end) below this x the lowest measured loss: not identified
@@ -49,17 +50,19 @@ class Floor:
                 "reason": self.reason}
 
 
-def floor(ch: ChinchillaFit, min_loss: float) -> Floor:
+def floor(ch: ChinchillaFit | RepeatedFit, min_loss: float) -> Floor:
+    """Whether the law's E is identified (either law: L(N, D) or one of raysweep.analysis.repeated's)."""
     if not ch.ok:
         return Floor(False, math.nan, math.nan, f"the parametric fit is {ch.status}")
+    e = ch.E if isinstance(ch, ChinchillaFit) else ch.params()["E"]
     iv = ch.intervals.get("E")
-    lower = iv.lo if iv is not None and math.isfinite(iv.lo) else ch.E
+    lower = iv.lo if iv is not None and math.isfinite(iv.lo) else e
     tiny = FLOOR_MIN * min_loss
-    if "log E" in ch.at_bounds or ch.E < tiny:
-        return Floor(False, ch.E, lower, f"the fitted floor E = {ch.E:.3g} is at the search box's edge (0)")
+    if "log E" in ch.at_bounds or e < tiny:
+        return Floor(False, e, lower, f"the fitted floor E = {e:.3g} is at the search box's edge (0)")
     if lower < tiny:
-        return Floor(False, ch.E, lower, f"the floor's 95% interval reaches {lower:.3g}, i.e. 0: E = {ch.E:.3g} is not identified")
-    return Floor(True, ch.E, lower, "")
+        return Floor(False, e, lower, f"the floor's 95% interval reaches {lower:.3g}, i.e. 0: E = {e:.3g} is not identified")
+    return Floor(True, e, lower, "")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Region:
                                          "not identified; no loss forecast"}}
 
 
-def region(ch: ChinchillaFit, computes: list[float], epochs: list[float], losses: list[float]) -> Region:
+def region(ch: ChinchillaFit | RepeatedFit, computes: list[float], epochs: list[float], losses: list[float]) -> Region:
     return Region(max(computes), (min(epochs), max(epochs)), floor(ch, min(losses)))
 
 

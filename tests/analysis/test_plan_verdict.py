@@ -108,3 +108,22 @@ def test_the_cli_exit_code_and_json_carry_the_verdict(tmp_path: Path, capsys: py
     assert main(["analyze", "--table", str(bad_csv), "--out", str(fit_out), "--bootstrap", "20"]) == 0
     region = json.loads((fit_out / "fit.json").read_text())["forecast_region"]
     assert region["floor"]["identified"] is False and math.isfinite(region["max_budget"])
+
+
+def test_a_law_for_repeated_data_ranks_the_runs_and_brings_its_own_floor(good: StudyFit,
+                                                                         capsys: pytest.CaptureFixture[str],
+                                                                         tmp_path: Path) -> None:
+    from raysweep.analysis.repeated import fit_repeated
+
+    law = fit_repeated(good.cells, "data_constrained", starts=4)
+    p = plan(good, TOP, law)
+    _spend_the_budget(good, p, TOP)
+    assert any("'data_constrained' law" in n for n in p.notes)
+    assert p.region is not None and p.region.floor.value == pytest.approx(law.params()["E"])
+    if p.verdict == FORECAST:
+        assert p.runs[0].loss == pytest.approx(law.predict(p.runs[0].params, p.runs[0].epochs))
+    table = write_csv(_runs(GOOD), tmp_path / "good.csv")
+    code = main(["plan", "--table", str(table), "--budget", f"{TOP:g}", "--bootstrap", "0", "--law",
+                 "data_constrained", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == doc["exit_code"] and doc["runs"][0]["rung"] in good.models
