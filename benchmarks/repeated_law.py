@@ -12,7 +12,7 @@ For each table and each form:
   by leave-one-out, and whether the fitted law (on all cells) turns over before the lattice's last
   budget for each rung.
 
-Run (about 30 minutes on 2 shared cores):
+Run (about 45 minutes on 2 shared cores):
     PYTHONPATH=. .venv/bin/python benchmarks/repeated_law.py benchmarks/study/nfnet.csv \
         benchmarks/study/vit.csv --json benchmarks/study/repeated_law.json > benchmarks/study/repeated_law.txt
 """
