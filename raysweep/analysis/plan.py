@@ -1,19 +1,16 @@
-"""A forecast for a budget not yet spent: the compute-optimal model size and epoch budget, the rung
-to train, its learning rate, and the loss to expect. Runs nothing.
+"""A forecast for a budget not yet spent: the runs of the ladder that spend it, ranked, with their
+learning rate and the loss to expect where the fit supports one. Runs nothing.
 
-- The optimum (N*, D*) minimises the parametric law L(N, D) under the measured cost model
-  (cost = k N^gamma x epochs). Without a usable parametric fit it falls back on the frontier's
-  allocation power laws (N_opt ~ C^a, epochs_opt ~ C^b).
-- The rung is the known model nearest to N* in log size; its epoch budget is what the budget buys
-  for that rung (measured cost per epoch), so the recommendation spends exactly the budget.
-- The LR comes from the fitted trend at (rung, budget), and is snapped to the study's LR grid.
-- The loss is given twice, each with its bootstrap interval: the parametric law at the recommended
-  (rung, budget), and the frontier's power law at the budget.
-
-The answer is a ranked short list of concrete runs: every rung of the ladder at the epochs that
-spend the budget on it, the LR the trend gives there (on the study's grid), and the loss the law
-predicts, best first. Whether that loss is printed, as a number, a bound or not at all, is
-`raysweep.analysis.verdict`'s rule, and the verdict is also the exit code of `raysweep plan`.
+- Every rung of the ladder at the epochs the budget buys it (measured cost per epoch), so each run
+  spends exactly the budget; the LR from the fitted trend at (rung, epochs), snapped to the study's
+  LR grid; the loss from the law (L(N, D), or a law for repeated data) with its bootstrap interval.
+- Ranked: the runs inside the measured epochs first, each group by predicted loss; a run the law
+  prefers only by extrapolating comes after, with a note. The first run is the headline.
+- Whether its loss is printed as a number, a bound or not at all is `raysweep.analysis.verdict`'s
+  rule; the verdict is also the exit code of `raysweep plan` (0, 3, 4).
+- The continuous optimum (N*, D*) minimising L(N, D) under the measured cost model (cost = k N^gamma
+  x epochs), or the frontier's allocation power laws without a usable fit, is given for reference;
+  the frontier's power law at the budget too.
 """
 
 from __future__ import annotations
