@@ -28,6 +28,7 @@ from raysweep.analysis.lr_trend import LrTrend, fit_lr_trend
 from raysweep.analysis.parametric import ChinchillaFit, fit_chinchilla
 from raysweep.analysis.runs import TPU_V4_PEAK_FLOPS_PER_CORE, TPU_V4_UTILISATION, CellBest, ComputeAxis, Runs
 from raysweep.analysis.stats import BOOTSTRAP_REPLICATES, Resampler, fit_line
+from raysweep.analysis.verdict import Region, region
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,13 @@ class StudyFit:
             "edge_warnings": [{"edge": w.edge, "cells": list(w.cells), "top": w.top, "message": w.message}
                               for w in self.warnings],
             "corner_note": self.corner,
+            "forecast_region": self.region().to_json(),
         }
+
+    def region(self) -> Region:
+        """Where `raysweep plan` forecasts, bounds or withholds a loss (raysweep.analysis.verdict)."""
+        return region(self.chinchilla, [c.compute for c in self.cells], [c.epochs for c in self.cells],
+                      [c.loss for c in self.cells])
 
 
 def _num(x: float) -> float | None:

@@ -48,6 +48,14 @@ Prints the compute-optimal model size and epoch budget (from the parametric law 
 measured cost of an epoch), the ladder rung nearest that size and the epochs that spend the budget
 on it, the learning rate from the fitted LR trend, and the predicted validation loss with a 95%
 interval (from L(N, D), and from the frontier's power law). Runs nothing.
+
+The answer is a ranked list of runs from the ladder (rung, epochs that spend the budget, LR on the
+grid, predicted loss) and a verdict on the first (raysweep.analysis.verdict):
+  forecast  exit 0  the budget is within 4x the largest compute measured, the run's epochs within
+                    the measured ones, and the floor E identified: the loss with its 95% interval
+  bound     exit 3  past the measured budgets or epochs: the loss only as a lower bound (E's lower end)
+  withheld  exit 4  the floor E is not identified (its interval reaches 0): no loss forecast
+Exit 2 is bad input. With --json the same verdict is in "verdict", "reasons" and "exit_code".
 """
 
 
@@ -76,6 +84,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     pl.add_argument("--bootstrap", type=int, default=200, metavar="N",
                     help="bootstrap replicates for the intervals (default: %(default)s)")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl.add_argument("--law", choices=("chinchilla", "data_constrained", "overfit", "data_constrained_overfit"),
+                    default="chinchilla", help="the law that ranks the runs and predicts their loss: L(N, D) "
+                    "(default), or a law for repeated data (raysweep.analysis.repeated; 'overfit' can turn over)")
 
 
 def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
@@ -249,9 +260,16 @@ def run_plan(args: argparse.Namespace) -> int:
     sources = _load(args)
     axis = _axis("flops" if args.budget is not None else "core_hours", sources)
     fit = analyze(sources[0].runs, axis, replicates=args.bootstrap)
-    p = plan(fit, budget)
+    law = None
+    if args.law != "chinchilla":
+        from raysweep.analysis.repeated import fit_repeated
+        from raysweep.analysis.stats import Resampler
+
+        resampler = Resampler(sources[0].runs, axis, replicates=args.bootstrap) if args.bootstrap else None
+        law = fit_repeated(fit.cells, args.law, resampler, replicates=args.bootstrap)
+    p = plan(fit, budget, law)
     if args.json:
         print(json.dumps({"study": fit.name, **p.to_json()}, indent=2, default=str))
     else:
         print(format_plan(p, fit.name))
-    return 0
+    return p.exit_code

@@ -68,7 +68,7 @@ def test_tpu_axis_and_two_studies_overlay(table: Path, tmp_path: Path) -> None:
 
 def test_plan_prints_rung_lr_and_loss(table: Path, capsys: pytest.CaptureFixture[str]) -> None:
     s = Surface()
-    budget = s.k * 100_000 * 8  # 8 epochs of the largest rung: twice the lattice's top
+    budget = s.k * 100_000 * 4  # 4 epochs of the largest rung: the lattice's top
     assert main(["plan", "--table", str(table), "--budget", f"{budget:g}", "--bootstrap", "20", "--json"]) == 0
     p = json.loads(capsys.readouterr().out)
     assert p["rung"] in ("m1", "m2") and p["rung_epochs"] > 0
@@ -76,10 +76,13 @@ def test_plan_prints_rung_lr_and_loss(table: Path, capsys: pytest.CaptureFixture
     assert p["loss_parametric_ci"][0] <= p["loss_parametric"] <= p["loss_parametric_ci"][1]
     true = s.loss(p["rung_params"], p["rung_epochs"])
     assert p["loss_parametric"] == pytest.approx(true, rel=0.05)
-    assert any("extrapolation" in n for n in p["notes"])
-    assert main(["plan", "--table", str(table), "--core-hours", "0.01", "--bootstrap", "0"]) == 0
+    # twice the lattice's top: 8 epochs of the largest rung were never measured, so only a bound (exit 3)
+    assert main(["plan", "--table", str(table), "--budget", f"{2 * budget:g}", "--bootstrap", "20", "--json"]) == 3
+    p = json.loads(capsys.readouterr().out)
+    assert p["verdict"] == "bound" and p["loss_parametric"] is None and p["loss_bound"] > 0
+    assert main(["plan", "--table", str(table), "--core-hours", "0.01", "--bootstrap", "0"]) in (0, 3)
     text = capsys.readouterr().out
-    assert "nearest rung" in text and "learning rate" in text and "predicted val loss" in text
+    assert "runs that spend the budget" in text and "learning rate" in text and "predicted val loss" in text
 
 
 @pytest.mark.parametrize("content, needle", [

@@ -77,9 +77,10 @@ def test_analyze_an_experiment_over_two_sessions_logs_artifacts_on_both_parents(
 
 def test_plan_from_an_experiment(store: tuple[str, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     uri, _ = store
+    # exit 0 (a forecast) or 3 (a bound: past the measured budgets), never 2; the runs are listed either way
     assert main(["plan", "--experiment", EXPERIMENT, "--tracking-uri", uri, "--budget", "1e11",
-                 "--bootstrap", "0"]) == 0
-    assert "nearest rung" in capsys.readouterr().out
+                 "--bootstrap", "0"]) in (0, 3)
+    assert "runs that spend the budget" in capsys.readouterr().out
 
 
 def test_unknown_experiment_is_one_line_exit_2(store: tuple[str, list[str]], tmp_path: Path,
