@@ -140,8 +140,9 @@ def test_sweeps_of_different_recipes_in_one_experiment_are_not_pooled(
                  "--bootstrap", "0"]) == 0
     fit = json.loads((out / "fit.json").read_text())
     assert fit["runs"] == 48 and len(fit["cells"]) == 12
+    # one sweep picked out of the mix plans (a forecast, or a bound past the measured epochs: exit 3)
     assert main(["plan", "--experiment", "mixed", "--sweep", "vit-adamw", "--tracking-uri", uri, "--budget", "1e11",
-                 "--bootstrap", "0"]) == 0
+                 "--bootstrap", "0"]) in (0, 3)
     capsys.readouterr()
     assert main(["analyze", "--experiment", "mixed", "--sweep", "resnet*", "--tracking-uri", uri,
                  "--out", str(tmp_path / "o2")]) == 2

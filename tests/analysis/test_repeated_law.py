@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from raysweep.analysis.repeated import effective_epochs, fit_repeated
-from raysweep.analysis.runs import CellBest, ComputeAxis, Run, Runs
+from raysweep.analysis.runs import CellBest, ComputeAxis, Runs
 from raysweep.analysis.stats import FitStatus, Resampler
+from raysweep.results.rows import TrialRow, status_of
 
 E, A, ALPHA, B, BETA = 0.3, 40.0, 0.45, 0.8, 0.6
 KAPPA, RHO = 0.5, 1.5
@@ -98,8 +99,8 @@ def test_effective_epochs_counts_unique_then_repeated_passes() -> None:
 def test_bootstrap_restarts_each_replicate_and_covers_the_truth() -> None:
     planted = cells(penalty=P)
     runs = Runs(name="pen", source="planted", runs=tuple(
-        Run(model=c.model, model_params=c.params, epochs=c.epochs, lr=0.1, seed="0", val_loss=c.loss,
-            flops=c.compute, core_hours=c.compute * 1e-13) for c in planted))
+        TrialRow(model=c.model, model_params=c.params, epochs=c.epochs, lr=0.1, seed="0", val_loss=c.loss,
+                 status=status_of(c.loss), flops=c.compute, core_hours=c.compute * 1e-13) for c in planted))
     fit = fit_repeated(planted, "overfit", Resampler(runs, ComputeAxis.FLOPS, replicates=20), starts=STARTS,
                        replicates=20)
     assert fit.bootstrap == "cells" and fit.replicates >= 15
