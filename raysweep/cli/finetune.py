@@ -8,7 +8,6 @@ only `--dry-run` runs; without it the command says so in one line.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -107,17 +106,3 @@ def read_pretraining(experiment: str, uri: str, sweeps: Sequence[str], *, file: 
                         ) from None
     sessions = len({r.parent for r in rows if r.parent})
     return rows, f"MLflow experiment {experiment!r} ({len(rows)} finished trials, {sessions} session(s))"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`raysweep finetune` on its own, as `python -m raysweep.cli.finetune` (the tests call it so)."""
-    from raysweep.cli.main import _guard
-
-    p = argparse.ArgumentParser(prog="raysweep finetune")
-    fill_parser(p)
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    return _guard(lambda: run(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from raysweep.cli.finetune import main
+from raysweep.cli import main as cli_main
+
+
+def main(argv: list[str]) -> int:
+    """`raysweep finetune ARGS`, through the real command line."""
+    return cli_main(["finetune", *argv])
 from raysweep.config import spec_from_dict
 from raysweep.config.trial import TrialConfig
 from raysweep.core.records import M
