@@ -15,11 +15,17 @@ import pytest
 # LONG_TIMEOUT_S, past which a hang is a failure with a stack dump, not a stuck CI run.
 LONG_TIMEOUT_S = 900
 SLOW_DIRS = ("faults", "integration")
+# Modules outside those folders that start real servers or stores (an MLflow server, moto S3, a
+# GCS emulator, SQLite MLflow stores per case) or dry-run the paper's ladder: slow too, so that
+# `make test-fast` stays the quick loop
+SLOW_FILES = ("test_journal_replay.py", "test_shards_s3.py", "test_shards_gcs.py", "test_analyze_mlflow.py",
+              "test_dry_run.py", "test_cost.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(part in SLOW_DIRS for part in item.path.parts) and item.get_closest_marker("slow") is None:
+        slow_place = any(part in SLOW_DIRS for part in item.path.parts) or item.path.name in SLOW_FILES
+        if slow_place and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))

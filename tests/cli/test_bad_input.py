@@ -417,6 +417,7 @@ def test_a_missing_dataset_package_names_data_dataset_and_what_to_install(
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.slow  # two real `raysweep` processes
 def test_through_real_processes_the_overflow_case_and_a_missing_package(tmp_path: Path) -> None:
     """`python -m raysweep` as a shell runs it: the issue's 1e308 traceback is now one line; and a
     fresh interpreter without mlxtend (blocked before raysweep is imported) names what to install."""

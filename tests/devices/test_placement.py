@@ -43,6 +43,7 @@ def test_trial_resources_and_concurrency_come_from_the_device() -> None:
         group.concurrency({"CPU": 1})
 
 
+@pytest.mark.slow  # starts torch_xla on PJRT CPU
 def test_xla_placement_is_lazy_on_an_xla_device() -> None:
     # A subprocess: importing torch_xla starts a PJRT client we do not want in the test process.
     code = textwrap.dedent("""
