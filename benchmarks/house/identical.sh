@@ -48,7 +48,7 @@ outputs() {  # tree, out folder (each revision writes to the same path, which it
   if [ "$DEMO" = --demo ]; then  # the per-cell table (timings and run ids vary: only the table is kept)
     local d; d=$(mktemp -d)
     (cd "$tree" && PYTHONPATH="$tree" "$PY" -m raysweep run search_spaces/demo.yaml --quiet \
-       --results "$d/results" --tracking-uri "sqlite:///$d/mlflow.db" 2>/dev/null \
+       --results "$d/results" --tracking-uri "sqlite:///$d/mlflow.db" 2>"$OUT/demo-$(basename "$final").err" \
        | sed -n '/^cell /,/^$/p' > "$out/demo-cells.txt")
     rm -rf "$d"
   fi
