@@ -130,8 +130,14 @@ def stop_head(head: RayHead, grace: float = 30) -> None:
         except subprocess.TimeoutExpired:
             head.proc.kill()
             head.proc.wait()
-    deadline = time.monotonic() + 10
-    for pid, start in sorted(pids):
+    reap(pids)
+    shutil.rmtree(head.tmpdir, ignore_errors=True)
+
+
+def reap(pids: object, wait_s: float = 10.0) -> None:
+    """Give each (pid, start time) up to `wait_s` in all to exit, then SIGKILL what is left."""
+    deadline = time.monotonic() + wait_s
+    for pid, start in sorted(pids):  # type: ignore[call-overload]
         while _alive(pid, start) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _alive(pid, start):
@@ -139,4 +145,3 @@ def stop_head(head: RayHead, grace: float = 30) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    shutil.rmtree(head.tmpdir, ignore_errors=True)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.listening import Listener, listening, parse_address
-from tests.integration.ray_head import _alive, _children
+from tests.integration.ray_head import _children, reap
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,15 +89,7 @@ def own_cluster() -> Iterator[OwnCluster]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        deadline = time.monotonic() + 10
-        for pid, start in sorted(pids):
-            while _alive(pid, start) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _alive(pid, start):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        reap(pids)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
