@@ -19,6 +19,11 @@ from raysweep.config._build import build
 from raysweep.config.spec import SweepSpec
 from raysweep.core.errors import SpecError
 
+# Top-level sections that belong to a later stage, read and checked by it (`finetune:`, by
+# `raysweep finetune`; `raysweep run` checks it through `cli.preflight.load_checked`): the sweep
+# itself leaves them out.
+LATER_STAGES = ("finetune",)
+
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepSpec:
     """Read, override and validate a search-space YAML file."""
@@ -43,7 +48,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if not isinstance(raw, dict):
         raise SpecError(f"expected a mapping at the top level, got {type(raw).__name__}", file=file)
     try:
-        return spec_from_dict(apply_overrides(raw, overrides, file=file), file=file)
+        sweep = {k: v for k, v in raw.items() if k not in LATER_STAGES}
+        return spec_from_dict(apply_overrides(sweep, overrides, file=file), file=file)
     except RecursionError:  # copying or quoting a value nested thousands deep
         raise SpecError("expected a search space, got lists or mappings nested too deeply", file=file) from None
 

@@ -158,6 +158,10 @@ class Tag:
     SOURCE_RUN: Final = "raysweep.source_run"
     SOURCE_TRIAL_KEY: Final = "raysweep.source_trial_key"  # the source's TrialKey.token()
     FINETUNE_KEY: Final = "raysweep.finetune_key"  # FinetuneKey.token(): the durable identity
+    # why the source checkpoint was chosen: "why@point" for each reason, joined by ";" (the
+    # finding-4 comparison reads its groups from it); empty for the from-scratch baseline
+    FINETUNE_REASONS: Final = "raysweep.finetune_reasons"
+    SOURCE_CELL: Final = "raysweep.source_cell"  # the source's cell, model@epochs
 
 
 class StudyAttr:
@@ -271,15 +275,18 @@ class FinetuneKey:
     lr: float
     seed: int = 0
     attempt: int = 0
+    repeats: int = 1  # repeated augmentation's k (1: off); a part of the key only when above 1
 
     def __post_init__(self) -> None:
         assert self.attempt >= 0 and self.seed >= 0, "attempts and seeds count from 0"
+        assert self.repeats >= 1, "repeated augmentation's k counts from 1"
         assert math.isfinite(self.lr) and self.lr > 0, "a trial's LR is a positive number"
         assert self.source, "a fine-tuning trial has a source: a trial key, or scratch:<rung>"
 
     @classmethod
-    def scratch(cls, study: str, model: str, lr: float, seed: int = 0, attempt: int = 0) -> FinetuneKey:
-        return cls(study, SCRATCH + model, lr, seed, attempt)
+    def scratch(cls, study: str, model: str, lr: float, seed: int = 0, attempt: int = 0,
+                repeats: int = 1) -> FinetuneKey:
+        return cls(study, SCRATCH + model, lr, seed, attempt, repeats)
 
     @property
     def baseline(self) -> bool:
@@ -294,20 +301,27 @@ class FinetuneKey:
         return None if self.baseline else TrialKey.from_token(self.source)
 
     def token(self) -> str:
-        return f"{self.study}|ft|{self.source}|lr={self.lr:.6g}|seed={self.seed}|attempt={self.attempt}"
+        k = f"|k={self.repeats}" if self.repeats > 1 else ""
+        return f"{self.study}|ft|{self.source}|lr={self.lr:.6g}|seed={self.seed}{k}|attempt={self.attempt}"
 
     @classmethod
     def from_token(cls, token: str) -> FinetuneKey:
         try:
+            rest, last = token.rsplit("|", 1)
+            k_part = rest.rsplit("|", 1)[1]
+            repeats = int(k_part.removeprefix("k=")) if k_part.startswith("k=") else 1
+            if k_part.startswith("k="):  # k sits between the seed and the attempt when above 1
+                token = f"{rest.rsplit('|', 1)[0]}|{last}"
             head, lr, seed, attempt = token.rsplit("|", 3)
             study, sep, source = head.partition("|ft|")
-            if not sep:
+            if not sep or not lr.startswith("lr=") or not seed.startswith("seed=") or not attempt.startswith("attempt="):
                 raise ValueError(token)
             return cls(study=study, source=source, lr=float(lr.removeprefix("lr=")),
-                       seed=int(seed.removeprefix("seed=")), attempt=int(attempt.removeprefix("attempt=")))
+                       seed=int(seed.removeprefix("seed=")), attempt=int(attempt.removeprefix("attempt=")),
+                       repeats=repeats)
         except (ValueError, AssertionError):
-            raise ValueError(f"expected a fine-tuning key 'study|ft|source|lr=X|seed=N|attempt=N', got {token!r}"
-                             ) from None
+            raise ValueError("expected a fine-tuning key 'study|ft|source|lr=X|seed=N[|k=K]|attempt=N', got "
+                             f"{token!r}") from None
 
     def digest(self) -> str:
         return hashlib.sha1(self.token().encode()).hexdigest()[:10]
@@ -315,14 +329,16 @@ class FinetuneKey:
     def slug(self) -> str:
         src = self.source_key()
         what = f"{self.model}_scratch" if src is None else f"{src.model}_e{format_epochs(src.epochs)}_lr{src.lr:.6g}"
-        return _SAFE.sub("-", f"ft_{what}_flr{self.lr:.6g}_s{self.seed}_a{self.attempt}")
+        k = f"_k{self.repeats}" if self.repeats > 1 else ""
+        return _SAFE.sub("-", f"ft_{what}_flr{self.lr:.6g}_s{self.seed}{k}_a{self.attempt}")
 
     def run_name(self) -> str:
         """The MLflow child run's name."""
         src = self.source_key()
         what = f"{self.model} from scratch" if src is None else f"from {src.cell} lr={src.lr:.6g}"
         suffix = f" attempt {self.attempt}" if self.attempt else ""
-        return f"{what} | ft lr={self.lr:.6g} seed {self.seed}{suffix}"
+        k = f" k={self.repeats}" if self.repeats > 1 else ""
+        return f"{what} | ft lr={self.lr:.6g} seed {self.seed}{k}{suffix}"
 
     def train_run_name(self) -> str:
         """The Ray Train run folder: the same key, the same folder, so a re-run resumes."""

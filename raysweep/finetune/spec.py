@@ -26,6 +26,7 @@ finetune:
   repeated_augmentation: 1   # k: each batch holds k augmented copies of batch/k images (1: off)
   augment: {crop: null, pad: 4, flip: null}   # null: what suits the data (no flips for digits)
   baseline: true             # also train each chosen rung from scratch at the same budget and LR grid
+  experiment: null           # the fine-tuning sweep's MLflow experiment; null: "<pre-training experiment>-finetune"
 ```
 
 Unknown keys, wrong types and impossible values are one-line `SpecError`s naming the file and the
@@ -144,6 +145,7 @@ class FinetuneSpec:
     repeated_augmentation: int = 1  # k copies of batch/k images per batch (the paper used it); 1: off
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     baseline: bool = True  # each chosen rung also trained from scratch at this budget: the gain is a number
+    experiment: str | None = None  # the MLflow experiment of the fine-tuning sweep; None: "<pre-training's>-finetune"
 
     def validate(self) -> None:
         positive(self.epochs, "epochs")
@@ -153,6 +155,8 @@ class FinetuneSpec:
             raise SpecError(f"expected an integer in [1, {MAX_SEEDS}], got {self.seeds!r}", key="seeds")
         if self.batch_size is not None:
             positive(self.batch_size, "batch_size")
+        if self.experiment is not None and (not self.experiment.strip() or not self.experiment.isprintable()):
+            raise SpecError(f"expected an MLflow experiment name, got {show(self.experiment)}", key="experiment")
         if not 1 <= self.repeated_augmentation <= MAX_REPEATS:
             raise SpecError(f"expected an integer in [1, {MAX_REPEATS}], got {self.repeated_augmentation!r}",
                             key="repeated_augmentation")

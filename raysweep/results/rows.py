@@ -89,3 +89,45 @@ def write_table(path: str, rows: Iterable[Sequence[object]]) -> None:
         w.writerow(COLUMNS)
         for cells in rows:
             w.writerow(cells)
+
+
+@dataclass(frozen=True)
+class FinetuneRow:
+    """One finished fine-tuning trial (`raysweep finetune`), as the analysis of Figure 1 and finding 4
+    reads it back from MLflow. A from-scratch baseline run has no source (`source_cell` empty)."""
+
+    model: str  # the rung
+    lr: float  # the fine-tuning LR
+    seed: int  # the fine-tuning seed; pairs runs across checkpoints in the paired test
+    repeats: int  # repeated augmentation's k (1: off)
+    status: str  # a TrialStatus value
+    top1: float  # downstream top-1 accuracy on the held-out split (NaN unless ok)
+    loss: float  # downstream validation loss (+inf unless ok)
+    flops: float  # the fine-tuning run's own FLOPs
+    pretrain_flops: float  # the source's pre-training FLOPs (0 for the baseline)
+    core_hours: float = math.nan
+    pretrain_core_hours: float = math.nan
+    source_cell: str = ""  # the pre-training cell, model@epochs; "" for the baseline
+    source_lr: float = math.nan  # the pre-training LR (NaN for the baseline)
+    pretrain_loss: float = math.nan  # the source's pre-training validation loss
+    reasons: tuple[tuple[str, str], ...] = ()  # (why, frontier point cell): finetune.select.Why values
+    run_id: str = ""
+    source_run: str = ""
+    source_trial_key: str = ""
+    finetune_key: str = ""
+    sweep: str = ""
+    parent: str = ""
+
+    @property
+    def baseline(self) -> bool:
+        return not self.source_cell
+
+    @property
+    def source(self) -> str:
+        """The checkpoint's name, `cell lr=X`, or `<rung> from scratch`."""
+        return f"{self.model} from scratch" if self.baseline else f"{self.source_cell} lr={self.source_lr:g}"
+
+    @property
+    def error(self) -> float:
+        """Top-1 error (NaN unless ok)."""
+        return 1.0 - self.top1 if self.status == TrialStatus.OK else math.nan
