@@ -1,13 +1,15 @@
-"""`raysweep finetune SPACE.yaml --dry-run`: the command line's side of fine-tuning.
+"""`raysweep finetune SPACE.yaml [--dry-run]`: the command line's side of fine-tuning.
 
 Reads the pre-training sweep back from MLflow (`raysweep.results.mlflow_rows.read_trials`), picks
-the checkpoints (`raysweep.finetune`) and prints the plan. Until the fine-tuning trials are built,
-only `--dry-run` runs; without it the command says so in one line.
+the checkpoints (`raysweep.finetune`), re-hashes each, and prints the plan. Without `--dry-run` it
+then runs the fine-tuning sweep on the sweep's machinery (`raysweep.sweep.runner.run_sweep` with
+the plan's units), as its own MLflow parent run tagged with the pre-training parents it read.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,16 @@ def fill_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="list the chosen checkpoints, why each was chosen, and the fine-tuning FLOPs; run nothing")
     p.add_argument("--tracking-uri", default=None,
-                   help="the MLflow store the pre-training was recorded in (default: as `raysweep run`)")
+                   help="the MLflow store the pre-training was recorded in, and the fine-tuning will be "
+                        "(default: as `raysweep run`)")
+    p.add_argument("--results", default=Path(os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results"), type=Path,
+                   help="folder for the fine-tuning trials' Ray results, checkpoints and study (default: "
+                        "$RAYSWEEP_RESULTS, else %(default)s)")
+    p.add_argument("--max-trials", type=int, default=None, metavar="N",
+                   help="stop after N fine-tuning trials have finished in this session (--resume continues)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest fine-tuning study of this space (finished trials are not run again)")
+    p.add_argument("--quiet", action="store_true", help="no line per finished trial, only the final summary")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     space = load_finetune(args.space)
     file = space.file
-    if not args.dry_run:
-        raise SpecError("expected --dry-run: the fine-tuning trials are not built yet (issue 14); the dry run "
-                        "lists what they will be", key="--dry-run")
+    if getattr(args, "max_trials", None) is not None and args.max_trials < 1:
+        raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")
     shape = downstream_shape(space.finetune.data, file, dry_run=args.dry_run)
     uri = resolve_tracking_uri(args.tracking_uri, space.sweep.tracking.uri)
     rows, source = read_pretraining(space.experiment, uri, space.finetune.pretrained.sweeps, file=file)
@@ -52,8 +62,58 @@ def run(args: argparse.Namespace) -> int:
     pre_shape = None if all(all(t.shape) for t in trials) else preflight(space.sweep, file, dry_run=True)
     plan = make_plan(space, trials, pre_shape, shape, source=source)
     read = verify(plan)
-    print(report(plan, verified_bytes=read))
+    print(report(plan, verified_bytes=read), flush=True)
+    if args.dry_run:
+        return 0
+    return launch(space, plan, args, uri)
+
+
+def launch(space: Any, plan: Any, args: argparse.Namespace, uri: str) -> int:
+    """Run the plan's fine-tuning trials as a sweep, then say where its results are."""
+    from raysweep.cli.preflight import preflight_stores
+    from raysweep.cli.run import experiment_page
+    from raysweep.core.records import Tag
+    from raysweep.finetune.units import trial_spec, units_of
+    from raysweep.sweep.runner import run_sweep
+
+    spec = trial_spec(space)
+    units = units_of(plan)
+    preflight_stores(spec, args, uri)
+    parents = sorted({t.parent for c in plan.choices for t in c.choice.trials if t.parent})
+    tags = {Tag.KIND: Tag.KIND_FINETUNE_SWEEP, Tag.PRETRAINING_PARENTS: ",".join(parents)}
+    print(f"\nraysweep: fine-tuning sweep {spec.name}: {len(units)} units (checkpoint or scratch rung, seed, k) x "
+          f"{len(spec.lr_grid())} LRs, searcher {spec.search.searcher}; experiment {spec.tracking.experiment!r}",
+          flush=True)
+    try:
+        out = run_sweep(spec, source=str(args.space), tracking_uri=uri, results_dir=args.results,
+                        verbose=0 if args.quiet else 1, max_trials=args.max_trials, resume=args.resume,
+                        units={u.name: u.to_dict() for u in units}, parent_tags=tags)
+    except SpecError as err:
+        raise (err if (err.key or "").startswith(("--", "$")) else err.located(file=file_of(args))) from None
+    done = sum(r.best_lr is not None for r in out.rows)
+    print(f"\n{out.trials} fine-tuning trials in {out.wall_s:.1f} s; {done} of {len(units)} units have a best LR")
+    from raysweep.core.redact import redact_url
+
+    shown = redact_url(uri)
+    page = experiment_page(uri, spec.tracking.experiment)
+    print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; Figure 1 and the "
+          f"finding-4 table: raysweep analyze --experiment {spec.tracking.experiment} --tracking-uri {shown}")
+    print(f"  browse: {shown.rstrip('/')}/{page}" if uri.startswith(("http://", "https://")) else
+          f"  browse: mlflow ui --backend-store-uri {shown}   # then open http://127.0.0.1:5000/{page}")
+    if out.unsent is not None:
+        from raysweep.cli.run import unsent_line
+
+        print(unsent_line(out.unsent, spec.tracking.flush_timeout_s))
+        return 2
+    if out.interrupted:
+        from raysweep.sweep.stop_signals import exit_code
+
+        return exit_code(out.interrupted_by)
     return 0
+
+
+def file_of(args: argparse.Namespace) -> str:
+    return str(args.space)
 
 
 def downstream_shape(data: Any, file: str, *, dry_run: bool) -> Any:

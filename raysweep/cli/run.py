@@ -19,6 +19,9 @@ def run(args: argparse.Namespace) -> int:
     from raysweep.tracking import resolve_tracking_uri
 
     spec = load_spec(args.space, args.overrides)
+    from raysweep.cli.preflight import check_later_stages
+
+    check_later_stages(args.space)
     if args.warm_start is not None:
         spec = _with_warm_start(spec, args.warm_start)
     shape = preflight(spec, str(args.space), dry_run=args.dry_run)

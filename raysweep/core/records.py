@@ -114,7 +114,7 @@ class M:
 
     # Logged per report at the report's step; the curve is logged per point.
     PER_REPORT: Final = (VAL_LOSS, VAL_ACC, EPOCH, EXAMPLES, FLOPS, CORE_HOURS, TRAIN_S, LOOP_S, COMPILE_S, RESTARTS,
-                          DATA_DIGEST, DATA_SKIPPED)
+                          DATA_DIGEST, DATA_SKIPPED, FT_TOP1, FT_LOSS, PRETRAIN_FLOPS, PRETRAIN_CORE_HOURS)
 
 
 class Tag:

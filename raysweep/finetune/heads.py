@@ -93,9 +93,10 @@ def _grid(source: Source) -> tuple[int, int] | None:
     return tuple(patch.grid_size) if patch is not None and hasattr(model, POS_EMBED) else None  # type: ignore[return-value]
 
 
-def transfer(source: Source, state: Mapping[str, Tensor], target: Target) -> nn.Module:
+def transfer(source: Source, state: Mapping[str, Tensor], target: Target, *, zero_head: bool = True) -> nn.Module:
     """The pre-trained model (`state`: its `model.state_dict()`) rebuilt at the target resolution,
-    its backbone loaded bit-identical, its classifier replaced for the target classes and zeroed."""
+    its backbone loaded bit-identical, its classifier replaced for the target classes and zeroed
+    (`zero_head`; else timm's own initialisation of the new head)."""
     check_target(source, target)
     model = build_model(source.ladder, source.rung, num_classes=source.num_classes, in_chans=source.in_chans,
                         image_size=target.image_size)
@@ -110,6 +111,8 @@ def transfer(source: Source, state: Mapping[str, Tensor], target: Target) -> nn.
         raise SpecError(f"expected a checkpoint of {source.rung} as its run records it, got a state that does "
                         f"not fit: {first}", key="finetune.from") from None
     model.reset_classifier(target.num_classes)  # type: ignore[operator]
+    if not zero_head:
+        return model
     with torch.no_grad():
         for p in model.get_classifier().parameters():  # type: ignore[operator]
             p.zero_()
@@ -122,10 +125,11 @@ def head_names(model: nn.Module) -> set[str]:
     return {k for k, t in model.state_dict(keep_vars=True).items() if id(t) in head}
 
 
-def from_checkpoint(kept: KeptCheckpoint, source: Source, target: Target, *, run: str = "") -> nn.Module:
+def from_checkpoint(kept: KeptCheckpoint, source: Source, target: Target, *, run: str = "",
+                    zero_head: bool = True) -> nn.Module:
     """The model a fine-tuning trial starts from: the checkpoint's SHA-256 checked against the one
     its run recorded, its state read safely (tensors and plain data only), then `transfer`."""
     from raysweep.train.worker import read_state
 
     folder = verify_checkpoint(kept, run=run)
-    return transfer(source, read_state(folder)["model"], target)
+    return transfer(source, read_state(folder)["model"], target, zero_head=zero_head)

@@ -41,15 +41,16 @@ class FinetuneTrial:
     checkpoint: Pretrained | None
     lr: float | None  # None: the searcher picks it as results come (monotone)
     seed: int
+    repeats: int = 1  # repeated augmentation's k for this run (1: off)
 
     def key(self, study: str) -> FinetuneKey | None:
         """Its durable key (None while the searcher has not picked its LR)."""
         if self.lr is None:
             return None
         if self.checkpoint is None:
-            return FinetuneKey.scratch(study, self.model, self.lr, self.seed)
+            return FinetuneKey.scratch(study, self.model, self.lr, self.seed, repeats=self.repeats)
         assert self.checkpoint.trial_key, "a chosen checkpoint's run records its trial key"
-        return FinetuneKey(study, self.checkpoint.trial_key, self.lr, self.seed)
+        return FinetuneKey(study, self.checkpoint.trial_key, self.lr, self.seed, repeats=self.repeats)
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,12 @@ def make_plan(space: FinetuneSpace, trials: list[Pretrained], pre_shape: DataSha
     tried: tuple[float | None, ...] = lrs if ft.searcher == "grid" else (None,) * per
     plans = []
     for c in selection.choices:
-        runs = tuple(FinetuneTrial(c.model, c, c.trials[s % len(c.trials)], lr, s)
-                     for s in range(ft.seeds) for lr in tried)
+        runs = tuple(FinetuneTrial(c.model, c, c.trials[s % len(c.trials)], lr, s, k)
+                     for k in ft.repeat_values() for s in range(ft.seeds) for lr in tried)
         plans.append(ChoicePlan(c, fpe[c.model] * step_plan.examples, runs))
     rungs = list(dict.fromkeys(c.model for c in selection.choices)) if ft.baseline else []
-    baseline = tuple(FinetuneTrial(m, None, None, lr, s) for m in rungs for s in range(ft.seeds) for lr in tried)
+    baseline = tuple(FinetuneTrial(m, None, None, lr, s, k) for m in rungs for k in ft.repeat_values()
+                     for s in range(ft.seeds) for lr in tried)
     return FinetunePlan(space=space, selection=selection, choices=tuple(plans), baseline=baseline,
                         baseline_flops={m: fpe[m] * step_plan.examples for m in rungs}, sources=sources,
                         shape=shape, steps=step_plan.total_steps, examples=step_plan.examples, lrs=lrs,
@@ -190,7 +192,8 @@ def report(plan: FinetunePlan, *, verified_bytes: int | None = None) -> str:
         f"pre-trained at {pre.image_size}px on {pre.num_classes} classes"),
         f"budget {ft.epochs:g} epochs at batch {ft.batch(sp.sweep)}: {plan.steps:,} steps, {plan.examples:,} examples "
         f"per run" + (f" (repeated augmentation k={k}: {ft.batch(sp.sweep) // k} distinct images x {k} copies a "
-                      f"batch, the same examples and FLOPs)" if k > 1 else ""),
+                      f"batch, the same examples and FLOPs; every run also without it, k=1, for the "
+                      f"comparison)" if k > 1 else ""),
         f"augmentation: {crop}, {'with' if aug.flip else 'no'} flips; head: {ft.head.init}-initialised",
         (f"LR grid ({len(plan.lrs)}): {', '.join(f'{x:g}' for x in plan.lrs)}; searcher {ft.searcher}: "
         f"about {plan.per_checkpoint} LRs per checkpoint, {ft.seeds} seeds each"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,11 @@ class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None,
                  earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0,
-                 train_storage: Path | None = None) -> None:
+                 train_storage: Path | None = None, units: Mapping[str, Any] | None = None) -> None:
         # Where the trials' Train runs keep their checkpoints: an ok trial's final one is recorded on
         # its child run (path and SHA-256) so that fine-tuning finds it from the experiment alone.
         self.train_storage = train_storage
+        self.units = units  # a fine-tuning sweep's units by name (`raysweep.finetune.units`)
         self.concurrent = concurrent  # trials the cluster runs side by side
         self.tracker = tracker
         self.parent_run_id = parent_run_id
@@ -76,7 +77,7 @@ class MlflowTrialCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.records:  # a restarted trial keeps its run
             return
-        cfg = trial_config(self.spec, trial.config)
+        cfg = trial_config(self.spec, trial.config, self.units)
         token = cfg.key.token()
         earlier = self.earlier_runs.pop(token, None)
         logged: dict[str, int] = {}
@@ -89,7 +90,7 @@ class MlflowTrialCallback(Callback):
             run_id = self.tracker.start_trial(self.parent_run_id, cfg, trial_id=trial.trial_id)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, run_id, cfg.model, cfg.epochs, cfg.lr, cfg.cell,
                                                    cfg.reason, started=time.monotonic(), logged=logged,
-                                                   train_run=cfg.key.train_run_name())
+                                                   train_run=cfg.train_run_name())
         if self.progress is not None:
             again = " (continues its earlier run)" if earlier is not None else ""
             self.progress(f"[{_clock(time.monotonic() - self._t0)}] start  {cfg.cell:<16} lr={cfg.lr:<7g} | "

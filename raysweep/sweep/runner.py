@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def lattice_of(spec: SweepSpec) -> Lattice:
 
 def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path,
               verbose: int = 1, max_trials: int | None = None, resume: bool = False,
-              warm_start: WarmPlan | None = None) -> SweepOutcome:
+              warm_start: WarmPlan | None = None, units: Mapping[str, Any] | None = None,
+              parent_tags: Mapping[str, str] | None = None) -> SweepOutcome:
     """Run the sweep to the end, or stop it once `max_trials` trials have finished in this session.
 
     verbose: 0 quiet, 1 a line per finished trial, 2 plus Ray Tune's own tables. A searcher that
@@ -42,6 +44,10 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     session left off when the same sweep runs again with `resume=True`; otherwise every run starts
     a new study named `<name>-<timestamp>`. `warm_start` (`raysweep.cli.warm_plan`) gives every cell
     its first LR from an earlier study's trend; a resumed study keeps the one it was created with.
+
+    A fine-tuning sweep (`raysweep.finetune.units`) passes its `units` (name -> plain data, in
+    order): the lattice's models are the units, each trial starts where its unit says; and the
+    `parent_tags` of its parent run (its kind, the pre-training parents it read).
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our callback is the record
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -60,7 +66,8 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from raysweep.sweep.tune_searcher import TuneCellSearcher
     from raysweep.sweep.warm_actors import keep_actors_warm
 
-    lattice = lattice_of(spec)
+    lattice = lattice_of(spec) if units is None else Lattice(models=tuple(units), epochs=spec.epochs,
+                                                              lrs=spec.lr_grid())
     results_dir = results_dir.resolve()
     sweep_dir = results_dir / spec.name
     try:
@@ -88,15 +95,15 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         tracker = open_tracker(tracking_uri, spec.tracking.experiment, journal_dir=sweep_dir)
         searcher, study, lease = open_searcher(spec, lattice, sweep_dir, resume=resume, warm_start=warm_start)
         parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
-                                           resume=resume)
+                                           resume=resume, tags=parent_tags)
         keep_actors_warm(concurrent)
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None,
                                        earlier_runs=earlier_runs, max_failures=spec.resources.max_failures,
-                                       train_storage=results_dir / "train")
+                                       train_storage=results_dir / "train", units=units)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train"),
-                                compile_cache=str(results_dir / "xla_cache")),
+                                compile_cache=str(results_dir / "xla_cache"), units=units),
             trial_resources(spec),
         )
         tuner = tune.Tuner(
@@ -252,7 +259,7 @@ def new_study_name(name: str) -> str:
 
 
 def open_parent(tracker: SweepTracker, spec: SweepSpec, *, source: str, n_cells: int, study: str,
-                resume: bool) -> tuple[str, dict[str, Any]]:
+                resume: bool, tags: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
     """The sweep's parent run and, when resuming, the child runs earlier sessions left, by trial key.
 
     A resumed sweep continues under its original parent run (one sweep, one parent, however many
@@ -263,4 +270,4 @@ def open_parent(tracker: SweepTracker, spec: SweepSpec, *, source: str, n_cells:
         if parents:
             tracker.reopen_sweep(parents[0])
             return parents[0], tracker.trial_runs(study)
-    return tracker.start_sweep(spec, source=source, n_cells=n_cells, study=study), {}
+    return tracker.start_sweep(spec, source=source, n_cells=n_cells, study=study, tags=tags), {}

@@ -11,6 +11,7 @@ own latest checkpoint.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +21,41 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from raysweep.config import SweepSpec, spec_from_dict
 from raysweep.config.trial import TrialConfig
 from raysweep.devices import device_for
+from raysweep.finetune.units import finetune_loop_per_worker
 from raysweep.train.worker import train_loop_per_worker
 
 
-def trial_config(spec: SweepSpec, config: dict[str, Any]) -> TrialConfig:
+def trial_config(spec: SweepSpec, config: dict[str, Any], units: Mapping[str, Any] | None = None) -> TrialConfig:
+    """A Tune trial's config as a `TrialConfig`; in a fine-tuning sweep (`units`: unit name -> its
+    plain data) the searcher's "model" is a unit, whose data the trial carries."""
     return TrialConfig(spec=spec, model=config["model"], epochs=float(config["epochs"]), lr=float(config["lr"]),
                        reason=config.get("reason", ""), study=str(config.get("study", "")),
-                       attempt=int(config.get("attempt", 0)))
+                       attempt=int(config.get("attempt", 0)),
+                       finetune=units[config["model"]] if units else None)
 
 
 def run_trial(config: dict[str, Any], *, spec_dict: dict[str, Any], storage_path: str,
-              compile_cache: str | None = None) -> None:
+              compile_cache: str | None = None, units: Mapping[str, Any] | None = None) -> None:
     # Ray Train and Tune log every local-mode start and every checkpoint at INFO: on a sweep of many
     # short trials that buries the one line per trial the driver prints.
     for name in ("ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
     spec = spec_from_dict(spec_dict, file="<sweep spec>")
-    cfg = trial_config(spec, config)
+    cfg = trial_config(spec, config, units)
     device = device_for(spec.resources)
     local = device.workers() == 0
     run_config = RunConfig(
-        name=cfg.key.train_run_name(),
+        name=cfg.train_run_name(),
         storage_path=storage_path,
         callbacks=[] if local else [TuneReportCallback()],  # type: ignore[list-item]
         failure_config=FailureConfig(max_failures=spec.resources.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),  # the previous one if the last is torn
         worker_runtime_env={"env_vars": device.worker_env()} if device.worker_env() else None,
     )
-    trainer = device.trainer(train_loop_per_worker,
+    loop = train_loop_per_worker if cfg.finetune is None else finetune_loop_per_worker
+    trainer = device.trainer(loop,
                              config={"trial": cfg.to_dict(), "compile_cache": compile_cache,
-                                     "hosts_dir": str(Path(storage_path) / cfg.key.train_run_name() / "hosts")},
+                                     "hosts_dir": str(Path(storage_path) / cfg.train_run_name() / "hosts")},
                              run_config=run_config)
     trainer.fit()
 

@@ -154,13 +154,16 @@ class SweepTracker:
         self.writer.notify()
 
     # The sweep ---------------------------------------------------------------------------------
-    def start_sweep(self, spec: SweepSpec, *, source: str, n_cells: int, study: str) -> str:
+    def start_sweep(self, spec: SweepSpec, *, source: str, n_cells: int, study: str,
+                    tags: Mapping[str, str] | None = None) -> str:
+        """The sweep's parent run; `tags` adds to (or overrides) the sweep's own, e.g. a fine-tuning
+        sweep's kind and the pre-training parents it read."""
         run_id = self._create_run(
             spec.name,
             tags={Tag.KIND: Tag.KIND_SWEEP, Tag.SPACE: source, Tag.STUDY: study,
                   Tag.SEARCHER: spec.search.searcher,
                   **({Tag.WARM_START: spec.search.warm_start} if spec.search.warm_start else {}),
-                  Tag.NOTE: spec.description or f"raysweep sweep {spec.name}"},
+                  Tag.NOTE: spec.description or f"raysweep sweep {spec.name}", **(tags or {})},
         )
         params = flatten(spec.to_dict())
         params["cells"] = n_cells
@@ -179,14 +182,21 @@ class SweepTracker:
     # Trials -------------------------------------------------------------------------------------
     def start_trial(self, parent_id: str, cfg: TrialConfig, *, trial_id: str) -> str:
         run_id = self._create_run(
-            cfg.key.run_name(),
+            cfg.run_name(),
             tags={Tag.CELL: cfg.cell, Tag.STATUS: TrialStatus.RUNNING.value, Tag.REASON: cfg.reason,
-                  Tag.TRIAL_ID: trial_id, Tag.KIND: Tag.KIND_TRIAL, Tag.TRIAL_KEY: cfg.key.token()},
+                  Tag.TRIAL_ID: trial_id, Tag.KIND: Tag.KIND_TRIAL, Tag.TRIAL_KEY: cfg.key.token(),
+                  **_finetune_tags(cfg)},
             parent=parent_id,  # the writer sets mlflow.parentRunId to the parent's MLflow id
         )
         spec = cfg.spec
-        params = {"model": cfg.model, "family": spec.ladder.family, "epochs": cfg.epochs, "lr": cfg.lr,
-                  "batch_size": spec.batch_size, "dataset": spec.data.dataset, "seed": spec.seed}
+        params = {"model": cfg.rung, "family": spec.ladder.family, "epochs": cfg.epochs, "lr": cfg.lr,
+                  "batch_size": spec.batch_size, "dataset": spec.data.dataset, "seed": cfg.seed}
+        if cfg.finetune:  # what the unit is: its source's cell and LR, k, the head and augmentation
+            u = cfg.finetune
+            params.update({"unit": cfg.model, "repeats": u["repeats"], "head_init": u["head_init"],
+                           "augment": "/".join(str(v) for v in u["augment"]),
+                           "source_cell": u["source_cell"] or "scratch",
+                           "source_lr": u["source_lr"], "pretrain_loss": u["pretrain_loss"]})
         rest = flatten(spec.to_dict())
         for k in ("ladder.rungs", "epochs", "name", "description", "batch_size", "seed"):
             rest.pop(k, None)
@@ -288,6 +298,20 @@ class SweepTracker:
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         self._log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+
+def _finetune_tags(cfg: TrialConfig) -> dict[str, str]:
+    """A fine-tuning trial's tags: its kind, durable key, source run and trial, why it was chosen."""
+    key = cfg.finetune_key
+    if key is None or cfg.finetune is None:
+        return {}
+    u = cfg.finetune
+    tags = {Tag.KIND: Tag.KIND_FINETUNE_TRIAL, Tag.FINETUNE_KEY: key.token(),
+            Tag.FINETUNE_REASONS: ";".join(f"{why}@{point}" for why, point in u["reasons"])}
+    if u["source_trial_key"]:
+        tags.update({Tag.SOURCE_RUN: str(u["source_run"]), Tag.SOURCE_TRIAL_KEY: str(u["source_trial_key"]),
+                     Tag.SOURCE_CELL: str(u["source_cell"])})
+    return tags
 
 
 def _now() -> int:

@@ -12,8 +12,8 @@ import hashlib
 import math
 import struct
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -33,21 +33,42 @@ from raysweep.models import (
 )
 from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
 
-__all__ = ["Placement", "Report", "evaluate", "run_training"]
+__all__ = ["Placement", "Report", "Start", "evaluate", "run_training"]
 
 Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
 
-def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train `cfg` over its whole budget and return the final metrics."""
+class Start(Protocol):
+    """Where a trial starts from and what it reads, when that is not pre-training's fresh model and
+    plain order (fine-tuning: `raysweep.finetune.units.FinetuneStart`). The loop, its schedule,
+    checkpoints, resumption and digest are the same."""
+
+    def model(self, splits: Any, place: Placement) -> nn.Module:
+        """The model to train, on `place.device`, before any checkpoint is restored into it."""
+
+    def batches(self, splits: Any, *, batch_size: int, seed: int, epoch: int, rank: int, world: int,
+                start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of epoch `epoch`'s batches from step `start` of the epoch to its end."""
+
+    def metrics(self, out: dict[str, Any]) -> dict[str, Any]:
+        """A report's metrics with the start's own added (called on every report)."""
+
+
+def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dict[str, Any] | None = None,
+                 start: Start | None = None) -> dict[str, Any]:
+    """Train `cfg` over its whole budget and return the final metrics. `start`: a model and an order
+    other than pre-training's (fine-tuning); None: a fresh model of `cfg.rung`, the plain order."""
     loop_start = time.perf_counter()
     spec = cfg.spec
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(cfg.seed)
     splits = load_splits(spec.data)
     model_kw = {"num_classes": splits.num_classes, "in_chans": splits.in_chans, "image_size": splits.image_size}
-    model = build_model(ladder_of(spec.ladder), cfg.model, **model_kw).to(place.device)
+    if start is None:
+        model = build_model(ladder_of(spec.ladder), cfg.rung, **model_kw).to(place.device)
+    else:
+        model = start.model(splits, place)
     n_params = count_params(model)
-    fpe = flops_per_example(ladder_of(spec.ladder), cfg.model, **model_kw)
+    fpe = flops_per_example(ladder_of(spec.ladder), cfg.rung, **model_kw)
     plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
                       warmup_fraction=spec.optim.warmup_fraction)
     def schedule(s: int) -> float:  # the LR of optimiser step s (0-based)
@@ -109,7 +130,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         if val is not None:
             out[M.VAL_LOSS], out[M.VAL_ACC] = val
         curve.clear()
-        return out
+        return out if start is None else start.metrics(out)
 
     if resume is not None and step < plan.total_steps:  # tell the driver at once that the trial resumed
         report(metrics(TrialStatus.RUNNING, None), None)
@@ -139,7 +160,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         late = time.perf_counter() - last_checkpoint >= every_s
         return _any_rank(late, place) if not (place.lazy and place.data_world > 1) else False
 
-    epoch_seed = spec.seed
+    epoch_seed = cfg.seed
     batches = None
     epoch = step // plan.steps_per_epoch
     skip = step % plan.steps_per_epoch
@@ -147,8 +168,12 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     while step < plan.total_steps:
         if batches is None:
             # resuming mid-epoch seeks to step `skip` of the same order: nothing before it is read again
-            batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.data_rank,
-                                           world=place.data_world, start=skip)
+            if start is None:
+                batches = splits.train.batches(spec.batch_size, seed=epoch_seed, epoch=epoch, rank=place.data_rank,
+                                               world=place.data_world, start=skip)
+            else:
+                batches = start.batches(splits, batch_size=spec.batch_size, seed=epoch_seed, epoch=epoch,
+                                        rank=place.data_rank, world=place.data_world, start=skip)
             skip = 0
         try:
             x, y = next(batches)

@@ -25,7 +25,7 @@ import torch
 from raysweep.config.trial import TrialConfig
 from raysweep.core.records import M, TrialStatus
 from raysweep.devices import device_for
-from raysweep.train.loop import run_training
+from raysweep.train.loop import Start, run_training
 
 STATE_FILE = "state.pt"
 DIGEST_FILE = "state.sha256"
@@ -141,7 +141,8 @@ def param_digest(state_dict: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
+def train_loop_per_worker(config: dict[str, Any], start_of: Callable[[TrialConfig], Start] | None = None) -> None:
+    """`start_of`: the trial's start when it is not a fresh model (fine-tuning passes one)."""
     import ray.train
     import ray.tune
     from ray.tune.trainable.trainable_fn_utils import _in_tune_session
@@ -194,4 +195,4 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 keep_copy(Path(d), keyed, step=int(state["step"]))
             api.report(metrics, checkpoint=api.Checkpoint.from_directory(d))
 
-    run_training(cfg, report, place, resume)
+    run_training(cfg, report, place, resume, start=None if start_of is None else start_of(cfg))

@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "search": {"core", "config"},
     "train": {"core", "config", "models", "data", "devices"},
     "bench": {"core", "config", "results", "analysis", "search"},
-    "sweep": {"core", "config", "models", "data", "devices", "tracking", "results", "analysis", "search", "train"},
+    "sweep": {"core", "config", "models", "data", "devices", "tracking", "results", "analysis", "search", "train",
+              "finetune"},
     "finetune": {"core", "config", "models", "data", "results", "analysis", "search", "train"},
 }
 

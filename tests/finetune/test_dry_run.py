@@ -97,8 +97,8 @@ def test_the_dry_run_lists_the_chosen_checkpoints_why_and_the_flops(store: tuple
     assert "no smaller-model neighbour of nfnet_t0@0.5: nfnet_t0 is the smallest rung that finished" in out
     assert "repeated augmentation k=4: 16 distinct images x 4 copies a batch, the same examples and FLOPs" in out
     assert "pad-and-crop by up to 4px, no flips" in out  # digits
-    assert "4 checkpoints, 24 fine-tuning runs" in out  # 4 choices x 3 LRs x 2 seeds
-    assert "from-scratch baseline (nfnet_t0, nfnet_t1): 12 runs" in out
+    assert "4 checkpoints, 48 fine-tuning runs" in out  # 4 choices x 3 LRs x 2 seeds x k in (1, 4)
+    assert "from-scratch baseline (nfnet_t0, nfnet_t1): 24 runs" in out
     assert "checkpoints: 4 to load, SHA-256 checked" in out
 
 

@@ -109,5 +109,6 @@ def test_load_finetune_reads_a_file_and_names_it_in_errors(tmp_path: Path) -> No
 def test_the_example_fine_tuning_space_is_valid() -> None:
     sp = load_finetune(ROOT / "search_spaces/finetune/fashion_to_digits.yaml")
     ft = sp.finetune
-    assert sp.experiment == "raysweep-fashion" and ft.pretrained.sweeps == ("fashion_ladder",)
+    assert sp.experiment == "ft-fashion-pretrain" and ft.pretrained.sweeps == ("ft_fashion_pretrain",)
+    assert ft.experiment == "ft-fashion-digits" and ft.repeat_values() == (1, 4)
     assert ft.repeated_augmentation == 4 and ft.augmentation() == Augment(crop="pad", pad=4, flip=False)
