@@ -24,7 +24,7 @@ import csv
 import dataclasses
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -299,7 +299,15 @@ def compare(groups: Sequence[Group]) -> tuple[list[Comparison], list[str]]:
                     diff, n, p = paired(opt, nb)
                     rows.append(Comparison(point, opt.repeats, why, opt, nb, diff, n, p,
                                            _gain(opt, scratch), _gain(nb, scratch)))
-    return rows, missing
+    return rows, _orphans(best.values(), optimal) + missing
+
+
+def _orphans(best: Iterable[Group], optimal: Sequence[Group]) -> list[str]:
+    """The levels (point, k) that a neighbour ran at but whose loss-optimal checkpoint has no ok run, in words."""
+    have = {(p, g.repeats) for g in optimal for w, p in g.reasons if w == LOSS_OPTIMAL}
+    named = {(p, g.repeats) for g in best if not g.baseline for w, p in g.reasons if w in NEIGHBOURS}
+    return [f"{p} (k={k}): its neighbours ran but the loss-optimal checkpoint has no ok run, so they are not compared"
+            for p, k in sorted(named - have)]
 
 
 def _gain(g: Group, scratch: Mapping[tuple[str, int], Group]) -> float:
@@ -398,7 +406,7 @@ def write_csv(groups: Sequence[Group], path: Path) -> Path:
             w.writerow([g.checkpoint, g.model, g.source_cell, "" if g.baseline else f"{g.source_lr:g}",
                         int(g.baseline), g.repeats, f"{g.lr:g}", g.n, f"{g.mean:.6g}", _f(g.sd, ".6g"),
                         f"{g.error:.6g}", f"{g.pretrain_flops:.6g}", int(id(g) in best),
-                        ";".join(f"{w}@{p}" for w, p in g.reasons)])
+                        ";".join(f"{w}:{p}" for w, p in g.reasons)])
     return path
 
 

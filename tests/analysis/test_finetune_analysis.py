@@ -92,6 +92,9 @@ def test_fit_recovers_a_planted_exponent_at_k1() -> None:
     assert fit.r2 == pytest.approx(1.0)
     assert fit.b_ci.lo == pytest.approx(-0.1, abs=1e-9) and fit.b_ci.hi == pytest.approx(-0.1, abs=1e-9)
     assert fit.bootstrap == "seeds"
+    one_seed = fit_power_law(aggregate([r for r in rows if r.seed == 0]), replicates=50)
+    assert one_seed.bootstrap == "points" and one_seed.b == pytest.approx(-0.1, abs=1e-9)
+    assert one_seed.b_ci.lo == pytest.approx(-0.1, abs=1e-9) and one_seed.b_ci.hi == pytest.approx(-0.1, abs=1e-9)
     only_k4 = fit_power_law(aggregate([r for r in rows if r.repeats == 4]), replicates=10)
     assert only_k4.repeats == 4 and only_k4.b == pytest.approx(0.0, abs=1e-9)
 
@@ -104,6 +107,16 @@ def test_finding4_difference_and_paired_p_match_scipy() -> None:
     assert c.p == pytest.approx(ttest_rel(GOOD, OPT).pvalue)
     assert math.isnan(c.optimal_gain_pp)  # r1 has no baseline of its own
     assert any("larger-LR" in m for m in missing) and any("smaller-model" in m for m in missing)
+
+
+def test_neighbours_without_their_loss_optimal_checkpoint_are_named() -> None:
+    rows = level("r1@4", 1e12, GOOD)
+    rows = [r if r.source_cell == "big1@4" else row("r1@4", 0.01, r.seed, 0.0, status=TrialStatus.FAILED.value,
+                                                     why=r.reasons) for r in rows]
+    comparisons, missing = compare(aggregate(ok_rows(rows)[0]))
+    assert not comparisons
+    (gap,) = missing
+    assert gap.startswith("r1@4 (k=1): its neighbours ran but the loss-optimal checkpoint has no ok run"), gap
 
 
 def test_gain_over_the_baseline_of_the_same_rung_and_k() -> None:
