@@ -4,7 +4,8 @@ Downstream top-1 error against the source's pre-training FLOPs on log-log axes: 
 rung, each point a checkpoint at its best fine-tuning LR (mean error over seeds, error bars min to
 max over seeds), circles for k=1 and other markers for repeated augmentation (k>1), the loss-optimal
 checkpoints ringed, the power law fitted on them as a line, and each rung's from-scratch baseline as
-a dashed horizontal line in the rung's colour.
+a dashed horizontal line in the rung's colour. Points at k>1 sit a few percent to the right of
+their true compute so that they do not hide the k=1 point of the same checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from raysweep.analysis.finetune import LOSS_OPTIMAL, FitResult, Group, has_reaso
 TOP1_VS_COMPUTE: Final = "top1_vs_compute.png"
 DPI: Final = 120
 MARKERS: Final = ("o", "^", "s", "D", "v", "P")  # k=1 first, then each larger k in turn
+NUDGE: Final = 1.06  # the x-offset factor per k index (a few percent of a decade on log axes)
 BASELINE_STYLES: Final = ("--", ":", "-.")  # baseline lines by k, in the same order
 
 
@@ -38,10 +40,11 @@ def plot_top1_vs_compute(best: Sequence[Group], fit: FitResult, path: Path, *, t
     for g in tuned:
         errs = [1 - v for v in g.top1.values()]
         k_i = ks.index(g.repeats)
-        ax.errorbar([g.pretrain_flops], [g.error], yerr=[[g.error - min(errs)], [max(errs) - g.error]],
+        x = g.pretrain_flops * NUDGE**k_i  # k>1 drawn a little to the right, so as not to hide k=1 at equal compute
+        ax.errorbar([x], [g.error], yerr=[[g.error - min(errs)], [max(errs) - g.error]],
                     fmt=MARKERS[k_i % len(MARKERS)], color=colors[g.model], ms=5, capsize=2, lw=1)
         if has_reason(g, LOSS_OPTIMAL):
-            ax.plot([g.pretrain_flops], [g.error], "o", mfc="none", mec="black", ms=10)
+            ax.plot([x], [g.error], "o", mfc="none", mec="black", ms=10)
     for m in rungs:
         ax.plot([], [], "o", color=colors[m], label=m)
     for i, k in enumerate(ks):
