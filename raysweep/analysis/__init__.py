@@ -11,4 +11,10 @@ May import: `raysweep.core` and `raysweep.results` (the row type and the CSV rea
 - `study`: all of the above for one study (`fit.json`); `plan`: the forecast for a new budget.
 - `compare`: studies at matched compute; `figures`, `report`: the PNGs and `report.md`.
 - `testing`: planted studies drawn from a known law, for tests.
+- `finetune`, `finetune_figure`: a fine-tuning sweep's Figure 1 (`top1_vs_compute.png`), its power law
+  of downstream error against pre-training compute, the finding-4 table and `finetune_report.md`.
 """
+
+from raysweep.analysis.finetune import FinetuneAnalysis, write_finetune_analysis
+
+__all__ = ["FinetuneAnalysis", "write_finetune_analysis"]
