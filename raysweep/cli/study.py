@@ -162,6 +162,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     if args.bootstrap < 0:
         raise SpecError(f"expected a number >= 0, got {args.bootstrap}", key="--bootstrap")
     _check_out(args.out)
+    if _analyze_finetune(args):
+        return 0
     sources = _load(args)
     axis = _axis(args.compute, sources)
     fits = [analyze(s.runs, axis, replicates=args.bootstrap) for s in sources]
@@ -191,6 +193,46 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"comparison at matched compute: {args.out / 'comparison.md'}; overlay: {args.out / figures.OVERLAY}")
     _log_to_mlflow(sources, fits, written, shared)
     return 0
+
+
+def _analyze_finetune(args: argparse.Namespace) -> bool:
+    """`raysweep analyze --experiment E` where E holds a fine-tuning sweep (`raysweep finetune`):
+    Figure 1 (`top1_vs_compute.png`), the power law of downstream error in pre-training compute,
+    the finding-4 table and `finetune_report.md`, also logged on the fine-tuning parent runs.
+    False when E holds no fine-tuning trials (a pre-training study: the usual analysis)."""
+    import fnmatch
+
+    from raysweep.analysis import write_finetune_analysis
+    from raysweep.results.mlflow_rows import read_finetune_rows
+    from raysweep.tracking import log_artifacts, resolve_tracking_uri
+
+    experiments = args.experiment if isinstance(args.experiment, list) else [args.experiment] * bool(args.experiment)
+    if len(experiments) != 1 or args.table:
+        return False
+    uri = resolve_tracking_uri(args.tracking_uri, None)
+    try:
+        rows = read_finetune_rows(uri, experiments[0])
+    except (FileNotFoundError, Exception):  # noqa: BLE001 - the usual path names a missing experiment or store
+        return False
+    if args.sweep:
+        rows = [r for r in rows if any(fnmatch.fnmatchcase(r.sweep, g) for g in args.sweep)]
+    if not rows:
+        return False
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecError(f"expected a folder that can be created, got {str(args.out)!r} ({err.strerror})",
+                        key="--out") from None
+    result = write_finetune_analysis(rows, args.out, title=experiments[0])
+    sweeps = sorted({r.sweep for r in rows})
+    print(f"{experiments[0]}: {len(rows)} fine-tuning runs of {len(sweeps)} sweep(s) ({', '.join(sweeps)})")
+    for line in (result.finding1, result.gain, result.finding4):
+        print(f"  {line}")
+    print(f"Figure 1: {result.figure}; report: {result.report_path}; table: {result.csv_path}")
+    parents = sorted({r.parent for r in rows if r.parent})
+    log_artifacts(uri, parents, [result.figure, result.report_path, result.csv_path], "analysis")
+    print(f"logged the analysis as artifacts (folder 'analysis') on {len(parents)} fine-tuning parent run(s)")
+    return True
 
 
 def _safe(name: str) -> str:

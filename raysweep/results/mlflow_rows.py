@@ -4,12 +4,13 @@ sweeps, with the results table's columns plus the sweep and recipe it belongs to
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from raysweep.core.records import M, Tag, TrialStatus
-from raysweep.results.rows import TrialRow
+from raysweep.core.records import FinetuneKey, M, Tag, TrialStatus
+from raysweep.results.rows import FinetuneRow, TrialRow
 from raysweep.tracking import PARENT_TAG
 from raysweep.tracking.store import read_metric
 
@@ -26,54 +27,100 @@ def recipe_of(params: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((k, params[k]) for k in RECIPE_PARAMS if k in params)
 
 
-def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> list[TrialRow]:
+def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = (),
+                kinds: tuple[str, ...] = (Tag.KIND_TRIAL,)) -> list[TrialRow]:
     """Every finished trial (ok or diverged) of the sweeps in `experiment` (or only `parent_ids`),
     as `TrialRow`s with their sweep (the parent run's name), parent and recipe (`recipe_of`). Failed
-    trials are left out: they say nothing about the learning rate."""
+    trials are left out: they say nothing about the learning rate. `kinds`: the child runs' kinds
+    (pre-training trials; a fine-tuning trial's row names its unit as its model)."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
+    parents = set(parent_ids)
+    names = {r.info.run_id: r.info.run_name or "" for kind in (Tag.KIND_SWEEP, Tag.KIND_FINETUNE_SWEEP)
+             for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{kind}'",
+                                         max_results=10000)}
+    rows: list[TrialRow] = []
+    for run in _runs(client, exp.experiment_id, kinds):
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        status = TrialStatus.parse(tags.get(Tag.STATUS))
+        if status is None or not status.finished or (parents and tags.get(PARENT_TAG) not in parents):
+            continue
+        rows.append(TrialRow(
+            model=params.get("unit") or params["model"],
+            model_params=int(params.get("model_params", 0) or 0),
+            epochs=float(params["epochs"]),
+            lr=float(params["lr"]),
+            seed=str(int(params.get("seed", 0))),
+            val_loss=math.inf if status == TrialStatus.DIVERGED else read_metric(metrics.get(M.VAL_LOSS, math.inf)),
+            flops=metrics.get(M.FLOPS, 0.0),
+            core_hours=metrics.get(M.CORE_HOURS, 0.0),
+            status=str(status),
+            parent=tags.get(PARENT_TAG, ""),
+            sweep=names.get(tags.get(PARENT_TAG, ""), ""),
+            recipe=recipe_of(params),
+            val_acc=metrics.get(M.VAL_ACC, math.nan),
+            run_id=run.info.run_id,
+            trial_key=tags.get(Tag.TRIAL_KEY, ""),
+            checkpoint=tags.get(Tag.CHECKPOINT, ""),
+            checkpoint_sha256=tags.get(Tag.CHECKPOINT_SHA256, ""),
+            family=params.get("family", ""),
+            # the shape the model was built at (0: not recorded, a run older than these params)
+            shape=(int(params.get(M.MODEL_NUM_CLASSES, 0) or 0), int(params.get(M.MODEL_IN_CHANS, 0) or 0),
+                   int(params.get(M.MODEL_IMAGE_SIZE, 0) or 0)),
+        ))
+    rows.sort(key=lambda r: (r.model_params or 0, r.model, r.epochs, r.lr, int(r.seed or 0)))
+    return rows
+
+
+def _runs(client: MlflowClient, experiment_id: str, kinds: Iterable[str]) -> Iterator[Any]:
+    """Every run of the experiment whose kind tag is one of `kinds`, page by page."""
+    for kind in kinds:
+        token = None
+        while True:
+            page = client.search_runs([experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{kind}'",
+                                      max_results=1000, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                break
+
+
+
+
+def read_finetune_rows(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> list[FinetuneRow]:
+    """Every finished fine-tuning trial of `experiment` (or of the sweeps `parent_ids`), ok or not,
+    as `FinetuneRow`s: what Figure 1 and the finding-4 table read."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
     parents = set(parent_ids)
     names = {r.info.run_id: r.info.run_name or "" for r in client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_SWEEP}'", max_results=10000)}
-    rows: list[TrialRow] = []
-    token = None
-    while True:
-        page = client.search_runs([exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_TRIAL}'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-            status = TrialStatus.parse(tags.get(Tag.STATUS))
-            if status is None or not status.finished or (parents and tags.get(PARENT_TAG) not in parents):
-                continue
-            rows.append(TrialRow(
-                model=params["model"],
-                model_params=int(params.get("model_params", 0) or 0),
-                epochs=float(params["epochs"]),
-                lr=float(params["lr"]),
-                seed=str(int(params.get("seed", 0))),
-                val_loss=math.inf if status == TrialStatus.DIVERGED else read_metric(metrics.get(M.VAL_LOSS, math.inf)),
-                flops=metrics.get(M.FLOPS, 0.0),
-                core_hours=metrics.get(M.CORE_HOURS, 0.0),
-                status=str(status),
-                parent=tags.get(PARENT_TAG, ""),
-                sweep=names.get(tags.get(PARENT_TAG, ""), ""),
-                recipe=recipe_of(params),
-                val_acc=metrics.get(M.VAL_ACC, math.nan),
-                run_id=run.info.run_id,
-                trial_key=tags.get(Tag.TRIAL_KEY, ""),
-                checkpoint=tags.get(Tag.CHECKPOINT, ""),
-                checkpoint_sha256=tags.get(Tag.CHECKPOINT_SHA256, ""),
-                family=params.get("family", ""),
-                # the shape the model was built at (0: not recorded, a run older than these params)
-                shape=(int(params.get(M.MODEL_NUM_CLASSES, 0) or 0), int(params.get(M.MODEL_IN_CHANS, 0) or 0),
-                       int(params.get(M.MODEL_IMAGE_SIZE, 0) or 0)),
-            ))
-        token = page.token
-        if not token:
-            break
-    rows.sort(key=lambda r: (r.model_params or 0, r.model, r.epochs, r.lr, int(r.seed or 0)))
+        [exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_FINETUNE_SWEEP}'", max_results=10000)}
+    rows = []
+    for run in _runs(client, exp.experiment_id, (Tag.KIND_FINETUNE_TRIAL,)):
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        status = TrialStatus.parse(tags.get(Tag.STATUS))
+        if status is None or status == TrialStatus.RUNNING or (parents and tags.get(PARENT_TAG) not in parents):
+            continue
+        key = FinetuneKey.from_token(tags[Tag.FINETUNE_KEY])
+        reasons = tuple(tuple(r.split("@", 1)) for r in tags.get(Tag.FINETUNE_REASONS, "").split(";") if "@" in r)
+        ok = status == TrialStatus.OK
+        rows.append(FinetuneRow(
+            model=params["model"], lr=float(params["lr"]), seed=key.seed, repeats=key.repeats, status=str(status),
+            top1=metrics.get(M.FT_TOP1, math.nan) if ok else math.nan,
+            loss=read_metric(metrics.get(M.FT_LOSS, math.inf)) if ok else math.inf,
+            flops=metrics.get(M.FLOPS, 0.0), pretrain_flops=metrics.get(M.PRETRAIN_FLOPS, 0.0),
+            core_hours=metrics.get(M.CORE_HOURS, math.nan),
+            pretrain_core_hours=metrics.get(M.PRETRAIN_CORE_HOURS, math.nan),
+            source_cell=tags.get(Tag.SOURCE_CELL, ""),
+            source_lr=float(params["source_lr"]) if tags.get(Tag.SOURCE_CELL) else math.nan,
+            pretrain_loss=float(params.get("pretrain_loss", "nan")),
+            reasons=reasons,  # type: ignore[arg-type]
+            run_id=run.info.run_id, source_run=tags.get(Tag.SOURCE_RUN, ""),
+            source_trial_key=tags.get(Tag.SOURCE_TRIAL_KEY, ""), finetune_key=tags[Tag.FINETUNE_KEY],
+            parent=tags.get(PARENT_TAG, ""), sweep=names.get(tags.get(PARENT_TAG, ""), "")))
+    rows.sort(key=lambda r: (r.pretrain_flops, r.model, r.source_cell, r.source_lr, r.repeats, r.lr, r.seed))
     return rows
-
-

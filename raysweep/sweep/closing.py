@@ -52,7 +52,7 @@ def earlier_trials(tracker: SweepTracker, study: str, *, exclude_runs: Iterable[
         parents = tracker.sweep_runs(study)
         if not parents:
             return []
-        rows = read_trials(tracker.uri, tracker.experiment, parents)
+        rows = read_trials(tracker.uri, tracker.experiment, parents, kinds=(Tag.KIND_TRIAL, Tag.KIND_FINETUNE_TRIAL))
     except MlflowException as err:  # the store is down: the summary covers this session only
         if not is_transient(err):
             raise

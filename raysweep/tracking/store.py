@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -244,11 +244,11 @@ class SweepTracker:
     # Resuming a sweep whose driver died -----------------------------------------------------------
     # Read in the foreground when a sweep resumes: the store must answer then, as when a sweep starts.
     def sweep_runs(self, study: str) -> list[str]:
-        """The sweep (parent) runs of a study in MLflow, oldest first."""
-        runs = self.client.search_runs([self.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"],
-                                       filter_string=f"tags.`{Tag.STUDY}` = '{study}' and tags.`{Tag.KIND}` = "
-                                                     f"'{Tag.KIND_SWEEP}'")
-        return [r.info.run_id for r in runs]
+        """The sweep (parent) runs of a study in MLflow, oldest first (pre-training or fine-tuning)."""
+        runs = [r for kind in SWEEP_KINDS for r in self.client.search_runs(
+            [self.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"],
+            filter_string=f"tags.`{Tag.STUDY}` = '{study}' and tags.`{Tag.KIND}` = '{kind}'")]
+        return [r.info.run_id for r in sorted(runs, key=lambda r: r.info.start_time or 0)]
 
     def reopen_sweep(self, run_id: str) -> None:
         """Continue a sweep under its original parent run (left RUNNING by a killed driver, or ended)."""
@@ -259,20 +259,22 @@ class SweepTracker:
     def trial_runs(self, study: str) -> dict[str, TrialRun]:
         """Every child run of a study by its trial key token (the oldest, where a key has several)."""
         out: dict[str, TrialRun] = {}
-        token = None
         like = study.replace("%", "_").replace("'", "_")
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id], max_results=1000, page_token=token, order_by=["attributes.start_time ASC"],
-                filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_TRIAL}' and tags.`{Tag.TRIAL_KEY}` LIKE '{like}|%'")
-            for run in page:
-                key = run.data.tags.get(Tag.TRIAL_KEY, "")
-                if key.startswith(study + "|") and key not in out:
-                    out[key] = TrialRun(run.info.run_id, run.info.status,
-                                        TrialStatus.parse(run.data.tags.get(Tag.STATUS)))
-            token = page.token
-            if not token:
-                return out
+        for kind in TRIAL_KINDS:
+            token = None
+            while True:
+                page = self.client.search_runs(
+                    [self.experiment_id], max_results=1000, page_token=token, order_by=["attributes.start_time ASC"],
+                    filter_string=f"tags.`{Tag.KIND}` = '{kind}' and tags.`{Tag.TRIAL_KEY}` LIKE '{like}|%'")
+                for run in page:
+                    key = run.data.tags.get(Tag.TRIAL_KEY, "")
+                    if key.startswith(study + "|") and key not in out:
+                        out[key] = TrialRun(run.info.run_id, run.info.status,
+                                            TrialStatus.parse(run.data.tags.get(Tag.STATUS)))
+                token = page.token
+                if not token:
+                    break
+        return out
 
     def last_steps(self, run_id: str) -> dict[str, int]:
         """The last step written per metric key of a run (what a resumed trial must not write again)."""
@@ -298,6 +300,11 @@ class SweepTracker:
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         self._log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+
+# The kinds of parent and child runs a sweep makes: a resumed sweep of either stage finds its own
+SWEEP_KINDS: Final = (Tag.KIND_SWEEP, Tag.KIND_FINETUNE_SWEEP)
+TRIAL_KINDS: Final = (Tag.KIND_TRIAL, Tag.KIND_FINETUNE_TRIAL)
 
 
 def _finetune_tags(cfg: TrialConfig) -> dict[str, str]:
