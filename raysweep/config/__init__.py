@@ -10,6 +10,12 @@ need a built model or the data are `raysweep.cli.preflight`'s.
 Modules: `sections` (LR grid, data, optimiser, search, checkpoints, tracking), `resources` (device,
 workers, TPU slice), `ladder`, `spec` (`SweepSpec`), `load` (YAML and overrides), `tpu` (slice
 arithmetic, Ray's rules), `trial` (one trial's config as it crosses processes).
+
+A search space may also carry a `finetune:` section (the later stage, `raysweep finetune`): the
+sweep leaves it out (`load.LATER_STAGES`) and `raysweep.finetune.spec` builds it with this package's
+builder into a frozen `FinetuneSpec`; every one of its keys is documented there, with its default
+(`pretrained`, `select`, `data`, `epochs`, `lr`, `searcher`, `seeds`, `batch_size`, `head`,
+`repeated_augmentation`, `augment`, `baseline`, `experiment`).
 """
 
 from raysweep.config import tpu
