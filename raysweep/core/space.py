@@ -25,6 +25,9 @@ class Lattice:
     models: tuple[str, ...]  # rung names, ascending size
     epochs: tuple[float, ...]  # budgets, ascending
     lrs: tuple[float, ...]  # the learning-rate grid, ascending
+    # Cells that say nothing of each other's optimum (a fine-tuning sweep's units: checkpoints,
+    # seeds, k): no cell bounds another, so a prior searcher runs each cell's own rule from lr.base
+    independent: bool = False
 
     def __post_init__(self) -> None:
         assert self.models and self.epochs and self.lrs, "a lattice needs models, epochs and lrs"
@@ -41,8 +44,11 @@ class Lattice:
                 yield Cell(m, e)
 
     def predecessors(self, cell: Cell) -> tuple[Cell, ...]:
-        """The cells whose optimum bounds this one's: one rung smaller, one budget shorter."""
-        out = []
+        """The cells whose optimum bounds this one's: one rung smaller, one budget shorter (none when
+        the cells are `independent`)."""
+        out: list[Cell] = []
+        if self.independent:
+            return ()
         if cell.m > 0:
             out.append(Cell(cell.m - 1, cell.e))
         if cell.e > 0:

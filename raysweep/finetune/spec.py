@@ -19,7 +19,8 @@ finetune:
   data: {dataset: digits}    # the downstream data, as a sweep's `data:` (other classes; image_size may differ)
   epochs: 2                  # required: the budget, in passes over the downstream training split
   lr: {base: 0.1, factor: 2, low: 0.025, high: 0.4}   # required: the fine-tuning LR grid
-  searcher: grid             # grid: every LR per checkpoint; monotone: the paper's 2-trial rule
+  searcher: grid             # grid: every LR per checkpoint; monotone: the 2-trial rule per checkpoint, from lr.base
+                             # (no bound across checkpoints: the prior says nothing across them)
   seeds: 3                   # fine-tuning runs per (checkpoint, LR), seeds 0..seeds-1
   batch_size: null           # null: the sweep's batch_size
   head: {init: zero}         # zero: the new classifier starts at zero (big_vision); timm: timm's own init

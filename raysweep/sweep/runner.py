@@ -67,7 +67,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from raysweep.sweep.warm_actors import keep_actors_warm
 
     lattice = lattice_of(spec) if units is None else Lattice(models=tuple(units), epochs=spec.epochs,
-                                                              lrs=spec.lr_grid())
+                                                              lrs=spec.lr_grid(), independent=True)
     results_dir = results_dir.resolve()
     sweep_dir = results_dir / spec.name
     try:
