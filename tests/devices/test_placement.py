@@ -64,7 +64,8 @@ def test_xla_placement_is_lazy_on_an_xla_device() -> None:
 
 @pytest.mark.slow
 def test_xla_on_pjrt_cpu_trains_like_eager_cpu() -> None:
-    """The loop on torch_xla (PJRT CPU) reaches the same validation loss as eager CPU."""
+    """The loop on torch_xla (PJRT CPU) reaches the same validation loss as eager CPU (XLA compiling
+    with LLVM's optimisation off, about 4x faster to compile; the numbers are what is checked)."""
     code = textwrap.dedent("""
         import sys
         from raysweep.config import spec_from_dict
@@ -83,7 +84,8 @@ def test_xla_on_pjrt_cpu_trains_like_eager_cpu() -> None:
     results = []
     for device in ("cpu", "xla"):
         proc = subprocess.run([sys.executable, "-c", code, device], capture_output=True, text=True, timeout=600,
-                              check=False, env={"PJRT_DEVICE": "CPU", "PATH": "/usr/bin:/bin"})
+                              check=False, env={"PJRT_DEVICE": "CPU", "PATH": "/usr/bin:/bin",
+                                                   "XLA_FLAGS": "--xla_backend_optimization_level=0"})
         assert proc.returncode == 0, proc.stderr[-2000:]
         status, loss, steps = proc.stdout.split()[-3:]
         results.append((status, float(loss), int(steps)))
