@@ -22,6 +22,9 @@ stage() {  # name, command...: run once; a second run of the script resumes an i
   touch "$REC/done-$name"
 }
 stage pretrain $RS run "$SPACE" --quiet --tracking-uri "$URI" --results "$REC/results"
+# the fine-tuning searcher is grid, which keeps no study: an interrupted fine-tuning stage starts over
+# (delete the experiment's runs first: mlflow's `runs delete`, or a new tracking.experiment)
+rm -f "$REC/started-finetune"
 stage finetune $RS finetune "$SPACE" --quiet --tracking-uri "$URI" --results "$REC/results"
 $RS table --tracking-uri "$URI" --experiment ft-fashion-pretrain --out benchmarks/finetune/pretrain.csv
 $RS analyze --tracking-uri "$URI" --experiment ft-fashion-digits --out benchmarks/finetune/analysis
