@@ -115,6 +115,8 @@ class Table:
     def cost(self, cell: Cell, lr_index: int, frac: float = 1.0) -> float:
         """The run stopped at `frac` of its budget, in full trials of its cell: frac x its FLOPs over
         `full_flops` (frac alone when the table holds no FLOPs)."""
+        if (cell, lr_index) not in self.runs:  # a run the table lacks fails at once
+            return 0.0
         flops = self.flops(cell, lr_index)
         return frac * (flops / self.full_flops(cell) if flops > 0 else 1.0)
 
