@@ -152,3 +152,22 @@ def test_the_tune_interface_the_replay_stands_in_for() -> None:
     stand_in = _Trial(0, 0, Trial.PENDING)
     missing = {a for a in attrs if a.islower() and not hasattr(stand_in, a)}
     assert not missing, f"Tune's schedulers read {missing} of a trial; the replay's _Trial lacks them"
+
+
+def test_cli_prints_flops_per_cell_and_writes_the_pareto_figure(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from raysweep.bench.pareto import pareto_front
+    from raysweep.cli import main
+
+    path = str(tmp_path / "f.csv")
+    write_table(path, n_models=1, epochs=(0.5, 1.0), seeds=1, eval_points=4)
+    png = tmp_path / "fig" / "pareto.png"
+    assert main(["bench", "searcher", "--table", path, "--searchers", "monotone,grid", "--peers", "asha-rf2,tpe-sh",
+                 "--repetitions", "1", "--figure", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "flops/cell" in out and "asha-rf2" in out and "tpe-sh" in out
+    assert png.stat().st_size > 1000
+    # the front: nothing beats a point on both axes (lower is better)
+    assert pareto_front({"a": (1.0, 0.5), "b": (2.0, 0.1), "c": (2.0, 0.6), "d": (0.5, 0.9)}) == ["d", "a", "b"]
+    assert main(["bench", "searcher", "--table", path, "--searchers", "monotone", "--peers", "none"]) == 0
+    assert "asha" not in capsys.readouterr().out
