@@ -123,8 +123,9 @@ class _Meter:
 
     def train(self, trial: int, i: int, start: float, end: float) -> float:
         """Train trial number `trial` (LR index i) from `start` to `end` of its budget; its duration."""
-        self.cost += self.table.cost(self.cell, i, end - start)
-        self.flops += self.table.flops(self.cell, i) * (end - start)
+        step = self.table.cost(self.cell, i, end) - self.table.cost(self.cell, i, start)
+        self.cost += step
+        self.flops += step * self.table.full_flops(self.cell) if self.table.has_flops else 0.0
         self.ran[trial] = end
         return self.table.duration(self.cell, i) * (end - start)
 

@@ -107,18 +107,29 @@ class Table:
         return sum(seen) / len(seen)
 
     def full_flops(self, cell: Cell) -> float:
-        """One full trial's FLOPs in `cell` (the mean over its LRs): the unit of `full trials per
-        cell`; 1.0 when the table holds no FLOPs (then a trial costs 1)."""
+        """One full trial's FLOPs in `cell`: the mean over its LRs that finished (a diverged run
+        stopped early and spent less), else the most any run spent; 1.0 when the table holds no
+        FLOPs (then a trial costs 1). The unit of `full trials per cell`."""
+        finished = [f for i in range(len(self.lattice.lrs))
+                    if (f := self.flops(cell, i)) > 0 and math.isfinite(self.mean_loss(cell, i) or math.inf)]
+        if finished:
+            return sum(finished) / len(finished)
         known = [f for i in range(len(self.lattice.lrs)) if (f := self.flops(cell, i)) > 0]
-        return sum(known) / len(known) if known else 1.0
+        return max(known, default=1.0)
 
     def cost(self, cell: Cell, lr_index: int, frac: float = 1.0) -> float:
-        """The run stopped at `frac` of its budget, in full trials of its cell: frac x its FLOPs over
-        `full_flops` (frac alone when the table holds no FLOPs)."""
-        if (cell, lr_index) not in self.runs:  # a run the table lacks fails at once
+        """The run trained from the start to `frac` of its budget, in full trials of its cell
+        (`full_flops`): frac x its FLOPs for a run that finished; for one that diverged, frac of a
+        full trial but no more than the FLOPs it spent before it diverged. frac alone when the table
+        holds no FLOPs; 0 for a run the table lacks (it fails at once)."""
+        if (cell, lr_index) not in self.runs:
             return 0.0
-        flops = self.flops(cell, lr_index)
-        return frac * (flops / self.full_flops(cell) if flops > 0 else 1.0)
+        flops, full = self.flops(cell, lr_index), self.full_flops(cell)
+        if flops <= 0:
+            return frac
+        if math.isfinite(self.mean_loss(cell, lr_index) or math.inf):
+            return frac * flops / full
+        return min(frac, flops / full)
 
     def sample_loss(self, cell: Cell, lr_index: int, rng: random.Random) -> float | None:
         """The loss of one seed drawn at random; None when the table lacks the run."""

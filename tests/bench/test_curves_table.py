@@ -43,7 +43,7 @@ def test_partial_losses_and_costs_on_a_hand_built_table(tmp_path: Path) -> None:
         "a,10,1,0.1,1,1.2,100,,0.25:6;0.5:5;0.75:2.4;1:1.2\n"
         "a,10,1,0.2,0,0.9,300,,0.25:3;0.5:2;1:0.9\n"      # one seed of 0.2 lacks the 0.75 point
         "a,10,1,0.2,1,0.9,100,,0.25:3;0.5:2;0.75:1;1:0.9\n"
-        "a,10,1,0.4,0,inf,200,,0.25:2.5\n"                 # diverged after its first evaluation
+        "a,10,1,0.4,0,inf,60,,0.25:2.5\n"                  # diverged after its first evaluation, at 60 FLOPs
     )
     t = load_table(_table(tmp_path, body))
     cell = next(iter(t.lattice.cells()))
@@ -57,10 +57,13 @@ def test_partial_losses_and_costs_on_a_hand_built_table(tmp_path: Path) -> None:
     assert t.loss_at(cell, 0, 0.1) is None  # nothing evaluated yet
     assert t.loss_at(cell, 2, 0.25) == 2.5
     assert t.loss_at(cell, 2, 0.5) == math.inf  # diverged past its last point
-    # one full trial of the cell: the mean FLOPs over its LRs (100, 200, 200)
-    assert t.full_flops(cell) == pytest.approx(500 / 3)
-    assert t.cost(cell, 0, 0.25) == pytest.approx(0.25 * 100 / (500 / 3))
-    assert t.cost(cell, 1, 1.0) == pytest.approx(1.2)
+    # one full trial of the cell: the mean FLOPs over the LRs that finished (100, 200), not the diverged one
+    assert t.full_flops(cell) == pytest.approx(150)
+    assert t.cost(cell, 0, 0.25) == pytest.approx(0.25 * 100 / 150)
+    assert t.cost(cell, 1, 1.0) == pytest.approx(200 / 150)
+    # the diverged run costs frac of a full trial up to the 60 FLOPs it spent
+    assert t.cost(cell, 2, 0.25) == pytest.approx(0.25)
+    assert t.cost(cell, 2, 1.0) == pytest.approx(60 / 150)
 
 
 def test_old_tables_read_as_before_seen_only_at_the_end(tmp_path: Path) -> None:
