@@ -45,6 +45,8 @@ def plot_pareto(result: dict[str, Any], path: Path) -> list[str]:
     ax.set_title(Path(result["table"]["path"]).name, fontsize=9)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=min(0.0, *(y for _, y in points.values())) if points else 0.0)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top + 0.15 * (top - bottom))  # room for the labels above the highest point
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
