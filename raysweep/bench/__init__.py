@@ -1,4 +1,6 @@
-"""Benchmarks that replay searchers against recorded results tables; no Ray, no MLflow.
+"""Benchmarks that replay searchers against recorded results tables; no Ray cluster, no MLflow. The
+peers (`bench.peers`: Tune's schedulers, Optuna's pruners) load Ray Tune's scheduler classes and
+Optuna only when one is replayed.
 
 May import: `raysweep.core`, `config`, `results`, `analysis` and `search` (through its door).
 """

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from raysweep.bench.peers import PEERS, replay_peer
 from raysweep.bench.scores import prior_checks, summarise
 from raysweep.bench.table import Table, load_table
 from raysweep.config import LrSpec, SearchSpec
@@ -46,17 +47,21 @@ def run_replay(
     t-test over the `seed` column at 95%), `mean_regret` / `max_regret`
     ((loss - best) / best over cells settled on a finished run), `settled_diverged` (cells settled on
     a diverged or missing run), `total_flops`, `makespan` (simulated time to finish),
-    `missing_trials` (runs the table lacks, replayed as failed), `cells`, `misses` (cells settled
+    `full_trials_per_cell` (FLOPs per settled cell in full trials of that cell: a trial stopped at
+    fraction f of its budget counts f), `missing_trials` (runs the table lacks, replayed as failed), `cells`, `misses` (cells settled
     off the best in some repetition, each with its `gap`, `gap_se`, `within_noise` and `verdict`) and `prior_violations` (a property of the table, repeated
     from the top level). `result["trend"]` checks trend mode against its 1.6 trials-per-cell goal.
 
     Losses are the mean over seeds, or with `sample_seeds` one seed drawn per run and repetition.
     tpe and random get `trials_per_cell` trials per cell, by default monotone's mean rounded up.
     `start_lr` is snapped to the table's nearest LR. Non-finite numbers come out as None.
+    `searchers` may also name peers (`raysweep.bench.peers.PEERS`: Tune's schedulers and Optuna's
+    pruners, replaying partial trials along the table's curves); the Optuna peers run
+    `trials_per_cell` trials per cell when it is given, else one per LR of the grid.
     """
-    unknown = [s for s in searchers if s not in SEARCHERS]
+    unknown = [s for s in searchers if s not in SEARCHERS and s not in PEERS]
     if unknown:
-        raise ValueError(f"unknown searcher(s) {unknown}; expected some of {sorted(SEARCHERS)}")
+        raise ValueError(f"unknown searcher(s) {unknown}; expected some of {sorted(SEARCHERS) + sorted(PEERS)}")
     if repetitions < 1 or concurrency < 1:
         raise ValueError(
             f"`repetitions >= 1` and `concurrency >= 1` must hold, got {repetitions}, {concurrency}"
@@ -68,11 +73,20 @@ def run_replay(
     options = {"start_lr": start, "slowness": slowness, "tie_tolerance": tie_tolerance}
     budget_from_monotone = trials_per_cell is None
     entries: dict[str, dict[str, Any]] = {}
+    peer_trials = trials_per_cell
     order = sorted(searchers, key=lambda s: s != "monotone")  # monotone first: it sizes tpe / random
     if budget_from_monotone and {"tpe", "random"} & set(searchers) and "monotone" not in searchers:
         order.insert(0, "monotone")
     with quiet_optuna():
         for name in order:
+            if name in PEERS:
+                reps = 1 if PEERS[name].library == "tune" and not sample_seeds else repetitions
+                peer_runs = [replay_peer(table, name, concurrency=concurrency, seed=seed + rep,
+                                         sample_seeds=sample_seeds, trials_per_cell=peer_trials)
+                             for rep in range(reps)]
+                entries[name] = summarise(table, best, peer_runs)
+                entries[name]["peer"] = PEERS[name].note
+                continue
             if name in ("tpe", "random") and trials_per_cell is None:
                 trials_per_cell = math.ceil(round(entries["monotone"]["mean_trials_per_cell"], 6))
             reps = 1 if name in DETERMINISTIC and not sample_seeds else repetitions
@@ -172,6 +186,7 @@ def _replay_once(
     return {
         "trials": len(run.trials),
         "flops": sum(table.flops(t.proposal.cell, lat.lr_index(t.proposal.lr)) for t in run.trials),
+        "full_trials": sum(table.cost(t.proposal.cell, lat.lr_index(t.proposal.lr)) for t in run.trials),
         "makespan": run.makespan,
         "missing": missing,
         "settled": {c: lat.lr_index(lr) for c, lr in run.settled.items()},

@@ -2,7 +2,9 @@
 
 The command line only: the engine is `raysweep.bench.engine`, the scores `raysweep.bench.scores`,
 the text `raysweep.bench.report`. The score of a searcher is how many trials it spent per cell and
-how often it settled on the table's best LR.
+how often it settled on the table's best LR; on a table with curves the peers (Tune's schedulers,
+Optuna's pruners: `raysweep.bench.peers`) are replayed beside them, and every method's FLOPs per cell
+(in full trials) can be drawn against its regret (`--figure`).
 
 Example:
     raysweep bench searcher --table results.csv --json bench.json --concurrency 4
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from raysweep.bench.engine import ALL, run_replay
+from raysweep.bench.peers import PEERS
 from raysweep.bench.report import format_table
+from raysweep.bench.table import load_table
 from raysweep.config import LrSpec, SearchSpec
 from raysweep.search import SEARCHERS
 
@@ -30,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Columns: trials/cell; hit rate (share of cells settled on the table's best LR, by mean "
         "loss over seeds); hit~noise (also counting cells settled on an LR whose loss the seeds cannot "
         "tell from the best's: a paired t-test over the seed column at 95%, given at least 5 seeds); mean and max regret "
-        "((loss - best) / best); total flops; makespan (replayed, in core hours when the table has them); "
+        "((loss - best) / best); flops/cell (FLOPs per settled cell in full trials of that cell: a trial "
+        "stopped at fraction f of its budget counts f); total flops; makespan (replayed, in core hours when the table has them); "
         "misses (cells settled off the best in some repetition); diverged (cells settled on a diverged run). "
         "Below the table: the best LR per cell, with the cells whose best rises above a predecessor's "
         "(where the monotone prior fails) marked, and each of monotone's misses with its gap and "
@@ -44,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         "flops,core_hours); one row per trial; empty/inf val_loss = diverged",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the full result as JSON to OUT")
+    parser.add_argument("--figure", metavar="PNG",
+                        help="also write the regret-against-FLOPs figure (every method a point) to PNG")
+    parser.add_argument(
+        "--peers",
+        default="auto",
+        metavar="A,B",
+        help=f"peers to replay beside the searchers: some of {','.join(PEERS)}, `all`, `none`, or `auto` "
+        "(the default: all when the table has curves, else none)",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=2, metavar="N", help="trials in flight (default 2)"
     )
@@ -85,9 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.searchers.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SEARCHERS]
+    unknown = [s for s in names if s not in SEARCHERS and s not in PEERS]
     if unknown:
-        parser.error(f"unknown searcher(s) {unknown}; expected some of {sorted(SEARCHERS)}")
+        parser.error(f"unknown searcher(s) {unknown}; expected some of {sorted(SEARCHERS) + sorted(PEERS)}")
+    if args.peers == "auto":
+        peers = list(PEERS) if load_table(args.table).has_curves else []
+    elif args.peers in ("all", "none"):
+        peers = list(PEERS) if args.peers == "all" else []
+    else:
+        peers = [s.strip() for s in args.peers.split(",") if s.strip()]
+        bad = [s for s in peers if s not in PEERS]
+        if bad:
+            parser.error(f"unknown peer(s) {bad}; expected some of {list(PEERS)}, all, none or auto")
+    names += [p for p in peers if p not in names]
     if args.concurrency < 1 or args.repetitions < 1:
         parser.error("--concurrency and --repetitions must be >= 1")
     result = run_replay(
@@ -103,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         start_lr=args.start_lr,
     )
     print(format_table(result))
+    if args.figure:
+        from raysweep.bench.pareto import plot_pareto
+
+        front = plot_pareto(result, Path(args.figure))
+        print(f"wrote {args.figure} (Pareto front: {', '.join(front)})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -21,13 +21,14 @@ def format_table(result: dict[str, Any]) -> str:
             f"({t['cells']} cells), concurrency {result['settings']['concurrency']}"
         ),
         (
-            f"{'searcher':<10} {'trials/cell':>11} {'hit rate':>8} {'hit~noise':>9} {'mean regret':>11} {'max regret':>10} "
+            f"{'searcher':<13} {'trials/cell':>11} {'flops/cell':>10} {'hit rate':>8} {'hit~noise':>9} {'mean regret':>11} {'max regret':>10} "
             f"{'total flops':>11} {'makespan':>10} {'misses':>6} {'diverged':>8}"
         ),
     ]
     for name, e in result["searchers"].items():
         lines.append(
-            f"{name:<10} {e['mean_trials_per_cell']:>11.2f} {num(e['hit_rate'], '.3f'):>8} "
+            f"{name:<13} {e['mean_trials_per_cell']:>11.2f} {num(e.get('full_trials_per_cell'), '.2f'):>10} "
+            f"{num(e['hit_rate'], '.3f'):>8} "
             f"{num(e['hit_rate_within_noise'], '.3f'):>9} "
             f"{num(e['mean_regret'], '.4f'):>11} {num(e['max_regret'], '.4f'):>10} "
             f"{num(e['total_flops'], '.3g'):>11} {num(e['makespan'], '.4g'):>10} {len(e['misses']):>6} {e['settled_diverged']:>8.2f}"
@@ -48,6 +49,10 @@ def format_table(result: dict[str, Any]) -> str:
         if found:
             cells = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
             lines.append(f"table cells with {what}: {len(found)} ({cells})")
+    peers = {name: e["peer"] for name, e in result["searchers"].items() if "peer" in e}
+    if peers:
+        lines.append("peers (their own code, replaying partial trials along the table's curves):")
+        lines += [f"  {name}: {note}" for name, note in peers.items()]
     lines += _best_lr_lattice(result)
     mono = result["searchers"].get("monotone")
     if mono and mono["misses"]:
@@ -59,6 +64,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(
         "hit~noise: hits, plus cells settled on an LR the seeds cannot tell from the best (paired t-test, 95%)"
     )
+    lines.append("flops/cell: FLOPs per settled cell in full trials of that cell (a trial stopped at f of its "
+                 "budget counts f)")
     return "\n".join(lines)
 
 

@@ -67,6 +67,8 @@ def summarise(table: Table, best: dict[Cell, int | None], runs: list[dict[str, A
         "max_regret": max(finite, default=None),
         "settled_diverged": (len(regrets) - len(finite)) / n,
         "total_flops": sum(r["flops"] for r in runs) / n,
+        # FLOPs per settled cell in full trials of that cell (a trial stopped at fraction f counts f)
+        "full_trials_per_cell": sum(r["full_trials"] for r in runs) / n / lat.n_cells(),
         "cells": lat.n_cells(),
         "mean_trials": trials,
         "makespan": sum(r["makespan"] for r in runs) / n,

@@ -1,7 +1,9 @@
 """A results table read from CSV: the ground truth the replay benchmark replays searchers against.
 
 Columns: `model,epochs,lr,val_loss` are required; `model_params,seed,flops,core_hours` are used when
-present. One row is one finished (or diverged) trial; several seeds of one (model, epochs, lr) are
+present, and `curve` (the validation loss at each evaluation point, `frac:loss;...`, frac = step /
+total steps) for replaying partial training: a table without it holds only the final point (frac 1),
+as before. One row is one finished (or diverged) trial; several seeds of one (model, epochs, lr) are
 several rows. An empty, `inf` or `nan` val_loss is a diverged trial. Rungs are ordered by
 `model_params` when that column exists, else by first appearance; budgets and LRs ascending.
 """
@@ -18,7 +20,7 @@ from raysweep.core.space import Cell, Lattice
 from raysweep.results.cells import loss as cell_loss
 from raysweep.results.cells import number
 from raysweep.results.csv_rows import read_rows
-from raysweep.results.rows import REPLAY_REQUIRED, TrialRow, optional, status_of
+from raysweep.results.rows import REPLAY_REQUIRED, TrialRow, optional, parse_curve, status_of
 from raysweep.search import pick_best
 
 
@@ -66,6 +68,68 @@ class Table:
         if not rows:
             return None
         return sum(r.val_loss for r in rows) / len(rows)
+
+    @property
+    def has_curves(self) -> bool:
+        """Whether any run holds a curve (else every run is seen only at its end)."""
+        return any(r.curve for rows in self.runs.values() for r in rows)
+
+    def fracs(self, cell: Cell, lr_index: int) -> tuple[float, ...]:
+        """The run's evaluation points as fractions of its budget, ascending, always ending in 1.0:
+        the points every seed's curve holds (seeds of one run share the schedule). (1.0,) without a
+        curve (an old table) and () when the table lacks the run."""
+        rows = self.runs.get((cell, lr_index))
+        if not rows:
+            return ()
+        common = set.intersection(*({round(f, 6) for f, _ in r.curve if f < 1} for r in rows))
+        return (*sorted(common), 1.0)
+
+    def loss_at(self, cell: Cell, lr_index: int, frac: float, row: int | None = None) -> float | None:
+        """What a searcher sees of the run stopped at `frac` of its budget: the loss at the last
+        evaluation point at or before `frac`, the mean over seeds (inf if any seed had diverged by
+        then), or only seed row `row`. At frac 1 this is the final loss (`mean_loss`). A seed whose
+        curve ends before `frac` (a diverged run) counts as diverged; one with no point at or before
+        `frac` gives None (nothing evaluated yet), as does a run the table lacks."""
+        rows = self.runs.get((cell, lr_index))
+        if not rows:
+            return None
+        picked = rows if row is None else (rows[row],)
+        seen = []
+        for r in picked:
+            if frac >= 1 - 1e-9:
+                seen.append(r.val_loss)
+                continue
+            before = [loss for f, loss in r.curve if f <= frac + 1e-9]
+            if not before:
+                return None
+            # past the last point of a diverged run's curve, it had diverged
+            seen.append(before[-1] if frac <= r.curve[-1][0] + 1e-9 or math.isfinite(r.val_loss) else math.inf)
+        return sum(seen) / len(seen)
+
+    def full_flops(self, cell: Cell) -> float:
+        """One full trial's FLOPs in `cell`: the mean over its LRs that finished (a diverged run
+        stopped early and spent less), else the most any run spent; 1.0 when the table holds no
+        FLOPs (then a trial costs 1). The unit of `full trials per cell`."""
+        finished = [f for i in range(len(self.lattice.lrs))
+                    if (f := self.flops(cell, i)) > 0 and math.isfinite(self.mean_loss(cell, i) or math.inf)]
+        if finished:
+            return sum(finished) / len(finished)
+        known = [f for i in range(len(self.lattice.lrs)) if (f := self.flops(cell, i)) > 0]
+        return max(known, default=1.0)
+
+    def cost(self, cell: Cell, lr_index: int, frac: float = 1.0) -> float:
+        """The run trained from the start to `frac` of its budget, in full trials of its cell
+        (`full_flops`): frac x its FLOPs for a run that finished; for one that diverged, frac of a
+        full trial but no more than the FLOPs it spent before it diverged. frac alone when the table
+        holds no FLOPs; 0 for a run the table lacks (it fails at once)."""
+        if (cell, lr_index) not in self.runs:
+            return 0.0
+        flops, full = self.flops(cell, lr_index), self.full_flops(cell)
+        if flops <= 0:
+            return frac
+        if math.isfinite(self.mean_loss(cell, lr_index) or math.inf):
+            return frac * flops / full
+        return min(frac, flops / full)
 
     def sample_loss(self, cell: Cell, lr_index: int, rng: random.Random) -> float | None:
         """The loss of one seed drawn at random; None when the table lacks the run."""
@@ -161,8 +225,12 @@ def load_table(path: str) -> Table:
         if size is not None:
             params.setdefault(model, size)
         seed = (rec.get("seed") or None) if seeded else None
+        try:
+            curve = parse_curve(rec.get("curve", ""))
+        except ValueError as e:
+            raise SpecError(str(e), file=path, key=f"line {line}, column curve") from None
         parsed.append(TrialRow(model=model, epochs=epochs, lr=lr, status=status_of(loss), val_loss=loss, flops=flops,
-                               core_hours=hours, seed=seed))
+                               core_hours=hours, seed=seed, curve=curve))
 
     models = list(dict.fromkeys(p.model for p in parsed))  # first appearance
     if "model_params" in header:

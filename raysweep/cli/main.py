@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="export finished trials from MLflow as a results table (CSV)",
                            description="Read every finished trial of the sweeps in an MLflow experiment and write "
                                        "one CSV row per trial with the columns model,model_params,epochs,lr,seed,"
-                                       "val_loss,flops,core_hours (diverged trials carry inf): the table that "
-                                       "`raysweep bench searcher --table` replays.")
+                                       "val_loss,flops,core_hours,curve (diverged trials carry inf; curve: the "
+                                       "validation loss at every evaluation point, frac:loss;... with frac = step / "
+                                       "total steps): the table that `raysweep bench searcher --table` replays.")
     table.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment)")
     table.add_argument("--parent", action="append", default=[], metavar="RUN_ID",
                        help="only the sweep with this parent run id (repeatable; default: every sweep)")

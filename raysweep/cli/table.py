@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
 
     uri = resolve_tracking_uri(args.tracking_uri, None)
     try:
-        rows = read_trials(uri, args.experiment, args.parent)
+        rows = read_trials(uri, args.experiment, args.parent, curves=True)
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - MLflow raises many types for an unusable store

@@ -35,6 +35,10 @@ class SweepSpec:
     data: DataSpec = field(default_factory=DataSpec)
     batch_size: int = 64  # global batch, split across the workers of a trial
     eval_batch_size: int = 500  # fixed so that XLA compiles one eval graph
+    # 0: evaluate at every whole epoch inside the budget and at its end; N > 0: also at N evenly spaced
+    # points of every budget (k/N of its steps), so a short budget is seen often enough for early
+    # stopping and for the curves `raysweep table` exports (issue 16)
+    eval_points: int = 0
     optim: OptimSpec = field(default_factory=OptimSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
@@ -54,6 +58,9 @@ class SweepSpec:
             raise SpecError(f"expected distinct epoch budgets in ascending order, got {list(self.epochs)}", key="epochs")
         _positive(self.batch_size, "batch_size")
         _positive(self.eval_batch_size, "eval_batch_size")
+        if not isinstance(self.eval_points, int) or isinstance(self.eval_points, bool) or self.eval_points < 0:
+            raise SpecError(f"expected a whole number >= 0 of evaluation points, got {self.eval_points!r}",
+                            key="eval_points")
         if self.optim.name == "adamw" and self.lr.high > MAX_ADAMW_LR:
             raise SpecError(f"expected an LR grid for AdamW (around 1e-3, at most {MAX_ADAMW_LR}), got lr.high "
                             f"{self.lr.high:g}: set lr to e.g. {{base: 1.0e-3, low: 1.25e-4, high: 8.0e-3}}",

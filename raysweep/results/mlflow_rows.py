@@ -28,11 +28,12 @@ def recipe_of(params: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = (),
-                kinds: tuple[str, ...] = (Tag.KIND_TRIAL,)) -> list[TrialRow]:
+                kinds: tuple[str, ...] = (Tag.KIND_TRIAL,), *, curves: bool = False) -> list[TrialRow]:
     """Every finished trial (ok or diverged) of the sweeps in `experiment` (or only `parent_ids`),
     as `TrialRow`s with their sweep (the parent run's name), parent and recipe (`recipe_of`). Failed
     trials are left out: they say nothing about the learning rate. `kinds`: the child runs' kinds
-    (pre-training trials; a fine-tuning trial's row names its unit as its model)."""
+    (pre-training trials; a fine-tuning trial's row names its unit as its model). With `curves`,
+    each row also holds its validation-loss curve (`curve_of`: one MLflow request per run)."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -69,9 +70,25 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = (),
             # the shape the model was built at (0: not recorded, a run older than these params)
             shape=(int(params.get(M.MODEL_NUM_CLASSES, 0) or 0), int(params.get(M.MODEL_IN_CHANS, 0) or 0),
                    int(params.get(M.MODEL_IMAGE_SIZE, 0) or 0)),
+            curve=curve_of(client, run.info.run_id, params.get(M.TOTAL_STEPS), status) if curves else (),
         ))
     rows.sort(key=lambda r: (r.model_params or 0, r.model, r.epochs, r.lr, int(r.seed or 0)))
     return rows
+
+
+def curve_of(client: MlflowClient, run_id: str, total_steps: str | None,
+             status: TrialStatus) -> tuple[tuple[float, float], ...]:
+    """A trial's validation loss at each evaluation point, (step / total steps, loss) ascending, from
+    the MLflow history of val/loss. Total steps: the run's `total_steps` param, else (runs older than
+    it) the last evaluated step of a trial that finished ok. () when the total is unknown (a diverged
+    run without the param) or nothing was evaluated. A diverged run's curve ends at its last finite point."""
+    history = {int(m.step): read_metric(m.value) for m in client.get_metric_history(run_id, M.VAL_LOSS)}
+    if not history:
+        return ()
+    total = int(total_steps) if total_steps else (max(history) if status == TrialStatus.OK else 0)
+    if total <= 0:
+        return ()
+    return tuple((min(step / total, 1.0), loss) for step, loss in sorted(history.items()) if step > 0)
 
 
 def _runs(client: MlflowClient, experiment_id: str, kinds: Iterable[str]) -> Iterator[Any]:

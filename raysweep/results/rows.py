@@ -19,7 +19,9 @@ from raysweep.core.records import TrialStatus, cell_name
 
 # The results table `raysweep table` writes, in order. One row is one finished (or diverged) trial;
 # several seeds of one (model, epochs, lr) are several rows.
-COLUMNS: Final = ("model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours")
+# `curve` (optional, issue 16) holds the validation loss at every evaluation point, `frac:loss;...`
+# with frac = step / total steps (`format_curve`); a table without it holds only the final point.
+COLUMNS: Final = ("model", "model_params", "epochs", "lr", "seed", "val_loss", "flops", "core_hours", "curve")
 ANALYSIS_REQUIRED: Final = ("model", "model_params", "epochs", "lr", "val_loss", "flops")  # fits need size and cost
 REPLAY_REQUIRED: Final = ("model", "epochs", "lr", "val_loss")  # a searcher replay needs only the losses
 
@@ -53,6 +55,8 @@ class TrialRow:
     checkpoint_sha256: str = ""  # Tag.CHECKPOINT_SHA256
     family: str = ""  # the ladder family the run records
     shape: tuple[int, int, int] = (0, 0, 0)  # (classes, channels, image size) the model was built at; 0: unknown
+    # the validation loss at each evaluation point: (step / total steps, loss), ascending; () where not recorded
+    curve: tuple[tuple[float, float], ...] = ()
 
     @property
     def cell(self) -> str:
@@ -77,7 +81,34 @@ def table_cells(row: TrialRow) -> list[str]:
         return "" if value is None else f"{value:.6g}"
 
     return [row.model, "" if row.model_params is None else str(row.model_params), f"{row.epochs:g}", f"{row.lr:g}",
-            row.seed or "", f"{row.val_loss:.6g}", num(row.flops), num(row.core_hours)]
+            row.seed or "", f"{row.val_loss:.6g}", num(row.flops), num(row.core_hours), format_curve(row.curve)]
+
+
+def format_curve(points: Iterable[tuple[float, float]]) -> str:
+    """A curve as the `curve` cell holds it: `frac:loss` pairs joined by `;`, 6 significant figures
+    (a diverged point's loss as inf)."""
+    return ";".join(f"{frac:.6g}:{loss:.6g}" for frac, loss in points)
+
+
+def parse_curve(text: str) -> tuple[tuple[float, float], ...]:
+    """The points of a `curve` cell (`format_curve`), ascending in frac; () for an empty cell.
+    A ValueError says what is wrong: a pair without `:`, a frac outside (0, 1], a repeated frac, or
+    a NaN loss (an empty loss or inf means the run had diverged by then)."""
+    points: dict[float, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        frac_text, sep, loss_text = part.partition(":")
+        if not sep:
+            raise ValueError(f"expected frac:loss pairs separated by ';', got {part!r}")
+        frac = float(frac_text)
+        loss = float(loss_text) if loss_text.strip() else math.inf
+        if not 0 < frac <= 1 + 1e-9:
+            raise ValueError(f"expected a fraction of the budget in (0, 1], got {frac_text!r}")
+        if math.isnan(loss):
+            raise ValueError(f"expected a loss (a number or inf), got {loss_text!r}")
+        if frac in points:
+            raise ValueError(f"expected each fraction once, got {frac_text!r} twice")
+        points[min(frac, 1.0)] = loss
+    return tuple(sorted(points.items()))
 
 
 def write_table(path: str, rows: Iterable[Sequence[object]]) -> None:

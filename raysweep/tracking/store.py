@@ -232,6 +232,8 @@ class SweepTracker:
             params.append(Param("model_params", str(int(result["model_params"]))))
             params.append(Param("flops_per_example", f"{float(result['flops_per_example']):.6g}"))
         params += [Param(k, str(int(result[k]))) for k in M.MODEL_SHAPE if k in result]
+        if M.TOTAL_STEPS in result:  # the curve's denominator (`raysweep table`: frac = step / total)
+            params.append(Param(M.TOTAL_STEPS, str(int(result[M.TOTAL_STEPS]))))
         if metrics or params:  # one entry; MLflow's log_batch splits it to its own limits on replay
             self._log_batch(run_id, metrics=metrics, params=params)
 

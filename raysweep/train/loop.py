@@ -70,7 +70,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     n_params = count_params(model)
     fpe = flops_per_example(ladder_of(spec.ladder), cfg.rung, **model_kw)
     plan = plan_steps(n_train=len(splits.train), batch_size=spec.batch_size, epochs=cfg.epochs,
-                      warmup_fraction=spec.optim.warmup_fraction)
+                      warmup_fraction=spec.optim.warmup_fraction, eval_points=spec.eval_points)
     def schedule(s: int) -> float:  # the LR of optimiser step s (0-based)
         return lr_at(s, peak=cfg.lr, total_steps=plan.total_steps, warmup_steps=plan.warmup_steps)
 

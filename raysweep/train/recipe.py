@@ -25,7 +25,7 @@ class StepPlan:
     total_steps: int  # floor(budget * n_train / batch): the last partial batch is dropped
     warmup_steps: int
     steps_per_epoch: int
-    eval_steps: tuple[int, ...]  # after these many steps: every whole epoch inside the budget, and the end
+    eval_steps: tuple[int, ...]  # after these many steps: every whole epoch inside the budget (and k/eval_points of it), and the end
     log_every: int  # train-loss points for the curve: about 50 per trial
     batch_size: int  # global batch
 
@@ -35,8 +35,11 @@ class StepPlan:
         return self.total_steps * self.batch_size
 
 
-def plan_steps(*, n_train: int, batch_size: int, epochs: float, warmup_fraction: float) -> StepPlan:
-    """Turn an epoch budget (possibly fractional) into steps; the one place durations become steps."""
+def plan_steps(*, n_train: int, batch_size: int, epochs: float, warmup_fraction: float,
+               eval_points: int = 0) -> StepPlan:
+    """Turn an epoch budget (possibly fractional) into steps; the one place durations become steps.
+    `eval_points` > 0 adds evaluations after floor(k x total / eval_points) steps, k = 1..eval_points
+    (fewer where the budget has fewer steps than that), beside the epoch boundaries."""
     steps_per_epoch = n_train // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"`batch_size <= n_train` must hold, but got (batch_size={batch_size}, n_train={n_train})")
@@ -49,6 +52,8 @@ def plan_steps(*, n_train: int, batch_size: int, epochs: float, warmup_fraction:
     # epoch boundaries counted in examples, like the budget itself: pass k ends at floor(k * n / b)
     evals = [b for k in range(1, int(epochs + 1e-9) + 1) if (b := math.floor(k * n_train / batch_size + 1e-9)) < total]
     evals.append(total)
+    if eval_points > 0:
+        evals = sorted(set(evals) | {s for k in range(1, eval_points + 1) if (s := k * total // eval_points) > 0})
     return StepPlan(
         total_steps=total,
         warmup_steps=warmup,

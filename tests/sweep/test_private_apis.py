@@ -1,6 +1,7 @@
 """Every private Ray, Optuna and torch_xla API raysweep relies on, pinned: each test fails loudly,
 naming the raysweep module that uses it, when an upgrade moves or changes it. (The actor-cache
-patch is pinned by test_warm_actors.py, Tune's SIGINT handler by test_sigint_watch.py.)"""
+patch is pinned by test_warm_actors.py, Tune's SIGINT handler by test_sigint_watch.py, the
+scheduler interface the replayed peers stand in for by tests/bench/test_peers.py.)"""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ from raysweep.train.loop import Placement, run_training
 CPU = Placement(torch.device("cpu"))
 
 
-def cfg(lr: float = 0.4, epochs: float = 2.0, **optim: Any) -> TrialConfig:
+def cfg(lr: float = 0.4, epochs: float = 2.0, eval_points: int = 0, **optim: Any) -> TrialConfig:
     spec = spec_from_dict({
         "name": "loop", "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0"]}, "epochs": [epochs],
         "data": {"dataset": "mnist5k", "train_subset": 256}, "batch_size": 64, "optim": optim,
-        "search": {"searcher": "grid"},
+        "search": {"searcher": "grid"}, "eval_points": eval_points,
     })
     return TrialConfig(spec, "nfnet_t0", epochs, lr)
 
@@ -49,6 +49,16 @@ def test_reports_at_each_epoch_and_the_end_with_compute_counts() -> None:
     curve_steps = [p[0] for m, _ in rec.reports for p in m["curve"]]
     assert curve_steps == list(range(1, 9))  # one train-loss point per step here (8 steps < 50)
     assert 0 < final["val/loss"] < 5 and 0 <= final["val/acc"] <= 1
+
+
+def test_eval_points_evaluate_inside_a_short_budget() -> None:
+    torch.set_num_threads(1)
+    rec = Recorder()
+    run_training(cfg(epochs=1.0, eval_points=4), rec, CPU)
+    # 4 steps in the budget, 4 evenly spaced points: a validation loss after every step
+    assert [m["step"] for m, _ in rec.reports] == [1, 2, 3, 4]
+    assert all(math.isfinite(m["val/loss"]) for m, _ in rec.reports)
+    assert rec.reports[-1][0][M.TOTAL_STEPS] == 4  # the curve's denominator `raysweep table` reads
 
 
 def test_resuming_from_the_epoch_one_checkpoint_gives_the_same_weights() -> None:

@@ -29,6 +29,17 @@ def test_plan_evaluates_at_every_epoch_boundary_and_the_end() -> None:
     assert whole.eval_steps == (70, 140)  # epoch 2 is the end: evaluated once
 
 
+def test_plan_with_eval_points_evaluates_evenly_at_any_budget() -> None:
+    short = plan_steps(n_train=4500, batch_size=64, epochs=0.25, warmup_fraction=0.05, eval_points=8)
+    assert short.eval_steps == (2, 4, 6, 8, 10, 12, 14, 17)  # floor(k x 17 / 8): 8 points inside a quarter epoch
+    long = plan_steps(n_train=4500, batch_size=64, epochs=2.5, warmup_fraction=0.1, eval_points=4)
+    assert long.eval_steps == (43, 70, 87, 131, 140, 175)  # the epoch boundaries are kept
+    tiny = plan_steps(n_train=192, batch_size=64, epochs=1, warmup_fraction=0.0, eval_points=8)
+    assert tiny.eval_steps == (1, 2, 3)  # no more points than steps
+    default = plan_steps(n_train=4500, batch_size=64, epochs=2.5, warmup_fraction=0.1)
+    assert default.eval_steps == (70, 140, 175)  # 0: unchanged
+
+
 def test_plan_leaves_a_decay_step_even_with_a_huge_warmup_share() -> None:
     plan = plan_steps(n_train=192, batch_size=64, epochs=1, warmup_fraction=0.9)
     assert plan.total_steps == 3 and plan.warmup_steps == 2
