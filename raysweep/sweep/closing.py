@@ -79,6 +79,7 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
     records = list(callback.records.values())
     for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
         if rec.status == TrialStatus.RUNNING:
+            rec.early_stop = callback.early_stops.get(rec.trial_id)  # stopped by search.early_stop, not yet closed
             callback._finish(rec, TrialStatus.STOPPED.value)
     _reconcile_leftovers(tracker, callback)
     trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
@@ -102,7 +103,12 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
     metrics = {M.SWEEP_WALL_S: wall, M.SWEEP_IDEAL_S: ideal, M.SWEEP_TRIALS: len(records), M.SWEEP_CELLS: len(rows),
                M.SWEEP_MEDIAN_TRIAL_WALL_S: med_wall, M.SWEEP_MEDIAN_LOOP_S: med_loop,
                M.SWEEP_MEDIAN_OVERHEAD_S: med_over,
-               M.SWEEP_TOTAL_FLOPS: sum(t.flops or 0.0 for t in trials)}
+               # early-stopped trials spent their FLOPs up to the stop: they count
+               M.SWEEP_TOTAL_FLOPS: sum(t.flops or 0.0 for t in trials) + sum(
+                   float(r.last.get(M.FLOPS, 0.0)) for r in records if r.early_stop is not None)}
+    stops = [r.early_stop for r in records if r.early_stop is not None]
+    if stops:
+        metrics[M.SWEEP_SAVED_FLOPS] = sum(e.saved_flops for e in stops)
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     # MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes raysweep.settled.nfnet_t0:0.5
     tags = {Tag.SETTLED_PREFIX + cell_tag_name(row.cell): (f"{row.best_lr:g}" if row.best_lr is not None else "none")
