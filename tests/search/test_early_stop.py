@@ -147,3 +147,4 @@ def test_without_early_stop_nothing_is_reported_or_stopped() -> None:
     s = _searcher(None, margin=None)
     s.suggest("A"), s.suggest("B")
     assert _report(s, "A", 25, 1.0) is None and _report(s, "B", 25, 100.0) is None
+
