@@ -51,6 +51,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1:
             return _coerce(inner[0], value, key)
+        # a choice of forms (`Literal["auto"] | float`): the first that takes the value
+        wants = []
+        for alt in inner:
+            try:
+                return _coerce(alt, value, key)
+            except SpecError as err:
+                wants.append(err.detail.removeprefix("expected ").split(", got ")[0])
+        raise SpecError(f"expected {' or '.join(wants)}, got {_show(value)}", key=key)
     if origin is Literal:
         if value not in args:
             raise SpecError(f"expected one of {list(args)}, got {_show(value)}", key=key)

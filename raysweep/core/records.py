@@ -27,7 +27,9 @@ class TrialStatus(str, Enum):
     OK = "ok"  # ran its whole budget and has a finite validation loss
     DIVERGED = "diverged"  # the loss became NaN or infinite: the LR is too large
     FAILED = "failed"  # an exception, a lost worker, a pre-emption: nothing learned about the LR
-    STOPPED = "stopped"  # cut off by the sweep (--max-trials, Ctrl-C) before its budget ended
+    # cut off before its budget ended: by the sweep (--max-trials, Ctrl-C), or early-stopped by
+    # search.early_stop (then its run carries Tag.EARLY_STOP and M.SAVED_FLOPS)
+    STOPPED = "stopped"
     RUNNING = "running"  # started, not ended (a report between epochs, or a run a killed driver left)
 
     def __str__(self) -> str:
@@ -80,6 +82,8 @@ class M:
     COMPILE_S: Final = "time/compile_s"  # XLA: time spent compiling graphs (0 in eager modes)
     TRIAL_WALL_S: Final = "time/trial_wall_s"  # start to end, seen from the driver
     OVERHEAD_S: Final = "time/overhead_s"  # trial wall time minus the loop's
+    # search.early_stop: the FLOPs an early-stopped trial did not spend (the rest of its budget)
+    SAVED_FLOPS: Final = "compute/saved_flops"
     # Keys of a report that are not MLflow metrics
     STATUS: Final = "status"
     CURVE: Final = "curve"  # [(step, train loss, lr), ...] since the last report
@@ -99,6 +103,7 @@ class M:
     SWEEP_MEDIAN_LOOP_S: Final = "sweep/median_loop_s"
     SWEEP_MEDIAN_OVERHEAD_S: Final = "sweep/median_overhead_s"
     SWEEP_TOTAL_FLOPS: Final = "sweep/total_flops"
+    SWEEP_SAVED_FLOPS: Final = "sweep/saved_flops"  # search.early_stop: what this session's stops saved
     # The data shape the model was built at (also MLflow params of the trial run): with the ladder
     # family and the rung, what a later stage (fine-tuning) rebuilds the model from, without the data
     MODEL_NUM_CLASSES: Final = "model_num_classes"
@@ -134,6 +139,7 @@ class Tag:
     SETTLED_LR: Final = "raysweep.settled_lr"
     SETTLED_PREFIX: Final = "raysweep.settled."  # + cell_tag_name(cell), on the parent run
     TRIAL_ID: Final = "raysweep.trial_id"  # the Ray Tune trial id of the session that ran it last
+    EARLY_STOP: Final = "raysweep.early_stop"  # why search.early_stop stopped the trial (one line)
     RESUMED: Final = "raysweep.resumed"  # how often a later driver reopened this child run
     WARM_START: Final = "raysweep.warm_start"  # on the parent run: the earlier study a warm start fitted
     JOURNAL_KEY: Final = "raysweep.journal_key"  # the journal's id of a run, so a replay finds it again
@@ -174,7 +180,8 @@ class StudyAttr:
     TRIALS_PER_CELL: Final = "raysweep.trials_per_cell"
     WARM_START: Final = "raysweep.warm_start"  # the warm-start plan, replayed on --resume
     # on each Optuna trial
-    STATUS: Final = "status"  # ok | diverged | failed | interrupted
+    STATUS: Final = "status"  # ok | diverged | failed | interrupted | stopped (early-stopped: PRUNED)
+    EARLY_STOP: Final = "early_stop"  # search.early_stop's decision (raysweep.search.early_stop.EarlyStop)
     REASON: Final = "reason"
     TRIAL_ID: Final = "trial_id"
     TRIAL_KEY: Final = "trial_key"  # TrialKey.token()

@@ -17,6 +17,10 @@ Every searcher tells a `diverged` trial (worse than any finished one) from a `fa
 exception, OOM, preemption: nothing learned about the LR). A failed (cell, lr) is proposed again, up
 to `max_retries` times (default 2), and after that counts as diverged so that a sweep cannot hang.
 
+`early_stop` (`search.early_stop`, prior searchers): a trial clearly worse than its cell's
+incumbent at a matched evaluation step stops early; the rule is pure (`early_stop.decide`) and
+`CellSearcher.on_trial_result` applies it.
+
 The prior searchers, tpe and random keep their trials in Optuna storage (`storage`, a URL; in
 memory when None): constructing one again over the same storage and `study_name` resumes it.
 """
@@ -36,6 +40,7 @@ from raysweep.search._prior_sampler import (
 )
 from raysweep.search._study import quiet_optuna
 from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
+from raysweep.search.early_stop import AUTO_MARGIN, EarlyStop
 from raysweep.search.registry import (
     MONOTONE_PER_CELL,
     SEARCHER_ROWS,
@@ -47,6 +52,7 @@ from raysweep.search.registry import (
 )
 
 __all__ = [
+    "AUTO_MARGIN",
     "FINISHED",
     "MONOTONE_PER_CELL",
     "SEARCHERS",
@@ -55,6 +61,7 @@ __all__ = [
     "Bound",
     "BracketSearcher",
     "CellSearcher",
+    "EarlyStop",
     "Finished",
     "GridSearcher",
     "MonotoneSearcher",

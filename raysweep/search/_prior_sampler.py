@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -33,10 +34,12 @@ from raysweep.core.space import Cell, Lattice
 from raysweep.core.warm import ATTR as WARM_ATTR
 from raysweep.core.warm import WarmPlan
 from raysweep.search import _trend
+from raysweep.search import early_stop as es
 from raysweep.search._prior import Bound, Mode, Prediction, PriorRule, Propose, Settle, Step
 from raysweep.search._study import (
     MAX_RETRIES,
     check_max_retries,
+    early_stopped,
     failed,
     lattice_attrs,
     loss_of,
@@ -44,11 +47,13 @@ from raysweep.search._study import (
     open_storage,
     open_study,
     record,
+    record_early_stop,
     recover,
     retry_reason,
     trial_key,
 )
 from raysweep.search.base import FINISHED, CellSearcher, Finished, Outcome, Proposal
+from raysweep.search.early_stop import EarlyStop
 
 
 @dataclass
@@ -222,9 +227,13 @@ class PriorSearcher(CellSearcher):
         storage: str | None = None,
         study_name: str = "raysweep",
         warm_start: WarmPlan | None = None,
+        early_stop: str | float | None = None,
         **_: Any,
     ) -> None:
         super().__init__(lattice)
+        # search.early_stop's margin ('auto' or a number); None: off. A policy, not part of the search:
+        # a resumed study may use another one, and the stops already recorded stand.
+        self.early_stop_margin = None if early_stop is None else es.margin_of(early_stop)
         try:
             start = lattice.lr_index(start_lr)
         except KeyError:
@@ -270,6 +279,50 @@ class PriorSearcher(CellSearcher):
             raise KeyError(f"trial id {trial_id!r} was not proposed by this searcher (or already completed)")
         record(self.study, self._live.pop(trial_id), outcome)
         self._idle = False
+
+    def on_trial_result(self, trial_id: str, *, step: int, val_loss: float, flops: float,
+                        total_steps: int) -> EarlyStop | None:
+        """search.early_stop: record the evaluation point on the trial's Optuna trial (its curve, kept
+        with the study) and stop the trial when it is clearly worse than its cell's incumbent."""
+        trial = self._live.get(trial_id)
+        if self.early_stop_margin is None or trial is None or not math.isfinite(val_loss):
+            return None
+        with warnings.catch_warnings():  # a step reported again after a restart from a checkpoint is ignored
+            warnings.simplefilter("ignore", UserWarning)
+            trial.report(val_loss, step)
+        me = str(trial.number)
+        cell = trial.params["cell"]
+        lr = trial.params["lr"]
+        curves: dict[str, dict[int, float]] = {}
+        numbers: dict[str, int] = {}
+        lrs: dict[str, float] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            if t.params.get("cell") != cell:
+                continue
+            standing = t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)
+            if standing or early_stopped(t) or loss_of(t) is not None:  # not failed, not interrupted
+                numbers[str(t.number)] = t.number
+            if str(t.number) == me or (standing and t.params["lr"] != lr):
+                curves[str(t.number)] = dict(t.intermediate_values)
+                lrs[str(t.number)] = t.params["lr"]
+        curves[me][step] = val_loss  # the storage's copy may lag the report just made
+        found = es.decide(me, curves, first=es.first_trial(numbers), margin=self.early_stop_margin)
+        if found is None:
+            return None
+        decision = EarlyStop(step=step, total_steps=total_steps, matched_step=found.step, loss=found.loss,
+                             incumbent_lr=lrs[found.incumbent], incumbent_loss=found.incumbent_loss,
+                             margin=self.early_stop_margin, saved_flops=es.saved_flops(flops, step, total_steps),
+                             lr=lr)
+        record_early_stop(self.study, self._live.pop(trial_id), decision.to_attr())
+        self.sampler._cache = None  # the study changed: the cell may move on
+        self._idle = False
+        return decision
+
+    def early_stops(self) -> dict[str, EarlyStop]:
+        """Every early-stop decision the study holds, by the trial's durable key (`trial_key`)."""
+        return {t.user_attrs[StudyAttr.TRIAL_KEY]: EarlyStop.from_attr(t.user_attrs[StudyAttr.EARLY_STOP])
+                for t in self.study.get_trials(deepcopy=False)
+                if early_stopped(t) and StudyAttr.TRIAL_KEY in t.user_attrs and StudyAttr.EARLY_STOP in t.user_attrs}
 
     def settled(self) -> dict[Cell, float]:
         _, settled = self.sampler.derive(self.study)

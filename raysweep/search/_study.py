@@ -35,6 +35,7 @@ from raysweep.search.base import Outcome, Proposal
 
 INTERRUPTED = "interrupted"
 DIVERGED = "diverged"
+EARLY_STOPPED = TrialStatus.STOPPED.value  # search.early_stop stopped it (PRUNED)
 MAX_RETRIES = SearchSpec.max_retries  # default: a failed (cell, lr) is proposed again this many times
 
 
@@ -103,7 +104,21 @@ def loss_of(trial: FrozenTrial) -> float | None:
         return float(trial.value) if trial.value is not None else math.inf
     if trial.state == TrialState.FAIL and trial.user_attrs.get(StudyAttr.STATUS) == DIVERGED:
         return math.inf
+    if early_stopped(trial):  # worse than its cell's incumbent: it can never be the cell's best
+        return math.inf
     return None
+
+
+def early_stopped(trial: FrozenTrial) -> bool:
+    """Whether search.early_stop stopped the trial."""
+    return trial.state == TrialState.PRUNED and trial.user_attrs.get(StudyAttr.STATUS) == EARLY_STOPPED
+
+
+def record_early_stop(study: optuna.Study, trial: optuna.Trial, decision: Mapping[str, Any]) -> None:
+    """Tell the study that search.early_stop stopped a trial (at once, so a resumed driver keeps it)."""
+    trial.set_user_attr(StudyAttr.STATUS, EARLY_STOPPED)
+    trial.set_user_attr(StudyAttr.EARLY_STOP, dict(decision))
+    study.tell(trial, state=TrialState.PRUNED)
 
 
 def failed(trial: FrozenTrial) -> bool:
@@ -112,7 +127,7 @@ def failed(trial: FrozenTrial) -> bool:
     (cell, lr)'s retries."""
     if trial.state not in (TrialState.FAIL, TrialState.PRUNED):
         return False
-    return trial.user_attrs.get(StudyAttr.STATUS) not in (DIVERGED, INTERRUPTED)
+    return trial.user_attrs.get(StudyAttr.STATUS) not in (DIVERGED, INTERRUPTED, EARLY_STOPPED)
 
 
 def trial_key(study: str, lattice: Lattice, proposal: Proposal) -> str:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 
 from raysweep.core.records import TrialStatus
 from raysweep.core.space import Cell, Lattice
+from raysweep.search.early_stop import EarlyStop
 
 
 class Finished:
@@ -72,6 +73,15 @@ class CellSearcher(ABC):
     @abstractmethod
     def on_trial_complete(self, trial_id: str, outcome: Outcome) -> None:
         """Learn the outcome of a trial `suggest` returned under `trial_id`."""
+
+    def on_trial_result(self, trial_id: str, *, step: int, val_loss: float, flops: float,
+                        total_steps: int) -> EarlyStop | None:
+        """An evaluation point of a running trial (`step` of `total_steps`, `flops` spent so far).
+
+        A searcher with early stopping (`search.early_stop`) returns the decision to stop the trial,
+        already recorded: the trial is done for the searcher, and `on_trial_complete` is not called for
+        it. Others learn nothing from a partial result and return None."""
+        return None
 
     @abstractmethod
     def settled(self) -> dict[Cell, float]:

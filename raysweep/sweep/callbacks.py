@@ -16,7 +16,8 @@ from typing import Any
 from ray.tune import Callback
 
 from raysweep.config import SweepSpec
-from raysweep.core.records import M, TrialStatus
+from raysweep.core.records import M, Tag, TrialStatus
+from raysweep.search import EarlyStop
 from raysweep.sweep.trainable import trial_config
 from raysweep.tracking import SweepTracker, TrialRun
 from raysweep.train.kept import final_checkpoint
@@ -38,6 +39,7 @@ class TrialRecord:
     logged: dict[str, int] = field(default_factory=dict)  # last MLflow step per metric key
     restarts: int = 0
     train_run: str = ""  # TrialKey.train_run_name(): the trial's folder (and checkpoints) in the train storage
+    early_stop: EarlyStop | None = None  # search.early_stop stopped it
 
     @property
     def val_loss(self) -> float:
@@ -56,7 +58,10 @@ class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None,
                  earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0,
-                 train_storage: Path | None = None, units: Mapping[str, Any] | None = None) -> None:
+                 train_storage: Path | None = None, units: Mapping[str, Any] | None = None,
+                 early_stops: Mapping[str, EarlyStop] | None = None) -> None:
+        # search.early_stop: the searcher's decisions by Tune trial id (TuneCellSearcher.early_stopped)
+        self.early_stops: Mapping[str, EarlyStop] = early_stops if early_stops is not None else {}
         # Where the trials' Train runs keep their checkpoints: an ok trial's final one is recorded on
         # its child run (path and SHA-256) so that fine-tuning finds it from the experiment alone.
         self.train_storage = train_storage
@@ -119,7 +124,12 @@ class MlflowTrialCallback(Callback):
         if rec is None:
             return
         # A trial that ran its budget reported ok or diverged; one completed without that was stopped
-        # by the sweep (--max-trials, Ctrl-C). A crash arrives through on_trial_error instead.
+        # by the sweep (--max-trials, Ctrl-C) or by search.early_stop. A crash arrives through
+        # on_trial_error instead.
+        rec.early_stop = self.early_stops.get(trial.trial_id)
+        if rec.early_stop is not None:
+            self._finish(rec, TrialStatus.STOPPED.value)
+            return
         status = TrialStatus.parse(rec.last.get(M.STATUS))
         self._finish(rec, (status if status is not None and status.finished else TrialStatus.STOPPED).value)
 
@@ -149,6 +159,9 @@ class MlflowTrialCallback(Callback):
             extra[M.OVERHEAD_S] = rec.overhead_s
         if status == TrialStatus.DIVERGED:
             extra[M.VAL_LOSS] = math.inf
+        if rec.early_stop is not None:
+            extra[M.SAVED_FLOPS] = rec.early_stop.saved_flops
+            self.tracker.set_tags(rec.run_id, {Tag.EARLY_STOP: rec.early_stop.reason()})
         if status == TrialStatus.OK and self.train_storage is not None and rec.train_run:
             kept = final_checkpoint(self.train_storage / rec.train_run)
             if kept is not None:
@@ -162,6 +175,10 @@ class MlflowTrialCallback(Callback):
         running = len(self.records) - done
         loss = f"{rec.val_loss:.4f}" if rec.status == TrialStatus.OK else "inf"
         acc = rec.last.get(M.VAL_ACC, math.nan) if rec.status == TrialStatus.OK else math.nan
+        if rec.early_stop is not None:
+            return (f"[{_clock(time.monotonic() - self._t0)}] done   {rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} "
+                    f"{rec.early_stop.reason()} ({rec.early_stop.saved_flops:.3g} FLOPs saved) {rec.wall_s:6.1f} s | "
+                    f"{done} done, {running} running")
         return (f"[{_clock(time.monotonic() - self._t0)}] done   {rec.cell:<16} lr={rec.lr:<7g} {rec.status:<8} "
                 f"val/loss {loss:>7} acc {acc:5.3f} {rec.wall_s:6.1f} s | {done} done, {running} running")
 

@@ -63,13 +63,19 @@ def earlier_trials(tracker: SweepTracker, study: str, *, exclude_runs: Iterable[
     return [r for r in rows if r.run_id not in skip]
 
 
-def _reconcile_leftovers(tracker: SweepTracker, callback: Any) -> int:
+def _reconcile_leftovers(tracker: SweepTracker, callback: Any, searcher: Any = None) -> int:
     """Close the child runs an earlier, killed driver left RUNNING that this session did not continue:
-    their trials were not proposed again, so they are `stopped` (MLflow KILLED), never RUNNING forever."""
+    their trials were not proposed again, so they are `stopped` (MLflow KILLED), never RUNNING forever.
+    One that search.early_stop had stopped (the study keeps the decision) gets its reason and saved FLOPs."""
+    stops = searcher.early_stops() if hasattr(searcher, "early_stops") else {}
     n = 0
-    for run in callback.earlier_runs.values():
+    for key, run in callback.earlier_runs.items():
         if run.mlflow_status == TrialStatus.RUNNING.mlflow_status:
-            tracker.end_trial(run.run_id, status=TrialStatus.STOPPED)
+            stop = stops.get(key)
+            if stop is not None:
+                tracker.set_tags(run.run_id, {Tag.EARLY_STOP: stop.reason()})
+            tracker.end_trial(run.run_id, status=TrialStatus.STOPPED,
+                              metrics={M.SAVED_FLOPS: stop.saved_flops} if stop is not None else None)
             n += 1
     return n
 
@@ -79,8 +85,9 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
     records = list(callback.records.values())
     for rec in records:  # a trial cut off by a stop or an interrupt is still closed in MLflow
         if rec.status == TrialStatus.RUNNING:
+            rec.early_stop = callback.early_stops.get(rec.trial_id)  # stopped by search.early_stop, not yet closed
             callback._finish(rec, TrialStatus.STOPPED.value)
-    _reconcile_leftovers(tracker, callback)
+    _reconcile_leftovers(tracker, callback, searcher)
     trials = [TrialRow(model=r.model, epochs=r.epochs, lr=r.lr, status=r.status, val_loss=r.val_loss,
                        val_acc=float(r.last.get(M.VAL_ACC, math.nan)), flops=float(r.last.get(M.FLOPS, 0.0)),
                        run_id=r.run_id) for r in records if r.status != TrialStatus.STOPPED]  # stopped: no result
@@ -102,7 +109,12 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
     metrics = {M.SWEEP_WALL_S: wall, M.SWEEP_IDEAL_S: ideal, M.SWEEP_TRIALS: len(records), M.SWEEP_CELLS: len(rows),
                M.SWEEP_MEDIAN_TRIAL_WALL_S: med_wall, M.SWEEP_MEDIAN_LOOP_S: med_loop,
                M.SWEEP_MEDIAN_OVERHEAD_S: med_over,
-               M.SWEEP_TOTAL_FLOPS: sum(t.flops or 0.0 for t in trials)}
+               # early-stopped trials spent their FLOPs up to the stop: they count
+               M.SWEEP_TOTAL_FLOPS: sum(t.flops or 0.0 for t in trials) + sum(
+                   float(r.last.get(M.FLOPS, 0.0)) for r in records if r.early_stop is not None)}
+    stops = [r.early_stop for r in records if r.early_stop is not None]
+    if stops:
+        metrics[M.SWEEP_SAVED_FLOPS] = sum(e.saved_flops for e in stops)
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     # MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes raysweep.settled.nfnet_t0:0.5
     tags = {Tag.SETTLED_PREFIX + cell_tag_name(row.cell): (f"{row.best_lr:g}" if row.best_lr is not None else "none")

@@ -62,6 +62,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
 
     from raysweep.sweep.callbacks import MlflowTrialCallback
     from raysweep.sweep.connect import connect
+    from raysweep.sweep.early_stop import EarlyStopScheduler
     from raysweep.sweep.trainable import run_trial, trial_resources
     from raysweep.sweep.tune_searcher import TuneCellSearcher
     from raysweep.sweep.warm_actors import keep_actors_warm
@@ -97,10 +98,12 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         parent, earlier_runs = open_parent(tracker, spec, source=source, n_cells=lattice.n_cells(), study=study,
                                            resume=resume, tags=parent_tags)
         keep_actors_warm(concurrent)
+        tune_searcher = TuneCellSearcher(searcher, lattice, study=study)
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None,
                                        earlier_runs=earlier_runs, max_failures=spec.resources.max_failures,
-                                       train_storage=results_dir / "train", units=units)
+                                       train_storage=results_dir / "train", units=units,
+                                       early_stops=tune_searcher.early_stopped)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train"),
                                 compile_cache=str(results_dir / "xla_cache"), units=units),
@@ -109,7 +112,9 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=TuneCellSearcher(searcher, lattice, study=study),
+                search_alg=tune_searcher,
+                # search.early_stop: FIFO, plus a STOP when the searcher stops a trial at an eval point
+                scheduler=EarlyStopScheduler(tune_searcher) if spec.search.early_stop is not None else None,
                 num_samples=-1,  # until the searcher says FINISHED
                 max_concurrent_trials=concurrent,
                 reuse_actors=True,
@@ -234,7 +239,8 @@ def open_searcher(spec: SweepSpec, lattice: Lattice, sweep_dir: Path, *,
                                  slowness=spec.search.slowness, tie_tolerance=spec.search.tie_tolerance,
                                  trials_per_cell=spec.search.trials_per_cell, seed=spec.search.seed,
                                  max_retries=spec.search.max_retries,
-                                 storage=storage, study_name=study, warm_start=warm_start)
+                                 storage=storage, study_name=study, warm_start=warm_start,
+                                 early_stop=spec.search.early_stop.margin if spec.search.early_stop else None)
     except ValueError as err:  # e.g. resuming a study made for another lattice
         lease.release()
         raise SpecError(str(err), key="--resume" if resume else "search") from None

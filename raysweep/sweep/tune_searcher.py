@@ -10,7 +10,7 @@ from ray.tune.search import Searcher
 
 from raysweep.core.records import M, TrialStatus
 from raysweep.core.space import Lattice
-from raysweep.search import CellSearcher, Finished, Outcome
+from raysweep.search import CellSearcher, EarlyStop, Finished, Outcome
 
 METRIC = M.VAL_LOSS
 
@@ -22,6 +22,8 @@ class TuneCellSearcher(Searcher):
         self.cell_searcher = searcher  # not `searcher`: Tune walks `.searcher` chains of wrappers
         self.lattice = lattice
         self.proposals: dict[str, dict[str, Any]] = {}
+        # search.early_stop: the trials the searcher stopped, by Tune trial id (the callback reads them)
+        self.early_stopped: dict[str, EarlyStop] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         proposal = self.cell_searcher.suggest(trial_id)
@@ -42,9 +44,22 @@ class TuneCellSearcher(Searcher):
         self.proposals[trial_id] = config
         return config
 
+    def early_stop(self, trial_id: str, result: dict[str, Any]) -> EarlyStop | None:
+        """An evaluation point of a running trial (a report with val/loss and status running): the
+        searcher's decision to stop it, or None (`EarlyStopScheduler` asks at every report)."""
+        if (trial_id not in self.proposals or trial_id in self.early_stopped or METRIC not in result
+                or result.get(M.STATUS) != TrialStatus.RUNNING.value or M.STEP not in result):
+            return None
+        decision = self.cell_searcher.on_trial_result(
+            trial_id, step=int(result[M.STEP]), val_loss=float(result[METRIC]),
+            flops=float(result.get(M.FLOPS, math.nan)), total_steps=int(result.get(M.TOTAL_STEPS, 0)))
+        if decision is not None:
+            self.early_stopped[trial_id] = decision
+        return decision
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id not in self.proposals:
-            return
+        if trial_id not in self.proposals or trial_id in self.early_stopped:
+            return  # an early-stopped trial was told to the searcher when it was stopped
         if error:
             outcome = Outcome(math.inf, TrialStatus.FAILED)
         else:
