@@ -10,6 +10,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest
 
+# the real S3 server and GCS emulator fixtures (s3_server, s3, emulator, gcs), started only when asked for
+pytest_plugins = ("tests.object_stores",)
+
 # Time limits per test (pytest-timeout): pyproject's `timeout` for every test; the tests that start
 # Ray clusters, servers or kill processes (marked slow, or under faults/ and integration/) get
 # LONG_TIMEOUT_S, past which a hang is a failure with a stack dump, not a stuck CI run.

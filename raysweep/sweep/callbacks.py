@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -56,7 +55,7 @@ class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None,
                  earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0,
-                 train_storage: Path | None = None, units: Mapping[str, Any] | None = None) -> None:
+                 train_storage: str | None = None, units: Mapping[str, Any] | None = None) -> None:
         # Where the trials' Train runs keep their checkpoints: an ok trial's final one is recorded on
         # its child run (path and SHA-256) so that fine-tuning finds it from the experiment alone.
         self.train_storage = train_storage
@@ -150,7 +149,7 @@ class MlflowTrialCallback(Callback):
         if status == TrialStatus.DIVERGED:
             extra[M.VAL_LOSS] = math.inf
         if status == TrialStatus.OK and self.train_storage is not None and rec.train_run:
-            kept = final_checkpoint(self.train_storage / rec.train_run)
+            kept = final_checkpoint(f"{self.train_storage}/{rec.train_run}")
             if kept is not None:
                 self.tracker.set_tags(rec.run_id, kept.tags())
         self.tracker.end_trial(rec.run_id, status=status, metrics=extra)
