@@ -63,7 +63,8 @@ def test_preflight_refuses_a_missing_bucket_and_refused_keys_in_one_line(
         if wrong:
             monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
         store.forget_clients()
-        code = main(["run", str(space), "--results", results, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        code = main(["run", str(space), "--results", results, "--tracking-uri", uri])
         out, err = capsys.readouterr()
         assert code == 2 and len(err.strip().splitlines()) == 1, err[-2000:]
         assert err.startswith("raysweep: error: --results: ") and needle in err, err
