@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -55,7 +56,7 @@ class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None,
                  earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0,
-                 train_storage: str | None = None, units: Mapping[str, Any] | None = None) -> None:
+                 train_storage: str | Path | None = None, units: Mapping[str, Any] | None = None) -> None:
         # Where the trials' Train runs keep their checkpoints: an ok trial's final one is recorded on
         # its child run (path and SHA-256) so that fine-tuning finds it from the experiment alone.
         self.train_storage = train_storage
