@@ -21,7 +21,7 @@ SLOW_DIRS = ("faults", "integration")
 # Modules outside those folders that start real servers or stores (an MLflow server, moto S3, a
 # GCS emulator, SQLite MLflow stores per case) or dry-run the paper's ladder: slow too, so that
 # `make test-fast` stays the quick loop
-SLOW_FILES = ("test_journal_replay.py", "test_shards_s3.py", "test_shards_gcs.py", "test_checkpoints_on_s3.py",
+SLOW_FILES = ("test_journal_replay.py", "test_shards_s3.py", "test_shards_gcs.py", "test_checkpoints_in_buckets.py",
               "test_analyze_mlflow.py", "test_dry_run.py", "test_cost.py")
 
 

@@ -1,7 +1,7 @@
-"""Checkpoints in a bucket, without Ray: a local-mode trial's keyed copies written to and resumed from
-a real S3 server (moto, tests/object_stores.py), the final one found and recorded as an s3:// URI,
-its SHA-256 verified and its state loaded through raysweep's filesystem layer, as fine-tuning does;
-a changed state is named."""
+"""Checkpoints in a bucket, without Ray, on a real S3 server (moto) and a real GCS emulator
+(tests/object_stores.py): a local-mode trial's keyed copies written and resumed from, the final one
+found and recorded as the bucket's URI, its SHA-256 verified and its state loaded through
+raysweep's filesystem layer, as fine-tuning does; a changed state is named."""
 
 from __future__ import annotations
 
@@ -35,8 +35,15 @@ def _src(tmp_path: Path, step: int, model: torch.nn.Module | None = None) -> Pat
     return folder
 
 
-def test_keyed_copies_in_a_bucket_resume_and_are_kept(s3: dict[str, str], tmp_path: Path) -> None:
-    run = f"s3://{BUCKET}/res/train/trial-a"
+@pytest.fixture(params=["s3", "gs"])
+def bucket(request: pytest.FixtureRequest) -> str:
+    """s3://BUCKET or gs://BUCKET, on its server, with the environment pointing at it."""
+    request.getfixturevalue({"s3": "s3", "gs": "gcs"}[request.param])
+    return f"{request.param}://{BUCKET}"
+
+
+def test_keyed_copies_in_a_bucket_resume_and_are_kept(bucket: str, tmp_path: Path) -> None:
+    run = f"{bucket}/res/train/trial-a"
     keyed = keyed_folder(f"{run}/hosts")
     assert keyed == f"{run}/checkpoints"
     for step in (4, 8, 12):
@@ -54,14 +61,13 @@ def test_keyed_copies_in_a_bucket_resume_and_are_kept(s3: dict[str, str], tmp_pa
     assert kept is not None and kept.path == f"{run}/checkpoints/checkpoint_000000000008"
 
 
-def test_a_kept_checkpoint_in_a_bucket_verifies_and_loads_as_fine_tuning_reads_it(
-        s3: dict[str, str], tmp_path: Path) -> None:
-    run = f"s3://{BUCKET}/res/train/trial-b"
+def test_a_kept_checkpoint_in_a_bucket_verifies_and_loads_as_fine_tuning_reads_it(bucket: str, tmp_path: Path) -> None:
+    run = f"{bucket}/res/train/trial-b"
     model = build_model("nfnet_cpu", "nfnet_t0", num_classes=10, in_chans=1, image_size=16)
     keep_copy(_src(tmp_path, 5, model), keyed_folder(f"{run}/hosts"), step=5)
     kept = final_checkpoint(run)
     assert kept is not None and kept.path == f"{run}/checkpoints/checkpoint_000000000005"
-    assert kept.tags()[Tag.CHECKPOINT].startswith("s3://")
+    assert kept.tags()[Tag.CHECKPOINT].startswith(bucket)
     assert kept.sha256 == (tmp_path / "src5" / DIGEST_FILE).read_text()
     assert verify_checkpoint(kept) == kept.path and checkpoint_bytes(kept.path) > 0
     assert read_kept_state(kept)["step"] == 5
@@ -74,7 +80,7 @@ def test_a_kept_checkpoint_in_a_bucket_verifies_and_loads_as_fine_tuning_reads_i
     raw = bytearray(fs.cat_file(f"{folder}/{STATE_FILE}"))
     raw[-5] ^= 1
     fs.pipe_file(f"{folder}/{STATE_FILE}", bytes(raw))
-    with pytest.raises(SpecError, match=r"expected the checkpoint s3://rs-data/res/train/trial-b/checkpoints/"
+    with pytest.raises(SpecError, match=rf"expected the checkpoint {bucket}/res/train/trial-b/checkpoints/"
                                         r"checkpoint_000000000005 \(recorded by run r1\) to have SHA-256"):
         read_kept_state(kept, run="r1")
     with pytest.raises(SpecError, match="to have SHA-256"):
