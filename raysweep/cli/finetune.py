@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from raysweep.cli.preflight import results_location
 from raysweep.core.errors import SpecError
 from raysweep.results.rows import TrialRow
 
@@ -33,8 +34,10 @@ def fill_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None,
                    help="the MLflow store the pre-training was recorded in, and the fine-tuning will be "
                         "(default: as `raysweep run`)")
-    p.add_argument("--results", default=Path(os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results"), type=Path,
-                   help="folder for the fine-tuning trials' Ray results, checkpoints and study (default: "
+    p.add_argument("--results", default=os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results",
+                   type=results_location,
+                   help="folder or s3:// / gs:// URL for the fine-tuning trials' Ray results and checkpoints "
+                        "(and, in a folder, their study) (default: "
                         "$RAYSWEEP_RESULTS, else %(default)s)")
     p.add_argument("--max-trials", type=int, default=None, metavar="N",
                    help="stop after N fine-tuning trials have finished in this session (--resume continues)")

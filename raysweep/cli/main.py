@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from raysweep.cli import bench, finetune, ladders, run, study, table, upload
+from raysweep.cli.preflight import results_location
 from raysweep.core.errors import SpecError
 from raysweep.core.redact import quiet_mlflow_urls, redact_text
 
@@ -76,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else tracking.uri in the YAML, "
                           "else sqlite:///$PWD/mlflow.db)")
-    run.add_argument("--results", default=Path(os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results"), type=Path,
-                     help="folder for Ray Tune/Train results, checkpoints and the Optuna study; on a cluster, one "
-                          "every node sees (default: $RAYSWEEP_RESULTS, else %(default)s)")
+    run.add_argument("--results", default=os.environ.get("RAYSWEEP_RESULTS") or "raysweep_results",
+                     type=results_location,
+                     help="folder or s3:// / gs:// URL for Ray Tune/Train results and checkpoints (and, in a folder, "
+                          "the Optuna study); on a cluster, one every node sees (default: $RAYSWEEP_RESULTS, else "
+                          "%(default)s)")
     run.add_argument("--max-trials", type=positive_int, default=None, metavar="N",
                      help="stop after N trials have finished in this session; `--resume` continues the sweep "
                           "later from its Optuna study (every searcher but grid)")

@@ -30,9 +30,31 @@ if TYPE_CHECKING:
 PROBE_TIMEOUT_S = 10  # one read-only request to the tracking server; a live server answers in milliseconds
 
 
-def check_results_dir(path: Path, *, key: str = "--results") -> None:
-    """`path` is a folder that can be made (or exists) and written to; nothing is created."""
-    path = path.expanduser().absolute()
+def results_location(text: str) -> Path | str:
+    """argparse type for --results: a folder (a Path), or an s3:// or gs:// URL kept as written
+    (a Path would fold its '//')."""
+    if "://" in text:
+        protocol = text.partition("://")[0]
+        if protocol not in ("s3", "gs"):
+            raise argparse.ArgumentTypeError(f"expected a folder or an s3:// or gs:// URL, got {redact_url(text)}")
+        if not text.partition("://")[2].strip("/"):
+            raise argparse.ArgumentTypeError(f"expected a bucket in {text}")
+        return text.rstrip("/")
+    return Path(text)
+
+
+def check_results_dir(path: Path | str, *, key: str = "--results") -> None:
+    """`path` is a folder that can be made (or exists) and written to, or an s3:// or gs:// URL
+    whose bucket exists and takes the credentials; nothing is created."""
+    from raysweep.data.store import check_writable_location, is_remote
+
+    if is_remote(path):
+        try:
+            check_writable_location(str(path))
+        except SpecError as err:
+            raise SpecError(err.detail.replace("cannot read", "cannot use"), key=key) from None
+        return
+    path = Path(path).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise SpecError(f"expected a folder, got the file {path}", key=key)
     existing = next(p for p in (path, *path.parents) if p.exists())
@@ -208,6 +230,10 @@ def preflight(spec: SweepSpec, file: str, *, dry_run: bool = False) -> DataShape
 def preflight_stores(spec: SweepSpec, args: argparse.Namespace, uri: str) -> None:
     """Check the results folder, the tracking store and the study storage; create none of them."""
     check_results_dir(args.results)
+    from raysweep.data.store import driver_folder, is_remote
+
+    if is_remote(args.results) and not (spec.search.storage or os.environ.get("RAYSWEEP_OPTUNA_STORAGE")):
+        check_results_dir(driver_folder(str(args.results)))  # the SQLite study and the journal stay here
     if spec.search.storage:  # local checks first, the network last
         try:
             check_storage_url(spec.search.storage)

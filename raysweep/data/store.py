@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from raysweep.core.errors import SpecError
@@ -128,3 +129,53 @@ def call(what: str, fn: Callable[[], T], *, sleep: Callable[[float], None] = tim
                               f"{' '.join(str(err).split())[:200]}") from None
             sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+# --- Results and checkpoints on object storage (`--results s3://bucket/prefix`) ------------------
+# The same clients as the shards: endpoint and credentials from each process's environment (never
+# in a pickle, a Ray runtime environment or a record), and Ray Train/Tune reach them as a pyarrow
+# filesystem over the fsspec one.
+
+REMOTE = ("s3", "gs")
+
+
+def is_remote(location: str | os.PathLike[str]) -> bool:
+    """An s3:// or gs:// URL (not a path, not file://)."""
+    protocol, sep, _ = str(location).partition("://")
+    return bool(sep) and protocol in REMOTE
+
+
+def remote(url: str) -> tuple[Any, str]:
+    """(this process's fsspec filesystem, the path on it) for an s3:// or gs:// URL."""
+    protocol, path = split_url(url)
+    return filesystem(protocol), path
+
+
+def arrow_filesystem(url: str) -> tuple[Any, str]:
+    """(a pyarrow filesystem, the path on it) for Ray's `storage_filesystem`/`storage_path`. It pickles
+    as the fsspec client's options (the endpoint), so each Ray process builds its own client and reads
+    its credentials from its own environment."""
+    import pyarrow.fs
+
+    fs, path = remote(url)
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs)), path
+
+
+def check_writable_location(url: str) -> None:
+    """The bucket of `url` exists and the credentials are taken (one listing; nothing is created).
+    A one-line `SpecError` otherwise; a prefix need not exist (it is made by writing)."""
+    fs, path = remote(url)
+    bucket = path.split("/", 1)[0]
+    call(display(split_url(url)[0], path), lambda: fs.ls(bucket, detail=False))
+
+
+DRIVER_FOLDER = "raysweep_results"  # in the driver's working folder, as the default --results
+
+
+def driver_folder(url: str) -> Path:
+    """Where a sweep with its results in a bucket keeps what cannot live there: the Optuna SQLite
+    study (SQLite needs a local file; `search.storage` names a database server instead), the
+    tracking journal and Ray's driver log. `./raysweep_results/<protocol>/<bucket>/<prefix>`, so the
+    same command (and `--resume`) from the same folder finds them again."""
+    protocol, path = split_url(url)
+    return Path(DRIVER_FOLDER).absolute() / protocol / path

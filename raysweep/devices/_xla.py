@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 DATA_AXIS = "data"
 
 
+def data_share(process_index: int, process_count: int) -> tuple[int, int]:
+    """(data_rank, data_world): the share of every global batch an XLA SPMD process reads. On a
+    multi-host slice each host reads its own share, keyed by its XLA process index (PJRT numbers a
+    slice's hosts by their TPU worker id); a single host reads the whole batch."""
+    return (process_index, process_count) if process_count > 1 else (0, 1)
+
+
 def _has_local_tpu() -> bool:
     return os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
 
@@ -149,8 +156,7 @@ class XlaDevice(Device):
             out: torch.Tensor = xm.send_cpu_data_to_device([t], device, spec)[0]  # type: ignore[index]
             return out
 
-        return Placement(device, rank=rank, world=world,
-                         data_rank=xr.process_index() if multi_host else 0,
-                         data_world=processes if multi_host else 1,
+        data_rank, data_world = data_share(xr.process_index(), processes)
+        return Placement(device, rank=rank, world=world, data_rank=data_rank, data_world=data_world,
                          devices_in_group=n, lazy=True, sync=torch_xla.sync, put=put,
                          compile_seconds=compile_seconds)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from raysweep.core.errors import SpecError
 from raysweep.models import LadderRef, build_model
 from raysweep.models.timm_rungs import BUILD_ERRORS
-from raysweep.train.kept import KeptCheckpoint, verify_checkpoint
+from raysweep.train.kept import KeptCheckpoint, read_kept_state
 
 POS_EMBED = "pos_embed"  # timm's name for a ViT's absolute position embedding
 
@@ -129,7 +129,4 @@ def from_checkpoint(kept: KeptCheckpoint, source: Source, target: Target, *, run
                     zero_head: bool = True) -> nn.Module:
     """The model a fine-tuning trial starts from: the checkpoint's SHA-256 checked against the one
     its run recorded, its state read safely (tensors and plain data only), then `transfer`."""
-    from raysweep.train.worker import read_state
-
-    folder = verify_checkpoint(kept, run=run)
-    return transfer(source, read_state(folder)["model"], target, zero_head=zero_head)
+    return transfer(source, read_kept_state(kept, run=run)["model"], target, zero_head=zero_head)

@@ -27,7 +27,7 @@ from raysweep.finetune.select import Choice, Pretrained, Selection, require_chec
 from raysweep.finetune.spec import FinetuneSpace
 from raysweep.models import ladder_of
 from raysweep.search import searcher_row
-from raysweep.train.kept import KeptCheckpoint, verify_checkpoint
+from raysweep.train.kept import KeptCheckpoint, checkpoint_bytes, verify_checkpoint
 
 _KEY: Final = "finetune"
 
@@ -168,7 +168,7 @@ def verify(plan: FinetunePlan) -> int:
             folder = verify_checkpoint(KeptCheckpoint(t.checkpoint, t.checkpoint_sha256), run=t.run_id)
         except SpecError as err:
             raise SpecError(err.detail, file=plan.space.file, key=f"{_KEY}.pretrained ({err.key})") from None
-        total += sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        total += checkpoint_bytes(folder)
     return total
 
 

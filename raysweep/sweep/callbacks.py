@@ -58,7 +58,7 @@ class MlflowTrialCallback(Callback):
     def __init__(self, tracker: SweepTracker, parent_run_id: str, spec: SweepSpec, *, concurrent: int,
                  progress: Callable[[str], None] | None = None,
                  earlier_runs: dict[str, TrialRun] | None = None, max_failures: int = 0,
-                 train_storage: Path | None = None, units: Mapping[str, Any] | None = None,
+                 train_storage: str | Path | None = None, units: Mapping[str, Any] | None = None,
                  early_stops: Mapping[str, EarlyStop] | None = None) -> None:
         # search.early_stop: the searcher's decisions by Tune trial id (TuneCellSearcher.early_stopped)
         self.early_stops: Mapping[str, EarlyStop] = early_stops if early_stops is not None else {}
@@ -163,7 +163,7 @@ class MlflowTrialCallback(Callback):
             extra[M.SAVED_FLOPS] = rec.early_stop.saved_flops
             self.tracker.set_tags(rec.run_id, {Tag.EARLY_STOP: rec.early_stop.reason()})
         if status == TrialStatus.OK and self.train_storage is not None and rec.train_run:
-            kept = final_checkpoint(self.train_storage / rec.train_run)
+            kept = final_checkpoint(f"{self.train_storage}/{rec.train_run}")
             if kept is not None:
                 self.tracker.set_tags(rec.run_id, kept.tags())
         self.tracker.end_trial(rec.run_id, status=status, metrics=extra)

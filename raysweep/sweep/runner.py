@@ -33,7 +33,7 @@ def lattice_of(spec: SweepSpec) -> Lattice:
     return Lattice(models=spec.ladder.rungs, epochs=spec.epochs, lrs=spec.lr_grid())
 
 
-def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path,
+def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: Path | str,
               verbose: int = 1, max_trials: int | None = None, resume: bool = False,
               warm_start: WarmPlan | None = None, units: Mapping[str, Any] | None = None,
               parent_tags: Mapping[str, str] | None = None) -> SweepOutcome:
@@ -63,18 +63,28 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from raysweep.sweep.callbacks import MlflowTrialCallback
     from raysweep.sweep.connect import connect
     from raysweep.sweep.early_stop import EarlyStopScheduler
-    from raysweep.sweep.trainable import run_trial, trial_resources
+    from raysweep.sweep.trainable import run_trial, trial_resources, tune_storage
     from raysweep.sweep.tune_searcher import TuneCellSearcher
     from raysweep.sweep.warm_actors import keep_actors_warm
 
     lattice = lattice_of(spec) if units is None else Lattice(models=tuple(units), epochs=spec.epochs,
                                                               lrs=spec.lr_grid(), independent=True)
-    results_dir = results_dir.resolve()
-    sweep_dir = results_dir / spec.name
+    from raysweep.data.store import driver_folder, is_remote
+
+    if is_remote(results_dir):  # checkpoints in the bucket; the study (SQLite), journal and logs here
+        results = str(results_dir).rstrip("/")
+        local = driver_folder(results)
+        if verbose >= 1:
+            print(f"raysweep: results and checkpoints in {results}; the driver's files (Optuna study unless "
+                  f"search.storage, tracking journal, Ray log) in {local / spec.name}", flush=True)
+    else:
+        local = Path(results_dir).resolve()
+        results = str(local)
+    sweep_dir = local / spec.name
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise SpecError(f"expected a writable folder, got {results_dir} ({err.strerror})", key="--results") from None
+        raise SpecError(f"expected a writable folder, got {local} ({err.strerror})", key="--results") from None
     # The cluster first: resources it cannot hold are a one-line error before an MLflow experiment
     # or an Optuna study exists (nothing created for a sweep that cannot run).
     if verbose < 2:  # quiet faults: the callback prints one line per lost worker or trial
@@ -102,11 +112,11 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
         callback = MlflowTrialCallback(tracker, parent, spec, concurrent=concurrent,
                                        progress=(lambda line: print(line, flush=True)) if verbose >= 1 else None,
                                        earlier_runs=earlier_runs, max_failures=spec.resources.max_failures,
-                                       train_storage=results_dir / "train", units=units,
+                                       train_storage=f"{results}/train", units=units,
                                        early_stops=tune_searcher.early_stopped)
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=str(results_dir / "train"),
-                                compile_cache=str(results_dir / "xla_cache"), units=units),
+            tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=f"{results}/train",
+                                compile_cache=str(local / "xla_cache"), units=units),
             trial_resources(spec),
         )
         tuner = tune.Tuner(
@@ -122,7 +132,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             ),
             run_config=tune.RunConfig(
                 name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(results_dir / "tune"),
+                **tune_storage(f"{results}/tune"),
                 callbacks=[callback, JsonLoggerCallback()],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 # A trial process that dies (a lost node, a killed local-mode trial) is restarted by Tune

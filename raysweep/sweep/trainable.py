@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ray.train.v2.api.config import CheckpointConfig, FailureConfig, RunConfig
@@ -46,7 +45,7 @@ def run_trial(config: dict[str, Any], *, spec_dict: dict[str, Any], storage_path
     local = device.workers() == 0
     run_config = RunConfig(
         name=cfg.train_run_name(),
-        storage_path=storage_path,
+        **tune_storage(storage_path),  # type: ignore[arg-type]
         callbacks=[] if local else [TuneReportCallback()],  # type: ignore[list-item]
         failure_config=FailureConfig(max_failures=spec.resources.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),  # the previous one if the last is torn
@@ -55,9 +54,20 @@ def run_trial(config: dict[str, Any], *, spec_dict: dict[str, Any], storage_path
     loop = train_loop_per_worker if cfg.finetune is None else finetune_loop_per_worker
     trainer = device.trainer(loop,
                              config={"trial": cfg.to_dict(), "compile_cache": compile_cache,
-                                     "hosts_dir": str(Path(storage_path) / cfg.train_run_name() / "hosts")},
+                                     "hosts_dir": f"{storage_path.rstrip('/')}/{cfg.train_run_name()}/hosts"},
                              run_config=run_config)
     trainer.fit()
+
+
+def tune_storage(location: str) -> dict[str, Any]:
+    """Tune's storage_path, and for an s3:// or gs:// URL the pyarrow filesystem over raysweep's own
+    store clients (`raysweep.data.store`: endpoint and credentials from the environment)."""
+    from raysweep.data.store import arrow_filesystem, is_remote
+
+    if not is_remote(location):
+        return {"storage_path": location}
+    fs, path = arrow_filesystem(location)
+    return {"storage_path": path, "storage_filesystem": fs}
 
 
 def trial_resources(spec: SweepSpec) -> dict[str, float]:

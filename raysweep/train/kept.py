@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from raysweep.core.errors import SpecError
 from raysweep.core.records import Tag
+from raysweep.data.store import is_remote, remote
 from raysweep.train.worker import DIGEST_FILE, LOCAL_CHECKPOINTS, STATE_FILE
 
 KEPT_COPIES: Final = 2  # checkpoints a trial keeps (Ray's CheckpointConfig(num_to_keep=2), keep_copy(keep=2))
@@ -66,12 +67,16 @@ def recorded_sha256(folder: Path) -> str | None:
     return text if len(text) == 64 else None
 
 
-def final_checkpoint(run_dir: Path) -> KeptCheckpoint | None:
+def final_checkpoint(run_dir: Path | str) -> KeptCheckpoint | None:
     """The newest checkpoint under a trial's Train run folder that has its state and digest, or None.
 
     Newest is by the state file's modification time (keep_copy preserves it), then by name; both
-    kinds of folder are looked at, though a trial only ever makes one kind.
+    kinds of folder are looked at, though a trial only ever makes one kind. `run_dir` may be an
+    s3:// or gs:// URL: the checkpoint's path is then a URL too.
     """
+    if is_remote(run_dir):
+        return _final_remote(str(run_dir))
+    run_dir = Path(run_dir)
     candidates = [*run_dir.glob("checkpoint_*"), *(run_dir / LOCAL_CHECKPOINTS).glob("checkpoint_*")]
     found: list[tuple[int, str, Path, str]] = []
     for folder in candidates:
@@ -85,9 +90,88 @@ def final_checkpoint(run_dir: Path) -> KeptCheckpoint | None:
     return KeptCheckpoint(str(folder.resolve()), sha)
 
 
-def verify_checkpoint(kept: KeptCheckpoint, *, run: str = "") -> Path:
+def _final_remote(url: str) -> KeptCheckpoint | None:
+    """`final_checkpoint` in a bucket (through `raysweep.data.store`, as the trial wrote it)."""
+    fs, root = remote(url)
+    protocol = url.partition("://")[0]
+    found: list[tuple[float, str, str, str]] = []
+    for base in (root, f"{root}/{LOCAL_CHECKPOINTS}"):
+        try:
+            entries = fs.ls(base, detail=False)
+        except FileNotFoundError:
+            continue
+        for folder in (e.rstrip("/") for e in entries):
+            if not folder.rsplit("/", 1)[-1].startswith("checkpoint_"):
+                continue
+            try:
+                sha = fs.cat_file(f"{folder}/{DIGEST_FILE}").decode().strip()
+                modified = fs.modified(f"{folder}/{STATE_FILE}").timestamp()
+            except (FileNotFoundError, UnicodeDecodeError):
+                continue
+            if len(sha) == 64:
+                found.append((modified, folder.rsplit("/", 1)[-1], folder, sha))
+    if not found:
+        return None
+    _, _, folder, sha = max(found, key=lambda t: (t[0], t[1]))
+    return KeptCheckpoint(f"{protocol}://{folder}", sha)
+
+
+def read_kept_state(kept: KeptCheckpoint, *, run: str = "") -> dict[str, Any]:
+    """A kept checkpoint's state, loaded safely once its SHA-256 is the recorded one (in a bucket:
+    read once, hashed and loaded from memory)."""
+    if not is_remote(kept.path):
+        from raysweep.train.worker import read_state
+
+        return read_state(verify_checkpoint(kept, run=run))  # type: ignore[arg-type]
+    import io
+
+    import torch
+
+    data = _remote_state(kept, run)
+    _check_sha(kept, hashlib.sha256(data).hexdigest(), run)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _remote_state(kept: KeptCheckpoint, run: str) -> bytes:
+    fs, folder = remote(kept.path)
+    try:
+        return fs.cat_file(f"{folder}/{STATE_FILE}")
+    except FileNotFoundError:
+        who = f" (recorded by run {run})" if run else ""
+        raise SpecError(f"expected a checkpoint state at {kept.path}/{STATE_FILE}{who}, got no such file",
+                        key=Tag.CHECKPOINT) from None
+
+
+def _check_sha(kept: KeptCheckpoint, actual: str, run: str) -> None:
+    if actual != kept.sha256:
+        who = f" (recorded by run {run})" if run else ""
+        raise SpecError(f"expected the checkpoint {kept.path}{who} to have SHA-256 {kept.sha256}, got {actual} "
+                        f"(changed or cut short since it was recorded)", key=Tag.CHECKPOINT_SHA256)
+
+
+def checkpoint_bytes(folder: Path | str) -> int:
+    """The bytes of a checkpoint folder's files (a folder, or a URL)."""
+    if is_remote(folder):
+        fs, path = remote(str(folder))
+        return int(sum(fs.du(path, total=False).values()))
+    return sum(f.stat().st_size for f in Path(folder).iterdir() if f.is_file())
+
+
+def verify_checkpoint(kept: KeptCheckpoint, *, run: str = "") -> Path | str:
     """The checkpoint's folder once its state file's SHA-256 is the recorded one; a one-line
-    SpecError naming it (and the run that recorded it) when it is missing or does not match."""
+    SpecError naming it (and the run that recorded it) when it is missing or does not match.
+    A checkpoint in a bucket is hashed as it streams through `raysweep.data.store`; its URL is returned."""
+    if is_remote(kept.path):
+        fs, folder_path = remote(kept.path)
+        h = hashlib.sha256()
+        try:
+            with fs.open(f"{folder_path}/{STATE_FILE}", "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            _remote_state(kept, run)  # raises the one-line error
+        _check_sha(kept, h.hexdigest(), run)
+        return kept.path
     folder = Path(kept.path)
     who = f" (recorded by run {run})" if run else ""
     if not (folder / STATE_FILE).is_file():

@@ -24,6 +24,7 @@ import torch
 
 from raysweep.config.trial import TrialConfig
 from raysweep.core.records import M, TrialStatus
+from raysweep.data.store import is_remote, remote
 from raysweep.devices import device_for
 from raysweep.train.loop import Start, run_training
 
@@ -74,9 +75,15 @@ def newest_readable(folders: list[Path]) -> tuple[dict[str, Any] | None, str | N
     return first_readable((f.name, at(f)) for f in folders)
 
 
-def keep_copy(src: Path, folder: Path, *, step: int, keep: int = 2) -> None:
-    """Copy a checkpoint into `folder` as checkpoint_<step> (renamed into place whole), keep the newest."""
+def keep_copy(src: Path, folder: Path | str, *, step: int, keep: int = 2) -> None:
+    """Copy a checkpoint into `folder` as checkpoint_<step> (renamed into place whole), keep the newest.
+    `folder` may be an s3:// or gs:// URL (`keep_copy_remote`)."""
     import shutil
+
+    if is_remote(folder):
+        keep_copy_remote(src, str(folder), step=step, keep=keep)
+        return
+    folder = Path(folder)
 
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"checkpoint_{step:012d}"
@@ -87,6 +94,47 @@ def keep_copy(src: Path, folder: Path, *, step: int, keep: int = 2) -> None:
     tmp.rename(final)
     for old in sorted(folder.glob("checkpoint_*"), reverse=True)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def keep_copy_remote(src: Path, url: str, *, step: int, keep: int = 2) -> None:
+    """`keep_copy` into a bucket. An object store has no rename: the state goes first and its digest
+    last, so a copy cut short has no digest (or one that does not match) and is skipped on resume."""
+    fs, root = remote(url)
+    final = f"{root.rstrip('/')}/checkpoint_{step:012d}"
+    if fs.exists(final):
+        fs.rm(final, recursive=True)
+    files = sorted((p for p in src.iterdir() if p.is_file()), key=lambda p: (p.name == DIGEST_FILE, p.name))
+    for f in files:
+        fs.put_file(str(f), f"{final}/{f.name}")
+    for old in sorted(_remote_checkpoints(fs, root), reverse=True)[keep:]:
+        fs.rm(old, recursive=True)
+
+
+def _remote_checkpoints(fs: Any, root: str) -> list[str]:
+    """The checkpoint_* folders under `root` on an fsspec filesystem (paths without protocol)."""
+    try:
+        entries = fs.ls(root.rstrip("/"), detail=False)
+    except FileNotFoundError:
+        return []
+    return [e.rstrip("/") for e in entries if e.rstrip("/").rsplit("/", 1)[-1].startswith("checkpoint_")]
+
+
+def newest_readable_remote(url: str) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """`newest_readable` over the keyed copies in a bucket, each fetched into a temporary folder."""
+    fs, root = remote(url)
+
+    def opener(path: str) -> Callable[[], AbstractContextManager[Path]]:
+        @contextlib.contextmanager
+        def fetched() -> Iterator[Path]:
+            with tempfile.TemporaryDirectory(prefix="raysweep-keyed-") as d:
+                for name in (STATE_FILE, DIGEST_FILE):
+                    with contextlib.suppress(FileNotFoundError):
+                        fs.get_file(f"{path}/{name}", str(Path(d) / name))
+                yield Path(d)
+        return fetched
+
+    found = sorted(_remote_checkpoints(fs, root), reverse=True)
+    return first_readable((p.rsplit("/", 1)[-1], opener(p)) for p in found)
 
 
 def load_resume_state(ckpt: Any) -> tuple[dict[str, Any] | None, str | None, list[str]]:
@@ -113,7 +161,7 @@ def _as_path(ctx: AbstractContextManager[str]) -> Iterator[Path]:
         yield Path(d)
 
 
-def _write_host_record(folder: Path, cfg: TrialConfig, runtime: dict[str, Any], *, rank: int, world: int,
+def _write_host_record(folder: str, cfg: TrialConfig, runtime: dict[str, Any], *, rank: int, world: int,
                        data: tuple[int, int], devices: int) -> None:
     """One JSON file per worker beside the trial's checkpoints: where it ran and what share it read.
     On a TPU slice this is how a user (and the tests) see that a trial held one whole slice."""
@@ -126,8 +174,20 @@ def _write_host_record(folder: Path, cfg: TrialConfig, runtime: dict[str, Any], 
     record = {"trial": cfg.key.token(), "rank": rank, "world": world, "data_rank": data[0], "data_world": data[1],
               "devices_in_group": devices, "hostname": socket.gethostname(), "pid": os.getpid(),
               "node_id": ctx.get_node_id(), "node_labels": dict(ctx.get_node_labels()), **runtime}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"rank-{rank}.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+    text = json.dumps(record, indent=1, sort_keys=True, default=str)
+    if is_remote(folder):
+        fs, root = remote(folder)
+        fs.pipe_file(f"{root}/rank-{rank}.json", text.encode())
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / f"rank-{rank}.json").write_text(text)
+
+
+def keyed_folder(hosts_dir: str) -> Path | str:
+    """A local-mode trial's keyed copies: `checkpoints` beside its host records (a Path, or a URL)."""
+    if is_remote(hosts_dir):
+        return f"{hosts_dir.rstrip('/').rsplit('/', 1)[0]}/{LOCAL_CHECKPOINTS}"
+    return Path(hosts_dir).parent / LOCAL_CHECKPOINTS
 
 
 def param_digest(state_dict: dict[str, Any]) -> str:
@@ -159,19 +219,23 @@ def train_loop_per_worker(config: dict[str, Any], start_of: Callable[[TrialConfi
         rank, world = ctx.get_world_rank(), ctx.get_world_size()
     place = device.placement(rank=rank, world=world)
     if config.get("hosts_dir"):
-        _write_host_record(Path(config["hosts_dir"]), cfg, device.describe_process(), rank=rank, world=world,
+        _write_host_record(config["hosts_dir"], cfg, device.describe_process(), rank=rank, world=world,
                            data=(place.data_rank, place.data_world), devices=place.devices_in_group)
 
     # Local mode: Tune keeps a trial's checkpoints under the Tune trial, which a resumed sweep (a new
     # driver, new Tune trials) does not see; raysweep keeps its own copies under the trial's key.
-    keyed = Path(config["hosts_dir"]).parent / LOCAL_CHECKPOINTS if local and config.get("hosts_dir") else None
+    # The same storage as Ray's (a folder, or a bucket through raysweep.data.store).
+    keyed = keyed_folder(config["hosts_dir"]) if local and config.get("hosts_dir") else None
     resume = None
     ckpt = api.get_checkpoint()
     used: str | None = None
     skipped: list[str] = []
     if ckpt is not None:
         resume, used, skipped = load_resume_state(ckpt)
-    if resume is None and keyed is not None and keyed.is_dir():
+    if resume is None and keyed is not None and is_remote(keyed):
+        resume, used, more = newest_readable_remote(str(keyed))
+        skipped += more
+    elif resume is None and isinstance(keyed, Path) and keyed.is_dir():
         resume, used, more = newest_readable(sorted(keyed.glob("checkpoint_*"), reverse=True))
         skipped += more
     if (ckpt is not None or used is not None) and rank == 0:

@@ -1,17 +1,9 @@
 """Shard datasets on a real GCS emulator (gcp-storage-emulator on 127.0.0.1), reached through the
 production code path: gcsfs reads the endpoint from STORAGE_EMULATOR_HOST. The emulator checks no
-credentials; refused credentials are tested against the S3 server (test_shards_s3.py)."""
+credentials; refused credentials are tested against the S3 server (test_shards_s3.py). The
+emulator and its fixtures: tests/object_stores.py."""
 
 from __future__ import annotations
-
-import logging
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,49 +13,11 @@ from raysweep.core.errors import SpecError
 from raysweep.data import load_splits, store
 from raysweep.data.convert import convert
 from raysweep.data.shards import CorruptShard
+from tests.object_stores import BUCKET, emulator_binary
 
 pytest.importorskip("gcsfs")
-EMULATOR = shutil.which("gcp-storage-emulator") or str(Path(sys.executable).with_name("gcp-storage-emulator"))
-if not Path(EMULATOR).is_file():
+if emulator_binary() is None:
     pytest.skip("the GCS tests need gcp-storage-emulator (pip install -e .[dev])", allow_module_level=True)
-
-BUCKET = "rs-data"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([EMULATOR, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the GCS emulator did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def gcs(emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
-    # gcsfs asks Google's control API for each bucket's layout and logs a warning when it cannot
-    logging.getLogger("gcsfs").setLevel(logging.ERROR)
-    store.forget_clients()
-    fs = store.filesystem("gs")
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    yield
-    store.forget_clients()
 
 
 def test_shards_on_gcs_give_the_in_memory_batches(gcs: None) -> None:

@@ -1,16 +1,10 @@
 """Shard datasets on a real S3-compatible server: moto in server mode on 127.0.0.1, with IAM
 credentials checked, reached through the production code path (endpoint and keys from the
-environment, as AWS_ENDPOINT_URL_S3 / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
+environment, as AWS_ENDPOINT_URL_S3 / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). The server and
+its fixtures: tests/object_stores.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,68 +16,9 @@ from raysweep.core.errors import SpecError
 from raysweep.data import load_splits, shards, store
 from raysweep.data.convert import convert
 from raysweep.data.shards import CorruptShard, ShardImageSet, check_shards, read_index
+from tests.object_stores import BUCKET, start_moto
 
 pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (pip install -e .[dev])")
-boto3 = pytest.importorskip("boto3")
-
-BUCKET = "rs-data"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_moto(*, auth: bool = True) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = dict(os.environ)
-    if auth:  # the first 3 requests may go unsigned (to create a user and its key); every later one is checked
-        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[dict[str, str]]:
-    proc, endpoint = _start_moto()
-    try:
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-        iam.create_user(UserName="raysweep")
-        key = iam.create_access_key(UserName="raysweep")["AccessKey"]
-        iam.put_user_policy(UserName="raysweep", PolicyName="all", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-        yield {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-               "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def s3(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.items():
-        monkeypatch.setenv(name, value)
-    store.forget_clients()
-    fs = store.filesystem("s3")
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    yield s3_server
-    store.forget_clients()
 
 
 @pytest.fixture
@@ -156,7 +91,7 @@ def test_a_corrupt_shard_on_s3_fails_naming_it(s3: dict[str, str]) -> None:
 
 def test_a_store_that_goes_down_fails_after_retries_with_one_line(monkeypatch: pytest.MonkeyPatch,
                                                                   s3_server: dict[str, str]) -> None:
-    proc, endpoint = _start_moto(auth=False)
+    proc, endpoint = start_moto(auth=False)
     monkeypatch.setattr(shards, "CACHE_BYTES", 30_000)  # room for one shard: the rest is read mid-epoch
     try:
         for name, value in {**s3_server, "AWS_ENDPOINT_URL_S3": endpoint,
