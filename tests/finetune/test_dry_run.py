@@ -71,7 +71,7 @@ def test_an_experiment_without_kept_checkpoints_names_the_runs_and_how_to_keep_t
     capsys.readouterr()
     assert main([str(write_space(tmp_path)), "--dry-run", "--tracking-uri", uri]) == 2
     err = one_error(capsys)
-    assert "finetune.from: expected kept checkpoints" in err and "(nfnet_t0@0.5 lr=0.2 seed 0)" in err
+    assert "finetune.pretrained: expected kept checkpoints" in err and "(nfnet_t0@0.5 lr=0.2 seed 0)" in err
     assert "keeping its --results folder" in err
 
 
