@@ -31,7 +31,9 @@ finetune:
 ```
 
 Unknown keys, wrong types and impossible values are one-line `SpecError`s naming the file and the
-dotted key (`finetune.select.rule`), through the same builder as the sweep's sections. Checks that
+dotted key (`finetune.select.rule`), through the same builder as the sweep's sections. Any key can be
+overridden on the command line, `raysweep finetune SPACE --set finetune.epochs=4 --set batch_size=32`
+(`raysweep run` accepts and checks `--set finetune.*` too), each checked against these fields. Checks that
 need the data or a built model (the resolution a model can take) belong to the plan.
 """
 
