@@ -29,6 +29,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def fill_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", type=Path, help="the pre-training search space with a finetune: section")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field by dotted path, e.g. --set finetune.epochs=4 or --set batch_size=32 "
+                        "(repeatable; validated like the file)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the chosen checkpoints, why each was chosen, and the fine-tuning FLOPs; run nothing")
     p.add_argument("--tracking-uri", default=None,
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from raysweep.finetune.spec import load_finetune
     from raysweep.tracking import resolve_tracking_uri
 
-    space = load_finetune(args.space)
+    space = load_finetune(args.space, getattr(args, "overrides", ()))
     file = space.file
     if getattr(args, "max_trials", None) is not None and args.max_trials < 1:
         raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")

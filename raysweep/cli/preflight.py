@@ -164,20 +164,19 @@ def load_checked(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) 
 
     spec = load_spec(path, overrides)
     check_spec(spec, str(path))
-    check_later_stages(path)
+    check_later_stages(path, overrides)
     return spec
 
 
-def check_later_stages(path: str | Path) -> None:
-    """A `finetune:` section in a sweep's file is checked too: a typo in it is found before the
-    pre-training starts, not hours later when the fine-tuning does."""
-    import yaml
-
+def check_later_stages(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    """A `finetune:` section in a sweep's file is checked too, with its `--set finetune.*` overrides:
+    a typo in it is found before the pre-training starts, not hours later when the fine-tuning does."""
+    from raysweep.config import later_stage, read_space
     from raysweep.finetune.spec import SECTION, load_finetune
 
-    raw = yaml.safe_load(Path(path).read_text())  # load_spec has read it whole already
-    if isinstance(raw, dict) and SECTION in raw:
-        load_finetune(path)
+    raw = read_space(path)  # load_spec has read it whole already
+    if SECTION in raw or any(later_stage(o) == SECTION for o in overrides):
+        load_finetune(path, overrides)
 
 
 def preflight(spec: SweepSpec, file: str, *, dry_run: bool = False) -> DataShape:

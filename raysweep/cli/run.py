@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.space, args.overrides)
     from raysweep.cli.preflight import check_later_stages
 
-    check_later_stages(args.space)
+    check_later_stages(args.space, args.overrides)
     if args.warm_start is not None:
         spec = _with_warm_start(spec, args.warm_start)
     shape = preflight(spec, str(args.space), dry_run=args.dry_run)

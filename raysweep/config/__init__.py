@@ -25,7 +25,14 @@ from raysweep.config._checks import _non_empty as non_empty
 from raysweep.config._checks import _positive as positive
 from raysweep.config._checks import _show as show
 from raysweep.config.ladder import LadderSpec, TimmRungSpec
-from raysweep.config.load import apply_overrides, load_spec, spec_from_dict
+from raysweep.config.load import (
+    LATER_STAGES,
+    apply_overrides,
+    later_stage,
+    load_spec,
+    read_space,
+    spec_from_dict,
+)
 from raysweep.config.resources import Device, ResourcesSpec, TpuSpec
 from raysweep.config.sections import (
     MAX_ADAMW_LR,
@@ -45,6 +52,7 @@ from raysweep.config.spec import SweepSpec
 from raysweep.config.trial import TrialConfig
 
 __all__ = [
+    "LATER_STAGES",
     "MAX_ADAMW_LR",
     "MAX_EPOCHS",
     "MAX_IMAGE_SIZE",
@@ -71,9 +79,11 @@ __all__ = [
     "TrialConfig",
     "apply_overrides",
     "build",
+    "later_stage",
     "load_spec",
     "non_empty",
     "positive",
+    "read_space",
     "show",
     "spec_from_dict",
     "tpu",

@@ -20,17 +20,16 @@ from raysweep.config.spec import SweepSpec
 from raysweep.core.errors import SpecError
 
 # Top-level sections that belong to a later stage, read and checked by it (`finetune:`, by
-# `raysweep finetune`; `raysweep run` checks it through `cli.preflight.load_checked`): the sweep
-# itself leaves them out.
+# `raysweep finetune`; `raysweep run` checks it, with its `--set finetune.*` overrides, through
+# `cli.preflight.check_later_stages`): the sweep itself leaves them and their overrides out.
 LATER_STAGES = ("finetune",)
 
 
-def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepSpec:
-    """Read, override and validate a search-space YAML file."""
-    path = Path(path)
+def read_space(path: str | Path) -> dict[str, Any]:
+    """A search-space file's top-level mapping, as YAML reads it; one-line errors naming the file."""
     file = str(path)
     try:
-        text = path.read_text()
+        text = Path(path).read_text()
     except OSError as exc:
         raise SpecError(f"cannot read the file: {exc.strerror}", file=file) from None
     try:
@@ -47,9 +46,25 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise SpecError("expected a YAML file, got lists or mappings nested too deeply to read", file=file) from None
     if not isinstance(raw, dict):
         raise SpecError(f"expected a mapping at the top level, got {type(raw).__name__}", file=file)
+    return raw
+
+
+def later_stage(override: str) -> str | None:
+    """The later stage whose section an override sets (`finetune` for `finetune.epochs=3`), None for
+    the sweep's own keys: the sweep leaves those to the stage that reads them."""
+    head = override.partition("=")[0].strip().split(".")[0]
+    return head if head in LATER_STAGES else None
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepSpec:
+    """Read, override and validate a search-space YAML file (a later stage's section and its
+    overrides are that stage's to check)."""
+    file = str(path)
+    raw = read_space(path)
     try:
         sweep = {k: v for k, v in raw.items() if k not in LATER_STAGES}
-        return spec_from_dict(apply_overrides(sweep, overrides, file=file), file=file)
+        own = [o for o in overrides if later_stage(o) is None]
+        return spec_from_dict(apply_overrides(sweep, own, file=file), file=file)
     except RecursionError:  # copying or quoting a value nested thousands deep
         raise SpecError("expected a search space, got lists or mappings nested too deeply", file=file) from None
 
@@ -61,8 +76,12 @@ def spec_from_dict(raw: Mapping[str, Any], *, file: str = "<dict>") -> SweepSpec
         raise err.located(file=file) from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, file: str) -> dict[str, Any]:
-    """Apply `a.b.c=value` strings (value parsed as YAML) onto a copy of the raw mapping."""
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, file: str,
+                    sections: Mapping[str, type] | None = None) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (value parsed as YAML) onto a copy of the raw mapping. Each dotted
+    key is checked against `SweepSpec`'s fields, or, below a later stage's top-level section, against
+    the dataclass `sections` gives for it (`{"finetune": FinetuneSpec}`, passed by that stage, so
+    that this layer imports none of it)."""
     import copy
 
     out = copy.deepcopy(raw)
@@ -77,7 +96,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
             value = yaml.safe_load(text)
         except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself, checked as a string
             value = text
-        _check_override_path(parts, key, file)
+        _check_override_path(parts, key, file, sections or {})
         node = out
         for part in parts[:-1]:
             child = node.get(part)
@@ -90,9 +109,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
     return out
 
 
-def _check_override_path(parts: list[str], key: str, file: str) -> None:
+def _check_override_path(parts: list[str], key: str, file: str, sections: Mapping[str, type]) -> None:
     cls: Any = SweepSpec
+    if parts[0] in LATER_STAGES:
+        if parts[0] not in sections:
+            raise SpecError(f"expected a key of the sweep, got one of the {parts[0]}: section, which "
+                            f"`raysweep {parts[0]}` reads", file=file, key=key)
+        cls = sections[parts[0]]
     for depth, part in enumerate(parts):
+        if depth == 0 and part in sections:
+            continue
         if not dataclasses.is_dataclass(cls):
             raise SpecError(f"{'.'.join(parts[:depth])} is not a section, cannot set {part!r}", file=file, key=key)
         hints = typing.get_type_hints(cls)

@@ -109,7 +109,7 @@ def transfer(source: Source, state: Mapping[str, Tensor], target: Target, *, zer
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise SpecError(f"expected a checkpoint of {source.rung} as its run records it, got a state that does "
-                        f"not fit: {first}", key="finetune.from") from None
+                        f"not fit: {first}", key="finetune.pretrained") from None
     model.reset_classifier(target.num_classes)  # type: ignore[operator]
     if not zero_head:
         return model

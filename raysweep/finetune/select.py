@@ -137,7 +137,7 @@ def select(trials: Sequence[Pretrained], rule: SelectRule = SelectRule(), *, sou
     where = source or "the pre-training experiment"
     if not finished:
         raise SpecError(f"expected finished pre-training trials with a finite loss in {where}, got none",
-                        key="finetune.from")
+                        key="finetune.pretrained")
     runs = runs_from_rows(trials, name="pretraining", source=where)
     cells = runs.cells(ComputeAxis.FLOPS)
     by_name = {c.name: c for c in cells}
@@ -245,4 +245,4 @@ def require_checkpoints(selection: Selection, *, source: str = "") -> Selection:
     raise SpecError(f"expected kept checkpoints (tags {Tag.CHECKPOINT}, {Tag.CHECKPOINT_SHA256}) on the chosen "
                     f"pre-training runs of {source or 'the experiment'}, got none on {names}{more}; keep them by "
                     f"running the pre-training sweep with this raysweep (an ok trial records its final "
-                    f"checkpoint) and keeping its --results folder", key="finetune.from")
+                    f"checkpoint) and keeping its --results folder", key="finetune.pretrained")

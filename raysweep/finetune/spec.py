@@ -32,7 +32,9 @@ finetune:
 ```
 
 Unknown keys, wrong types and impossible values are one-line `SpecError`s naming the file and the
-dotted key (`finetune.select.rule`), through the same builder as the sweep's sections. Checks that
+dotted key (`finetune.select.rule`), through the same builder as the sweep's sections. Any key can be
+overridden on the command line, `raysweep finetune SPACE --set finetune.epochs=4 --set batch_size=32`
+(`raysweep run` accepts and checks `--set finetune.*` too), each checked against these fields. Checks that
 need the data or a built model (the resolution a model can take) belong to the plan.
 """
 
@@ -44,16 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from raysweep.config import (
     MAX_EPOCHS,
     DataSpec,
     LrSpec,
     SweepSpec,
+    apply_overrides,
     build,
     non_empty,
     positive,
+    read_space,
     show,
     spec_from_dict,
 )
@@ -219,17 +221,16 @@ def _check_with_sweep(ft: FinetuneSpec, sweep: SweepSpec) -> None:
                         key=key)
 
 
-def load_finetune(path: str | Path) -> FinetuneSpace:
-    """Read and validate a fine-tuning search space (YAML)."""
+def load_finetune(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> FinetuneSpace:
+    """Read, override (`--set finetune.epochs=3`, `--set batch_size=32`) and validate a fine-tuning
+    search space (YAML): `finetune.*` keys are checked against `FinetuneSpec`'s fields, the others
+    against the sweep's."""
     file = str(path)
+    raw = read_space(path)
+    if SECTION not in raw:
+        finetune_from_dict(raw, file=file)  # says the section is missing, before any override adds one
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror}", file=file) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"expected valid YAML, got a syntax error{where}", file=file) from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"expected a mapping at the top level, got {type(raw).__name__}", file=file)
+        raw = apply_overrides(raw, overrides, file=file, sections={SECTION: FinetuneSpec})
+    except RecursionError:  # copying or quoting a value nested thousands deep
+        raise SpecError("expected a search space, got lists or mappings nested too deeply", file=file) from None
     return finetune_from_dict(raw, file=file)

@@ -9,10 +9,14 @@ unless it names its own, so a regression fails on the message instead of startin
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ from raysweep.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = yaml.safe_load((ROOT / "search_spaces/demo.yaml").read_text())
 CLOSED_PORT = "http://127.0.0.1:1"  # nothing listens on port 1: connection refused at once
+FT_SECTION = {"data": {"dataset": "digits"}, "epochs": 1, "lr": {"base": 0.1, "factor": 2, "low": 0.1, "high": 0.1}}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class Case:
     id: str
     build: Callable[[Path], tuple[list[str], list[str]]]
     env: dict[str, str] | None = None
+    # what else must be unchanged (taken before and after the command): the MLflow runs of a store
+    snapshot: Callable[[Path], object] | None = None
 
 
 def space(tmp: Path, patch: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (), text: str | None = None,
@@ -158,6 +165,13 @@ SPEC_CASES = [
     spec_case("--set empty key", None, "expected a dotted key", sets=("=3",)),
     spec_case("--set huge int", None, "optim.momentum: expected a finite number",
               sets=("optim.momentum=" + "9" * 5000,)),
+    # a finetune: section's overrides are checked against its own fields, by `raysweep run` too
+    spec_case("--set finetune.epoch (run)", {"finetune": FT_SECTION}, "finetune.epoch: unknown key; expected one of",
+              sets=("finetune.epoch=2",)),
+    spec_case("--set finetune.seeds=0 (run)", {"finetune": FT_SECTION}, "finetune.seeds: expected an integer in",
+              sets=("finetune.seeds=0",)),
+    spec_case("--set finetune.* without the section (run)", None, "finetune: expected a finetune: section",
+              sets=("finetune.epochs=2",)),
 ]
 
 TEXT_CASES = [
@@ -350,7 +364,115 @@ SHARD_CASES = [
     shard_case("shards: an unknown protocol", lambda r: None, "expected a path or a file://", url="ftp://host/x"),
 ]
 
-IN_PROCESS = SPEC_CASES + TEXT_CASES + CLI_CASES + TABLE_CASES + FOLDER_CASES + SHARD_CASES
+
+# `raysweep finetune`: the pre-training recorded without Ray (real checkpoint files, tests/finetune/
+# pretraining.py) in the case's own store; without --dry-run too, where the real launch must fail before
+# Ray starts: no results folder, no new MLflow run or experiment ------------------------------------------
+ONE_CELL = {("nfnet_t0", 1.0): 2.0}  # nfnet_t0@1 at lr 0.1 and 0.2 (the best)
+
+
+def _quiet_mlflow() -> Any:
+    """MLflow's table-creation lines would land in the captured stderr."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def quiet() -> Any:
+        loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+    return quiet()
+
+
+def _mlflow_runs(tmp: Path) -> object:
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    with _quiet_mlflow():
+        client = MlflowClient(f"sqlite:///{tmp / 'pre' / 'mlflow.db'}")
+        exps = client.search_experiments(view_type=ViewType.ALL)
+        runs = client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL, max_results=1000)
+    return sorted(e.name for e in exps), sorted(r.info.run_id for r in runs)
+
+
+# recorded pre-trainings (tests/finetune/pretraining.py), each made once a session in its own folder: a case
+# copies its MLflow store (so the runs it must not add to are its own); the checkpoint files stay there
+PRETRAININGS: dict[str, dict[str, Any]] = {
+    "kept": {"losses": ONE_CELL},
+    "unkept": {"losses": ONE_CELL, "checkpoints": False},
+    "vit": {"ladder": "vit_cpu", "losses": {("vit_t0", 1.0): 2.0}},
+}
+
+
+@functools.cache
+def _pretraining(kind: str) -> Path:
+    from tests.finetune.pretraining import record_pretraining
+
+    folder = Path(tempfile.mkdtemp(prefix=f"raysweep-corpus-{kind}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    with _quiet_mlflow():
+        record_pretraining(folder, **PRETRAININGS[kind])
+    return folder
+
+
+def finetune_case(id: str, needle: str, *, dry_run: bool = False, pretraining: str = "kept",
+                  damage: Callable[[str], None] | None = None, sets: tuple[str, ...] = (), **section: Any) -> Case:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        from tests.finetune.pretraining import write_space
+
+        (tmp / "pre").mkdir()
+        shutil.copy(_pretraining(pretraining) / "mlflow.db", tmp / "pre" / "mlflow.db")
+        uri = f"sqlite:///{tmp / 'pre' / 'mlflow.db'}"
+        if damage is not None:
+            damage(uri)
+        recipe = PRETRAININGS[pretraining]
+        path = write_space(tmp, ladder=recipe.get("ladder", "nfnet_cpu"), rungs=tuple(m for m, _ in recipe["losses"]),
+                           **section)
+        argv = ["finetune", str(path), "--tracking-uri", uri, *(["--dry-run"] if dry_run else [])]
+        for item in sets:
+            argv += ["--set", item]
+        return argv, [str(path), needle]
+
+    return Case(f"finetune: {id}{' (dry run)' if dry_run else ''}", build, snapshot=_mlflow_runs)
+
+
+def _misrecord_chosen_checkpoint(uri: str) -> None:
+    """The chosen run (nfnet_t0@1 at its best LR, 0.2) records a SHA-256 its checkpoint does not have."""
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.core.records import Tag
+
+    with _quiet_mlflow():
+        client = MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("pre").experiment_id],
+                                    filter_string="params.lr = '0.2'")
+        client.set_tag(run.info.run_id, Tag.CHECKPOINT_SHA256, "0" * 64)
+
+
+FINETUNE_CASES = [
+    finetune_case("no kept checkpoints", "finetune.pretrained: expected kept checkpoints", pretraining="unkept"),
+    finetune_case("a checkpoint's SHA-256 does not match",
+                  "finetune.pretrained (raysweep.checkpoint_sha256): expected the checkpoint ",
+                  damage=_misrecord_chosen_checkpoint),
+    *(finetune_case("downstream data unreadable", "finetune.data.path: expected a folder of class folders",
+                    data={"dataset": "image_folder", "path": "/nonexistent/raysweep-images"}, dry_run=dry_run)
+      for dry_run in (False, True)),
+    finetune_case("a resolution the model cannot take",
+                  "finetune.data.image_size: expected a resolution vit_t0 can take, got 30x30", pretraining="vit",
+                  data={"dataset": "digits", "image_size": 30}),
+    *(finetune_case("select picks nothing", "finetune.select.cells: expected a cell the pre-training ran to the end",
+                    select={"rule": "cells", "cells": ["nfnet_t2@1"]}, dry_run=dry_run) for dry_run in (False, True)),
+    finetune_case("sweeps match nothing", "finetune.pretrained.sweeps", pretrained={"sweeps": ["nothing-*"]}),
+    finetune_case("--set finetune.epoch", "finetune.epoch: unknown key; expected one of", sets=("finetune.epoch=2",)),
+]
+
+IN_PROCESS = SPEC_CASES + TEXT_CASES + CLI_CASES + TABLE_CASES + FOLDER_CASES + SHARD_CASES + FINETUNE_CASES
 
 
 def _tree(root: Path) -> set[str]:
@@ -372,6 +494,8 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case: Case, tmp_path: 
         monkeypatch.setenv(k, v)
     argv, needles = case.build(tmp_path)
     before = _tree(tmp_path)
+    kept = case.snapshot(tmp_path) if case.snapshot else None
+    capsys.readouterr()  # what building the case printed
     code = main(argv)
     out, err = capsys.readouterr()
     assert code == 2, (code, out, err)
@@ -381,6 +505,10 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case: Case, tmp_path: 
         assert needle in lines[0], (needle, lines[0])
     assert out == ""
     assert _tree(tmp_path) == before  # no mlflow.db, no raysweep_results/, no optuna.db
+    if case.snapshot is not None:
+        assert case.snapshot(tmp_path) == kept  # no new MLflow run or experiment
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()  # nothing launched
 
 
 # A few through a real process: the console entry, its exit code and its stderr as a shell sees them ----------

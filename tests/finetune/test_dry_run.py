@@ -8,71 +8,17 @@ stderr naming the file or flag and the key, exit 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from raysweep.cli import main as cli_main
+from raysweep.train.worker import STATE_FILE
+from tests.finetune.pretraining import record_pretraining, write_space
 
 
 def main(argv: list[str]) -> int:
     """`raysweep finetune ARGS`, through the real command line."""
     return cli_main(["finetune", *argv])
-from raysweep.config import spec_from_dict
-from raysweep.config.trial import TrialConfig
-from raysweep.core.records import M
-from raysweep.models import build_model, param_count
-from raysweep.tracking import SweepTracker
-from raysweep.train.kept import KeptCheckpoint, checkpoint_sha256
-from raysweep.train.worker import STATE_FILE, save_state
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = yaml.safe_load((ROOT / "search_spaces/demo.yaml").read_text())
-SECTION = {"data": {"dataset": "digits"}, "epochs": 1, "lr": {"base": 0.1, "factor": 2, "low": 0.05, "high": 0.2},
-           "seeds": 2}
-# (model, epochs) -> loss at lr 0.2 (lr 0.1 is 0.05 worse). FLOPs are params x epochs x 1000.
-# t0: 23.6k params, t1: 46.6k. Frontier: t0@0.5, t0@1, t1@1 (t1@0.5 costs about t0@1 but is worse).
-LOSSES = {("nfnet_t0", 0.5): 2.0, ("nfnet_t0", 1.0): 1.8, ("nfnet_t1", 0.5): 1.85, ("nfnet_t1", 1.0): 1.5}
-
-
-def record_pretraining(tmp: Path, *, checkpoints: bool = True, ladder: str = "nfnet_cpu",
-                       losses: dict[tuple[str, float], float] = LOSSES, shape: bool = True) -> str:
-    """A pre-training sweep recorded as the tracker records one; `shape`: the runs record the data
-    shape their model was built at (runs made before that was recorded do not)."""
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    raw = {**DEMO, "ladder": {"family": ladder, "rungs": sorted({m for m, _ in losses})},
-           "tracking": {"experiment": "pre"}}
-    spec = spec_from_dict(raw)
-    tracker = SweepTracker(uri, "pre", journal_dir=tmp / "journal")
-    parent = tracker.start_sweep(spec, source="test", n_cells=len(losses), study="pre-study")
-    for (model, epochs), loss in losses.items():
-        n = param_count(ladder, model, num_classes=10, in_chans=1, image_size=32)
-        for lr, extra in ((0.1, 0.05), (0.2, 0.0)):
-            cfg = TrialConfig(spec=spec, model=model, epochs=epochs, lr=lr, reason="test", study="pre-study")
-            run = tracker.start_trial(parent, cfg, trial_id=cfg.key.slug())
-            built = {M.MODEL_NUM_CLASSES: 10, M.MODEL_IN_CHANS: 1, M.MODEL_IMAGE_SIZE: 32} if shape else {}
-            tracker.log_result(run, {M.STEP: 10, M.VAL_LOSS: loss + extra, M.FLOPS: n * epochs * 1000.0,
-                                     "model_params": n, "flops_per_example": 1.0, M.STATUS: "ok", **built})
-            if checkpoints:
-                folder = tmp / "train" / cfg.key.train_run_name() / "checkpoints" / "checkpoint_000000000010"
-                folder.mkdir(parents=True)
-                model_ = build_model(ladder, model, num_classes=10, in_chans=1, image_size=32)
-                save_state({"model": model_.state_dict(), "step": 10}, folder)
-                tracker.set_tags(run, KeptCheckpoint(str(folder), checkpoint_sha256(folder)).tags())
-            tracker.end_trial(run, status="ok")
-    tracker.end_sweep(parent, summary_rows=[], metrics={}, tags={})
-    tracker.close(30.0)
-    return uri
-
-
-def write_space(tmp: Path, *, ladder: str = "nfnet_cpu", rungs: tuple[str, ...] = ("nfnet_t0", "nfnet_t1"),
-                **section: Any) -> Path:
-    path = tmp / "ft.yaml"
-    raw = {**DEMO, "ladder": {"family": ladder, "rungs": list(rungs)}, "tracking": {"experiment": "pre"},
-           "finetune": {**SECTION, **section}}
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +71,7 @@ def test_an_experiment_without_kept_checkpoints_names_the_runs_and_how_to_keep_t
     capsys.readouterr()
     assert main([str(write_space(tmp_path)), "--dry-run", "--tracking-uri", uri]) == 2
     err = one_error(capsys)
-    assert "finetune.from: expected kept checkpoints" in err and "(nfnet_t0@0.5 lr=0.2 seed 0)" in err
+    assert "finetune.pretrained: expected kept checkpoints" in err and "(nfnet_t0@0.5 lr=0.2 seed 0)" in err
     assert "keeping its --results folder" in err
 
 
@@ -157,15 +103,13 @@ def test_a_select_that_picks_nothing_and_an_unknown_cell(store: tuple[Path, str]
     assert f"{space}: finetune.select.cells: expected a cell the pre-training ran to the end" in one_error(capsys)
 
 
-def test_an_unknown_experiment_and_a_run_without_dry_run(store: tuple[Path, str],
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_experiment(store: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """(Bad input without --dry-run, which must fail before Ray starts: tests/cli/test_bad_input.py.)"""
     tmp, uri = store
     capsys.readouterr()
     space = write_space(tmp, pretrained={"experiment": "nope"})
     assert main([str(space), "--dry-run", "--tracking-uri", uri]) == 2
     assert f"{space}: finetune.pretrained.experiment: expected an MLflow experiment at" in one_error(capsys)
-    assert main([str(write_space(tmp)), "--tracking-uri", uri]) == 2
-    assert "--dry-run: expected --dry-run: the fine-tuning trials are not built yet" in one_error(capsys)
 
 
 def test_runs_without_a_recorded_shape_are_rebuilt_from_the_pre_training_data(

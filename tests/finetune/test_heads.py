@@ -70,7 +70,7 @@ def test_a_resolution_the_model_cannot_take_and_other_channels_are_spec_errors()
 
 def test_a_state_of_another_rung_is_a_spec_error() -> None:
     state = pretrained_state(Source("nfnet_cpu", "nfnet_t1", num_classes=10, in_chans=1, image_size=32))
-    with pytest.raises(SpecError, match="finetune.from: expected a checkpoint of nfnet_t0 as its run records it"):
+    with pytest.raises(SpecError, match="finetune.pretrained: expected a checkpoint of nfnet_t0 as its run records it"):
         transfer(Source("nfnet_cpu", "nfnet_t0", 10, 1, 32), state, Target(5, 1, 32))
 
 

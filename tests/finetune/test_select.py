@@ -131,7 +131,7 @@ def test_named_cells_are_chosen_at_their_best_lr_and_an_unknown_one_is_a_spec_er
 def test_a_select_that_picks_nothing_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match="finetune.select: expected finetune.select to pick at least one"):
         select(lattice(), SelectRule(rule="cells", cells=()))
-    with pytest.raises(SpecError, match="finetune.from: expected finished pre-training trials"):
+    with pytest.raises(SpecError, match="finetune.pretrained: expected finished pre-training trials"):
         select([trial("a", 1, 0.2, math.inf)])
 
 

@@ -112,3 +112,46 @@ def test_the_example_fine_tuning_space_is_valid() -> None:
     assert sp.experiment == "ft-fashion-pretrain" and ft.pretrained.sweeps == ("ft_fashion_pretrain",)
     assert ft.experiment == "ft-fashion-digits" and ft.repeat_values() == (1, 4)
     assert ft.repeated_augmentation == 4 and ft.augmentation() == Augment(crop="pad", pad=4, flip=False)
+
+
+def test_set_overrides_reach_the_finetune_section_checked_against_its_fields(tmp_path: Path) -> None:
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(space()))
+    sp = load_finetune(path, ["finetune.epochs=4", "finetune.select.rule=cells", "finetune.select.cells=[nfnet_t0@1]",
+                              "finetune.data.image_size=16", "finetune.head.init=timm", "batch_size=32"])
+    ft = sp.finetune
+    assert (ft.epochs, ft.select.cells, ft.data.image_size, ft.head.init) == (4.0, ("nfnet_t0@1",), 16, "timm")
+    assert sp.sweep.batch_size == 32 and ft.batch(sp.sweep) == 32  # a sweep key, checked as the sweep's
+    fields = "['data', 'epochs', 'lr', 'pretrained', 'select', 'searcher', 'seeds'"
+    bad = [("finetune.epoch=4", f"{path}: finetune.epoch: unknown key; expected one of {fields}"),
+           ("finetune.select.rules=cells", f"{path}: finetune.select.rules: unknown key; expected one of ['rule'"),
+           ("finetune.lr.base.x=1", f"{path}: finetune.lr.base.x: finetune.lr.base is not a section"),
+           ("finetune.seeds=0", f"{path}: finetune.seeds: expected an integer in [1, 100], got 0"),
+           ("finetune.searcher=bayes", f"{path}: finetune.searcher: expected one of"),
+           ("batch_sise=32", f"{path}: batch_sise: unknown key")]
+    for item, message in bad:
+        with pytest.raises(SpecError) as err:
+            load_finetune(path, [item])
+        assert str(err.value).startswith(message), (item, str(err.value))
+
+
+def test_a_finetune_override_without_a_finetune_section_says_the_section_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "pre.yaml"
+    path.write_text(yaml.safe_dump(DEMO))
+    with pytest.raises(SpecError, match=rf"{path}: finetune: expected a finetune: section"):
+        load_finetune(path, ["finetune.epochs=4"])
+
+
+def test_raysweep_run_leaves_finetune_overrides_to_the_finetune_section(tmp_path: Path) -> None:
+    from raysweep.cli.preflight import load_checked
+    from raysweep.config import apply_overrides, load_spec
+
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(space()))
+    assert load_spec(path, ["finetune.epochs=4", "seed=3"]).seed == 3  # the sweep ignores the later stage's key
+    assert load_checked(path, ["finetune.epochs=4"]).name == "demo"  # and run's check applies it
+    with pytest.raises(SpecError, match=rf"{path}: finetune.epoch: unknown key"):
+        load_checked(path, ["finetune.epoch=4"])
+    with pytest.raises(SpecError, match="finetune.epochs: expected a key of the sweep, got one of the finetune: "
+                                        "section, which `raysweep finetune` reads"):
+        apply_overrides({}, ["finetune.epochs=4"], file="f.yaml")  # without the stage's own fields
