@@ -136,6 +136,9 @@ class Tag:
     TRIAL_ID: Final = "raysweep.trial_id"  # the Ray Tune trial id of the session that ran it last
     RESUMED: Final = "raysweep.resumed"  # how often a later driver reopened this child run
     WARM_START: Final = "raysweep.warm_start"  # on the parent run: the earlier study a warm start fitted
+    # on the parent run: the cells whose search wanted an LR beyond the grid, by the bound to widen,
+    # "lr.high=cell,cell;lr.low=cell" (`raysweep.sweep.closing.grid_blocked_tag`), or "none"
+    LR_GRID_BLOCKED: Final = "raysweep.lr_grid_blocked"
     JOURNAL_KEY: Final = "raysweep.journal_key"  # the journal's id of a run, so a replay finds it again
     # An ok trial's final checkpoint, for a later stage (fine-tuning) on any machine of the cluster:
     # its folder (absolute path or URI under the sweep's train storage) and the SHA-256 of its state
