@@ -12,7 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from raysweep.cli import main
-from raysweep.core.records import M, FinetuneKey, Tag, TrialKey
+from raysweep.core.records import FinetuneKey, M, Tag, TrialKey
 
 pytestmark = pytest.mark.slow
 
