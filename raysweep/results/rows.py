@@ -53,6 +53,8 @@ class TrialRow:
     checkpoint_sha256: str = ""  # Tag.CHECKPOINT_SHA256
     family: str = ""  # the ladder family the run records
     shape: tuple[int, int, int] = (0, 0, 0)  # (classes, channels, image size) the model was built at; 0: unknown
+    # the LR grid of the spec the run was in: (lr.low, lr.high, lr.factor); () where not recorded (tables)
+    lr_grid: tuple[float, float, float] | tuple[()] = ()
 
     @property
     def cell(self) -> str:
