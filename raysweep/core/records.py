@@ -77,7 +77,7 @@ class M:
     CORE_HOURS: Final = "compute/core_hours"
     TRAIN_S: Final = "time/train_s"  # optimiser steps only: what core-hours count
     LOOP_S: Final = "time/loop_s"  # the training loop's wall time over every attempt
-    COMPILE_S: Final = "time/compile_s"  # XLA: time spent compiling graphs (0 in eager modes)
+    COMPILE_S: Final = "time/compile_s"  # graph compilation: XLA's, or torch.compile's with train.compile (else 0)
     TRIAL_WALL_S: Final = "time/trial_wall_s"  # start to end, seen from the driver
     OVERHEAD_S: Final = "time/overhead_s"  # trial wall time minus the loop's
     # Keys of a report that are not MLflow metrics
