@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import math
 import struct
+import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -90,8 +92,9 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     if place.ddp:
         train_model = nn.parallel.DistributedDataParallel(model)
     if spec.train.compile and not place.lazy:  # XLA compiles the step's graph anyway
-        train_model = torch.compile(train_model)  # shares `model`'s parameters; evaluation stays eager
-    cast = autocast(place, spec.train.precision)
+        # shares `model`'s parameters; evaluation runs `model` eager
+        train_model = typing.cast(nn.Module, torch.compile(train_model))
+    amp = autocast(place, spec.train.precision)
 
     def compiled_s() -> float:  # graph compilation so far in this process: XLA's and torch.compile's
         return place.compile_seconds() + compile_seconds()
@@ -192,7 +195,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         x, y = place.to_device(x), place.to_device(y)
         set_lr(opt, schedule(step))
         train_model.train()
-        with cast:
+        with amp:
             loss = F.cross_entropy(train_model(x), y, label_smoothing=spec.optim.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,12 +256,12 @@ def autocast(place: Placement, precision: str) -> contextlib.AbstractContextMana
 def compile_seconds() -> float:
     """Seconds torch.compile has spent compiling in this process: Dynamo's frames (forward graphs,
     inductor included) and the backward graphs inductor compiles at their first use. 0 without it."""
-    try:
-        from torch._dynamo.utils import compilation_time_metrics
-    except ImportError:  # a torch without Dynamo's timers: nothing is counted
+    utils = sys.modules.get("torch._dynamo.utils")  # not imported: nothing compiled (and no import paid)
+    times = getattr(utils, "compilation_time_metrics", None)
+    if not isinstance(times, dict):  # a torch without Dynamo's timers: nothing is counted
         return 0.0
     keys = ("_compile.compile_inner", "compile_fx.<locals>.bw_compiler")
-    return float(sum(sum(compilation_time_metrics.get(k, ())) for k in keys))
+    return float(sum(sum(times.get(k, ())) for k in keys))
 
 
 def _chain(digest: str, x: torch.Tensor, y: torch.Tensor) -> str:
