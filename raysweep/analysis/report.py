@@ -33,6 +33,33 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return out + [""]
 
 
+_GRID_ENDS = {"high": ("lr.high", "raise it above", "above"), "low": ("lr.low", "lower it below", "below")}
+
+
+def grid_bound_warning(fit: StudyFit) -> list[str]:
+    """report.md's warning for the cells whose best LR is an end of the LR grid (lr.low or lr.high
+    of the spec the runs record): their optimum may lie beyond the grid. Empty when there are none."""
+    at = [c for c in fit.cells if c.lr_at_grid_bound]
+    if not at:
+        return []
+    lines = ["## Warning: best LR at the edge of the LR grid", "",
+             ("These cells' best LR is an end of the LR grid itself: no grid point lies beyond it, so their "
+              "optimum may lie outside the grid, their loss may be higher than the cell can reach, and the LR "
+              "trend is cut off there. Widen the grid and run them again:"), ""]
+    for edge in ("high", "low"):
+        cells = [c for c in at if c.lr_at_grid_bound == edge]
+        if not cells:
+            continue
+        key, verb, side = _GRID_ENDS[edge]
+        for lr in sorted({c.best_lr for c in cells}):
+            names = ", ".join(c.name for c in cells if c.best_lr == lr)
+            lines.append(f"- `{key}`: {verb} {lr:g} (cells {names}): the optimum may lie {side} {lr:g}.")
+    if not fit.lr_grid_recorded:
+        lines += ["", ("The runs do not record the sweep's lr.low and lr.high (a results table), so the grid's ends "
+                       "are taken as the smallest and largest LR any run used.")]
+    return lines + [""]
+
+
 def study_report(fit: StudyFit) -> str:
     pl, ch, tr, al = fit.power_law, fit.chinchilla, fit.lr_trend, fit.allocation
     frontier_names = {c.name for c in fit.frontier}
@@ -55,6 +82,7 @@ def study_report(fit: StudyFit) -> str:
     else:
         lines += [("The frontier turns over inside the lattice: apart from the lattice's corner, no frontier point "
                   "sits at the largest epoch budget or on the largest rung."), ""]
+    lines += grid_bound_warning(fit)
     if fit.corner:
         lines += [f"Where the lattice ends: {fit.corner}", ""]
 
@@ -134,8 +162,10 @@ def study_report(fit: StudyFit) -> str:
         lines += _table(["cell", "best LR", "above", "whose best LR", "along"],
                         [[b.cell, f"{b.lr:g}", b.predecessor, f"{b.predecessor_lr:g}", b.along] for b in tr.breaks])
     if tr.grid_edge:
-        lines += [(f"Cells whose best LR is the edge of the LR grid they tried (the optimum may lie outside it): "
-                  f"{', '.join(tr.grid_edge)}."), ""]
+        lines += [("Most cells' best LR is the smallest or largest LR that cell tried: a searcher that tries two "
+                  "or three neighbouring LRs per cell (monotone) settles that way, and it is no sign that the "
+                  "grid is too narrow. Only a best LR at an end of the LR grid itself is (see the warning "
+                  "above, if any)."), ""]
     lines += ["## Files", "",
               ("- `fit.json`: every number above, with its interval (`frontier.slope`, `frontier.intercept`, "
               "`frontier.r2`, `parametric.*`, `lr_trend.*`, `allocation.*`)."),

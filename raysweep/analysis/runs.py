@@ -78,7 +78,10 @@ class CellBest:
     loss_se: float  # its standard error over seeds (nan with one seed)
     seeds: int
     compute: float  # cost of one run of the cell on the chosen axis (mean over its runs)
-    lr_at_grid_edge: bool  # the best LR is the smallest or largest LR the cell tried
+    lr_at_grid_edge: bool  # the best LR is the smallest or largest LR the cell tried (normal for a monotone sweep)
+    # the best LR is an end of the LR grid itself, so the optimum may lie beyond it: "high" (no grid
+    # point above it: lr.high bounds it), "low" (none below: lr.low), "" (inside the grid)
+    lr_at_grid_bound: str = ""
 
     @property
     def name(self) -> str:
@@ -113,6 +116,23 @@ class Runs:
     @property
     def lrs(self) -> tuple[float, ...]:
         return tuple(sorted({r.lr for r in self.runs}))
+
+    @property
+    def lr_grid_recorded(self) -> bool:
+        """Whether every run records its spec's LR grid (lr.low, lr.high, lr.factor): read from MLflow,
+        not from a table, where the grid's ends are taken as the smallest and largest LR of any run."""
+        return all(r.lr_grid for r in self.runs)
+
+    def grid_bound(self, model: str, epochs: float, lr: float) -> str:
+        """"high" or "low" when `lr` is that end of the cell's LR grid (no grid point beyond it), else ""."""
+        grids = {r.lr_grid for r in self.runs if r.model == model and r.epochs == epochs and r.lr_grid}
+        if grids:
+            low, high, factor = max(grids, key=lambda g: (g[1], -g[0]))  # the widest, where sessions differ
+            if lr * factor > high * (1 + 1e-6):
+                return "high"
+            return "low" if lr / factor < low * (1 - 1e-6) else ""
+        lrs = self.lrs
+        return "high" if lr >= lrs[-1] else "low" if lr <= lrs[0] else ""
 
     def has_seeds(self) -> bool:
         """Whether some (model, budget, LR) was run with two or more seeds: then seeds can be resampled."""
@@ -163,6 +183,7 @@ class Runs:
                 loss_se=float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) >= 2 else math.nan,
                 seeds=len(vals), compute=float(np.mean(known)) if known else math.nan,
                 lr_at_grid_edge=best in (0, len(entries) - 1),
+                lr_at_grid_bound=self.grid_bound(model, epochs, entries[best][0]),
             ))
         out.sort(key=lambda c: (c.params, c.model, c.epochs))
         return out

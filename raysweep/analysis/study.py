@@ -82,6 +82,7 @@ class StudyFit:
     warnings: tuple[EdgeWarning, ...]
     corner: str | None  # frontier.corner_note: the frontier ends at the lattice's corner
     seeds_per_run: float  # median seeds of a (model, budget, LR)
+    lr_grid_recorded: bool = True  # the runs record lr.low/lr.high (else the grid's ends are the LRs run)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,7 +94,8 @@ class StudyFit:
                         "lrs": list(self.lrs), "seeds_per_run": self.seeds_per_run},
             "cells": [{"cell": c.name, "model": c.model, "params": c.params, "epochs": c.epochs, "best_lr": c.best_lr,
                        "loss": c.loss, "loss_se": _num(c.loss_se), "seeds": c.seeds, "compute": c.compute,
-                       "on_frontier": c.name in {f.name for f in self.frontier}, "lr_at_grid_edge": c.lr_at_grid_edge}
+                       "on_frontier": c.name in {f.name for f in self.frontier}, "lr_at_grid_edge": c.lr_at_grid_edge,
+                       "lr_at_grid_bound": c.lr_at_grid_bound or None}
                       for c in self.cells],
             "frontier": {**self.power_law.to_json(), "cells": [c.name for c in self.frontier],
                          "decades": log_span(self.frontier),
@@ -136,4 +138,5 @@ def analyze(runs: Runs, axis: ComputeAxis = ComputeAxis.FLOPS, *, replicates: in
         warnings=tuple(edge_warnings(cells)),
         corner=corner_note(cells),
         seeds_per_run=float(np.median(seeds)),
+        lr_grid_recorded=runs.lr_grid_recorded,
     )

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if out.ideal_s > 0:
         print(f"makespan {out.wall_s:.1f} s against an ideal of {out.ideal_s:.1f} s (trial time / concurrent trials): "
               f"{out.wall_s / out.ideal_s:.2f}x")
+    if out.grid_edge:
+        print(out.grid_edge)
     settled = sum(row.best_lr is not None for row in out.rows)
     cells = len(spec.ladder.rungs) * len(spec.epochs)
     if settled < cells:

@@ -7,7 +7,7 @@ expected and what was given; `--set a.b=value` overrides are checked exactly lik
 May import: `raysweep.core` only (no models, data, torch, Ray, MLflow or Optuna). Checks that
 need a built model or the data are `raysweep.cli.preflight`'s.
 
-Modules: `sections` (LR grid, data, optimiser, search, checkpoints, tracking), `resources` (device,
+Modules: `sections` (LR grid, data, optimiser, search, checkpoints, training step, tracking), `resources` (device,
 workers, TPU slice), `ladder`, `spec` (`SweepSpec`), `load` (YAML and overrides), `tpu` (slice
 arithmetic, Ray's rules), `trial` (one trial's config as it crosses processes).
 
@@ -47,6 +47,7 @@ from raysweep.config.sections import (
     SearcherName,
     SearchSpec,
     TrackingSpec,
+    TrainSpec,
 )
 from raysweep.config.spec import SweepSpec
 from raysweep.config.trial import TrialConfig
@@ -76,6 +77,7 @@ __all__ = [
     "TimmRungSpec",
     "TpuSpec",
     "TrackingSpec",
+    "TrainSpec",
     "TrialConfig",
     "apply_overrides",
     "build",

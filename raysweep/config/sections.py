@@ -1,5 +1,5 @@
 """The sections of a search space that need nothing but themselves: the LR grid, the data, the
-optimiser, the searcher, checkpoints and tracking. Every default is here, one line each with its reason."""
+optimiser, the searcher, checkpoints, the training step and tracking. Every default is here, one line each with its reason."""
 
 from __future__ import annotations
 
@@ -241,6 +241,31 @@ class CheckpointSpec:
             raise SpecError(f"expected an integer >= 0, got {self.every_steps!r}", key="every_steps")
         if self.every_minutes < 0:
             raise SpecError(f"expected a number >= 0, got {self.every_minutes!r}", key="every_minutes")
+
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How each training step runs. Both off by default: measured on the CPU NFNet rungs
+    (benchmarks/step_speed.txt), neither shortens the demo's end-to-end time for sure, since a
+    trial of the demo is short and pays the compile once per trial process."""
+
+    # torch.compile the training model (inductor) on cpu and cuda; the compile time is counted in
+    # time/compile_s. On XLA a no-op: XLA compiles the step's graph anyway. Evaluation runs eager.
+    compile: bool = False
+    # fp32: plain. bf16: the forward pass and the loss under torch.autocast in bfloat16 where the device
+    # supports it (cpu; cuda with bf16), weights, gradients and the optimiser state stay fp32; elsewhere
+    # (XLA, an older GPU) it runs as fp32.
+    precision: Precision = "fp32"
+
+    def validate(self) -> None:
+        if not isinstance(self.compile, bool):
+            raise SpecError(f"expected true or false, got {_show(self.compile)}", key="compile")
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"expected one of {list(PRECISIONS)}, got {_show(self.precision)}", key="precision")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from raysweep.config.sections import (
     OptimSpec,
     SearchSpec,
     TrackingSpec,
+    TrainSpec,
 )
 from raysweep.core.errors import SpecError
 
@@ -44,6 +45,7 @@ class SweepSpec:
     search: SearchSpec = field(default_factory=SearchSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)  # torch.compile, bf16 autocast
     seed: int = 0  # trial seed: init and data order
     description: str = ""
 

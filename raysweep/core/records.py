@@ -79,7 +79,7 @@ class M:
     CORE_HOURS: Final = "compute/core_hours"
     TRAIN_S: Final = "time/train_s"  # optimiser steps only: what core-hours count
     LOOP_S: Final = "time/loop_s"  # the training loop's wall time over every attempt
-    COMPILE_S: Final = "time/compile_s"  # XLA: time spent compiling graphs (0 in eager modes)
+    COMPILE_S: Final = "time/compile_s"  # graph compilation: XLA's, or torch.compile's with train.compile (else 0)
     TRIAL_WALL_S: Final = "time/trial_wall_s"  # start to end, seen from the driver
     OVERHEAD_S: Final = "time/overhead_s"  # trial wall time minus the loop's
     # search.early_stop: the FLOPs an early-stopped trial did not spend (the rest of its budget)
@@ -142,6 +142,9 @@ class Tag:
     EARLY_STOP: Final = "raysweep.early_stop"  # why search.early_stop stopped the trial (one line)
     RESUMED: Final = "raysweep.resumed"  # how often a later driver reopened this child run
     WARM_START: Final = "raysweep.warm_start"  # on the parent run: the earlier study a warm start fitted
+    # on the parent run: the cells whose search wanted an LR beyond the grid, by the bound to widen,
+    # "lr.high=cell,cell;lr.low=cell" (`raysweep.sweep.closing.grid_blocked_tag`), or "none"
+    LR_GRID_BLOCKED: Final = "raysweep.lr_grid_blocked"
     JOURNAL_KEY: Final = "raysweep.journal_key"  # the journal's id of a run, so a replay finds it again
     # An ok trial's final checkpoint, for a later stage (fine-tuning) on any machine of the cluster:
     # its folder (absolute path or URI under the sweep's train storage) and the SHA-256 of its state

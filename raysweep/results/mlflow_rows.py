@@ -27,6 +27,14 @@ def recipe_of(params: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((k, params[k]) for k in RECIPE_PARAMS if k in params)
 
 
+def lr_grid_of(params: Mapping[str, str]) -> tuple[float, float, float] | tuple[()]:
+    """(lr.low, lr.high, lr.factor) from a trial run's params (the spec's, flattened), or () when absent."""
+    try:
+        return (float(params["lr.low"]), float(params["lr.high"]), float(params["lr.factor"]))
+    except (KeyError, ValueError):
+        return ()
+
+
 def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = (),
                 kinds: tuple[str, ...] = (Tag.KIND_TRIAL,), *, curves: bool = False) -> list[TrialRow]:
     """Every finished trial (ok or diverged) of the sweeps in `experiment` (or only `parent_ids`),
@@ -71,6 +79,7 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = (),
             shape=(int(params.get(M.MODEL_NUM_CLASSES, 0) or 0), int(params.get(M.MODEL_IN_CHANS, 0) or 0),
                    int(params.get(M.MODEL_IMAGE_SIZE, 0) or 0)),
             curve=curve_of(client, run.info.run_id, params.get(M.TOTAL_STEPS), status) if curves else (),
+            lr_grid=lr_grid_of(params),
         ))
     rows.sort(key=lambda r: (r.model_params or 0, r.model, r.epochs, r.lr, int(r.seed or 0)))
     return rows

@@ -57,6 +57,8 @@ class TrialRow:
     shape: tuple[int, int, int] = (0, 0, 0)  # (classes, channels, image size) the model was built at; 0: unknown
     # the validation loss at each evaluation point: (step / total steps, loss), ascending; () where not recorded
     curve: tuple[tuple[float, float], ...] = ()
+    # the LR grid of the spec the run was in: (lr.low, lr.high, lr.factor); () where not recorded (tables)
+    lr_grid: tuple[float, float, float] | tuple[()] = ()
 
     @property
     def cell(self) -> str:

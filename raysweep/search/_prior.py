@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 Mode = Literal["monotone", "bracket", "verify", "trend"]
+Edge = Literal["low", "high"]  # an end of the LR grid: lr.low or lr.high
 MODES: tuple[Mode, ...] = ("monotone", "bracket", "verify", "trend")
 
 K = TypeVar("K", int, float)
@@ -51,6 +52,7 @@ def pick_best(losses: Mapping[K, float], tie_tolerance: float = 0.0) -> K:
 class Bound:
     index: int  # grid index of the smallest settled optimum among the predecessors
     source: str  # the predecessor it comes from, by cell name
+    clipped: bool = False  # that predecessor was held at the grid's top (`PriorRule.blocked` said "high")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,44 @@ class PriorRule:
         if follow is not None:
             return follow
         return Settle(pick_best(tried, self.tie_tolerance))
+
+    def blocked(self, bound: Bound | None, tried: Mapping[int, float],
+                prediction: Prediction | None = None) -> Edge | None:
+        """Which end of the grid cut a settled cell's search short: "high" or "low" when the rule
+        wanted a trial beyond the grid's highest or lowest LR and the cell settled there; else None.
+
+        - the first cell steps toward its winner until it brackets it: a winner at the grid's top
+          (or, having stepped down, at its bottom) wanted one step further;
+        - every tried LR diverged and the lowest is the grid's bottom (it would step down);
+        - the opening reached below the grid (bound - slowness < 0), or bracket mode's lowest-won
+          step, and the cell settled at the bottom;
+        - verify mode's step above a bound at the top, or a bound that was itself held at the top
+          (`Bound.clipped`), and the cell settled at the top;
+        - a warm start whose forecast (or its extrapolated line) lies beyond an end the cell settled at.
+        """
+        top = len(self.lrs) - 1
+        lo, hi = min(tried), max(tried)
+        if not any(math.isfinite(v) for v in tried.values()):
+            return "low" if lo == 0 else None
+        winner = pick_best(tried, self.tie_tolerance)
+        if prediction is not None and prediction.warm:
+            ends = (prediction.index, prediction.index if prediction.toward is None else prediction.toward)
+            if winner == top and max(ends) > top + 0.5:
+                return "high"
+            if winner == 0 and min(ends) < -0.5:
+                return "low"
+            return None
+        if bound is None:
+            if winner == hi == top:
+                return "high"
+            if winner == lo == 0 and lo < hi:
+                return "low"
+            return None
+        if winner == 0 and (bound.index - self.slowness < 0 or self.mode == "bracket"):
+            return "low"
+        if winner == bound.index == top and (bound.clipped or self.mode == "verify"):
+            return "high"
+        return None
 
     def opening(self, bound: Bound | None, prediction: Prediction | None = None) -> list[tuple[int, str]]:
         """The trials a cell starts with, run side by side: (grid index, reason)."""

@@ -35,7 +35,7 @@ from raysweep.core.warm import ATTR as WARM_ATTR
 from raysweep.core.warm import WarmPlan
 from raysweep.search import _trend
 from raysweep.search import early_stop as es
-from raysweep.search._prior import Bound, Mode, Prediction, PriorRule, Propose, Settle, Step
+from raysweep.search._prior import Bound, Edge, Mode, Prediction, PriorRule, Propose, Settle, Step
 from raysweep.search._study import (
     MAX_RETRIES,
     check_max_retries,
@@ -65,6 +65,7 @@ class CellView:
     pending: set[int] = field(default_factory=set)  # grid indices still running
     failures: collections.Counter[int] = field(default_factory=collections.Counter)  # index -> failed trials
     step: Step | None = None  # None while a predecessor is unsettled
+    blocked: Edge | None = None  # settled at an end of the grid it wanted to step beyond (PriorRule.blocked)
 
 
 class PriorSampler(optuna.samplers.BaseSampler):
@@ -119,6 +120,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
                 view.step = self._warm_step(cell, view)
                 if isinstance(view.step, Settle):
                     settled[cell] = view.step.index
+                    view.blocked = self.rule.blocked(None, view.tried, self._warm_prediction(cell))
                 continue
             preds = self.lattice.predecessors(cell)
             if any(p not in settled for p in preds):
@@ -126,26 +128,30 @@ class PriorSampler(optuna.samplers.BaseSampler):
             bound = None
             if preds:
                 src = min(preds, key=lambda p: settled[p])  # (m-1, e) first on a tie
-                bound = Bound(settled[src], self.lattice.name(src))
+                bound = Bound(settled[src], self.lattice.name(src), clipped=views[src].blocked == "high")
             prediction = None
             if self.rule.mode == "trend" and preds:
                 prediction = _trend.predict(cell, estimates, self.lattice.epochs)
             view.step = self.rule.step(bound, view.tried, view.pending, prediction)
             if isinstance(view.step, Settle):
                 won = settled[cell] = view.step.index
+                view.blocked = self.rule.blocked(bound, view.tried, prediction)
                 if self.rule.mode == "trend":
                     if not preds:
                         curv = _trend.curvature(view.tried, won)
                     estimates[cell] = _trend.estimate(view.tried, won, curv, prediction)
         return views, settled
 
-    def _warm_step(self, cell: Cell, view: CellView) -> Step:
+    def _warm_prediction(self, cell: Cell) -> Prediction:
         assert self.warm is not None
         name = self.lattice.name(cell)
-        x = self.warm.index(name, self.rule.lrs)
         held = " (held at the earlier study's edge)" if name in self.warm.held else ""
-        prediction = Prediction(x, f"the trend of {self.warm.source}{held}", warm=True,
-                                toward=self.warm.line_index(name, self.rule.lrs))
+        return Prediction(self.warm.index(name, self.rule.lrs), f"the trend of {self.warm.source}{held}", warm=True,
+                          toward=self.warm.line_index(name, self.rule.lrs))
+
+    def _warm_step(self, cell: Cell, view: CellView) -> Step:
+        prediction = self._warm_prediction(cell)
+        x = prediction.index
         nearest = min(len(self.rule.lrs) - 1, max(0, round(x)))
         return self.rule.step(Bound(nearest, "warm start"), view.tried, view.pending, prediction)
 
@@ -327,6 +333,10 @@ class PriorSearcher(CellSearcher):
     def settled(self) -> dict[Cell, float]:
         _, settled = self.sampler.derive(self.study)
         return {cell: self.lattice.lrs[i] for cell, i in settled.items()}
+
+    def blocked(self) -> dict[Cell, str]:
+        views, _ = self.sampler.derive(self.study)
+        return {cell: v.blocked for cell, v in views.items() if v.blocked is not None}
 
 
 def _warm_plan(study: optuna.Study, lattice: Lattice, given: WarmPlan | None) -> WarmPlan | None:

@@ -87,6 +87,11 @@ class CellSearcher(ABC):
     def settled(self) -> dict[Cell, float]:
         """The settled optimal LR of each cell settled so far."""
 
+    def blocked(self) -> dict[Cell, str]:
+        """Settled cells whose search wanted an LR beyond the grid and could not try it: cell ->
+        "high" (beyond lr.high) or "low" (below lr.low). Searchers that never step ({} here) say nothing."""
+        return {}
+
     def get_state(self) -> dict[str, Any]:
         """A JSON-able snapshot for resuming (searchers backed by Optuna storage may return {})."""
         return {}

@@ -9,7 +9,7 @@ import math
 import signal
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,33 @@ class SweepOutcome:
     interrupted: bool = False  # Ctrl-C (SIGINT) or SIGTERM stopped the sweep early
     interrupted_by: int = signal.SIGINT  # which of the two, when interrupted (exit code 128 + it)
     unsent: Backlog | None = None  # tracking records MLflow did not take in time: they wait in the journal
+    grid_edge: str | None = None  # `grid_edge_line`: the LR grid cut some cells' search short
+
+
+_BOUNDS = (("high", "lr.high", "raise it above"), ("low", "lr.low", "lower it below"))
+
+
+def _by_bound(blocked: Mapping[str, str]) -> list[tuple[str, str, list[str]]]:
+    """(edge, key, cells) for each end of the grid some cell was blocked at, high first."""
+    return [(edge, key, [c for c, e in blocked.items() if e == edge]) for edge, key, _ in _BOUNDS
+            if edge in blocked.values()]
+
+
+def grid_edge_line(blocked: Mapping[str, str], lrs: Sequence[float]) -> str | None:
+    """The one line a sweep ends with when its searcher wanted an LR beyond the grid (cell name ->
+    "high" or "low", `CellSearcher.blocked`) and could not try it; None when it never did. `lrs`:
+    the grid, ascending; its ends are the LRs to go past."""
+    if not blocked:
+        return None
+    end = {"high": lrs[-1], "low": lrs[0]}
+    verb = {edge: v for edge, _, v in _BOUNDS}
+    parts = [f"{key}: {verb[edge]} {end[edge]:g} (cells {', '.join(cells)})" for edge, key, cells in _by_bound(blocked)]
+    return "raysweep: warning: the LR grid is too narrow, the searcher wanted to step past it: " + "; ".join(parts)
+
+
+def grid_blocked_tag(blocked: Mapping[str, str]) -> str:
+    """The parent run's `Tag.LR_GRID_BLOCKED`: "lr.high=cell,cell;lr.low=cell", or "none"."""
+    return ";".join(f"{key}={','.join(cells)}" for _, key, cells in _by_bound(blocked)) or "none"
 
 
 def earlier_trials(tracker: SweepTracker, study: str, *, exclude_runs: Iterable[str]) -> list[TrialRow]:
@@ -119,6 +146,8 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
     # MLflow tag keys may not hold '@': the cell nfnet_t0@0.5 becomes raysweep.settled.nfnet_t0:0.5
     tags = {Tag.SETTLED_PREFIX + cell_tag_name(row.cell): (f"{row.best_lr:g}" if row.best_lr is not None else "none")
             for row in rows}
+    blocked = {lattice.name(c): edge for c, edge in sorted(searcher.blocked().items())}
+    tags[Tag.LR_GRID_BLOCKED] = grid_blocked_tag(blocked)
     with tempfile.TemporaryDirectory() as d:
         txt = Path(d) / "summary.txt"
         txt.write_text(format_summary(rows) + "\n")
@@ -130,7 +159,8 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
         png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
                           tags=tags, artifacts=[txt, csv, png], failed=failed)
-    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal)
+    return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal,
+                        grid_edge=grid_edge_line(blocked, lattice.lrs))
 
 
 def _untag_overtaken(tracker: SweepTracker, earlier: list[TrialRow], best: set[str]) -> None:

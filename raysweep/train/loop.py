@@ -8,10 +8,13 @@ at the end. A loss that becomes NaN or infinite stops the trial at once; it is r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import struct
+import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -33,7 +36,7 @@ from raysweep.models import (
 )
 from raysweep.train.recipe import adaptive_grad_clip, lr_at, make_optimizer, param_groups, plan_steps, set_lr
 
-__all__ = ["Placement", "Report", "Start", "evaluate", "run_training"]
+__all__ = ["Placement", "Report", "Start", "autocast", "compile_seconds", "evaluate", "run_training"]
 
 Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -88,6 +91,13 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     train_model: nn.Module = model
     if place.ddp:
         train_model = nn.parallel.DistributedDataParallel(model)
+    if spec.train.compile and not place.lazy:  # XLA compiles the step's graph anyway
+        # shares `model`'s parameters; evaluation runs `model` eager
+        train_model = typing.cast(nn.Module, torch.compile(train_model))
+    amp = autocast(place, spec.train.precision)
+
+    def compiled_s() -> float:  # graph compilation so far in this process: XLA's and torch.compile's
+        return place.compile_seconds() + compile_seconds()
 
     static = {M.MODEL_PARAMS: n_params, M.FLOPS_PER_EXAMPLE: fpe, M.TOTAL_STEPS: plan.total_steps,
               M.MODEL_NUM_CLASSES: splits.num_classes, M.MODEL_IN_CHANS: splits.in_chans,
@@ -95,7 +105,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
     train_seconds = float(resume.get("train_seconds", 0.0)) if resume else 0.0
     loop_before = float(resume.get("loop_seconds", 0.0)) if resume else 0.0
     compile_before = float(resume.get("compile_seconds", 0.0)) if resume else 0.0
-    compile_start = place.compile_seconds()  # per process: a reused process has compiled before
+    compile_start = compiled_s()  # per process: a reused process has compiled before
     restarts = int(resume.get("restarts", 0)) + 1 if resume else 0  # resumed from a checkpoint this often
     data_digest = str(resume.get("data_digest", "")) if resume else ""  # every batch read, in order
     skipped = int(resume.get("data_skipped", 0)) if resume else 0  # examples of corrupt shards left out
@@ -120,7 +130,7 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
             M.CORE_HOURS: place.devices_in_group * train_seconds / 3600.0,
             M.TRAIN_S: train_seconds,  # optimiser steps only (core-hours count this)
             M.LOOP_S: loop_before + time.perf_counter() - loop_start,  # the loop's wall time, all attempts
-            M.COMPILE_S: compile_before + place.compile_seconds() - compile_start,
+            M.COMPILE_S: compile_before + compiled_s() - compile_start,
             M.RESTARTS: restarts,
             M.DATA_DIGEST: float(int(data_digest[:12] or "0", 16)),  # 48 bits: exact in a float
             **({M.DATA_SKIPPED: skipped} if skipped else {}),
@@ -185,7 +195,8 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
         x, y = place.to_device(x), place.to_device(y)
         set_lr(opt, schedule(step))
         train_model.train()
-        loss = F.cross_entropy(train_model(x), y, label_smoothing=spec.optim.label_smoothing)
+        with amp:
+            loss = F.cross_entropy(train_model(x), y, label_smoothing=spec.optim.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if spec.optim.agc_clip > 0:
@@ -228,6 +239,29 @@ def run_training(cfg: TrialConfig, report: Report, place: Placement, resume: dic
                 return out
             t0 = last_checkpoint = time.perf_counter()
     raise AssertionError("the loop ends at the last eval step")  # plan.eval_steps always holds total_steps
+
+
+def autocast(place: Placement, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The training step's autocast: bf16 where the device runs it (cpu; cuda with bf16 support),
+    else none (fp32, XLA, an older GPU). Weights, gradients and the optimiser state stay fp32; the
+    loss is computed in fp32 (autocast's own rule for cross-entropy)."""
+    if precision != "bf16" or place.lazy:
+        return contextlib.nullcontext()
+    kind = place.device.type
+    if kind == "cpu" or (kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        return torch.autocast(kind, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def compile_seconds() -> float:
+    """Seconds torch.compile has spent compiling in this process: Dynamo's frames (forward graphs,
+    inductor included) and the backward graphs inductor compiles at their first use. 0 without it."""
+    utils = sys.modules.get("torch._dynamo.utils")  # not imported: nothing compiled (and no import paid)
+    times = getattr(utils, "compilation_time_metrics", None)
+    if not isinstance(times, dict):  # a torch without Dynamo's timers: nothing is counted
+        return 0.0
+    keys = ("_compile.compile_inner", "compile_fx.<locals>.bw_compiler")
+    return float(sum(sum(times.get(k, ())) for k in keys))
 
 
 def _chain(digest: str, x: torch.Tensor, y: torch.Tensor) -> str:
