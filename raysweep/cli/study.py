@@ -224,13 +224,15 @@ def _analyze_finetune(args: argparse.Namespace) -> bool:
         raise SpecError(f"expected a folder that can be created, got {str(args.out)!r} ({err.strerror})",
                         key="--out") from None
     result = write_finetune_analysis(rows, args.out, title=experiments[0])
+    report = args.out / "report.md"  # where `raysweep analyze` always puts its words
+    report.write_text(result.report)
     sweeps = sorted({r.sweep for r in rows})
     print(f"{experiments[0]}: {len(rows)} fine-tuning runs of {len(sweeps)} sweep(s) ({', '.join(sweeps)})")
     for line in (result.finding1, result.gain, result.finding4):
         print(f"  {line}")
     print(f"Figure 1: {result.figure}; report: {result.report_path}; table: {result.csv_path}")
     parents = sorted({r.parent for r in rows if r.parent})
-    log_artifacts(uri, parents, [result.figure, result.report_path, result.csv_path], "analysis")
+    log_artifacts(uri, parents, [result.figure, report, result.report_path, result.csv_path], "analysis")
     print(f"logged the analysis as artifacts (folder 'analysis') on {len(parents)} fine-tuning parent run(s)")
     return True
 

@@ -86,5 +86,6 @@ def test_pretrain_finetune_analyze(ray_cluster: None, tmp_path: Path, capsys: py
     figure = tmp_path / "ana" / "top1_vs_compute.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Finding 4" in (tmp_path / "ana" / "finetune_report.md").read_text()
+    assert (tmp_path / "ana" / "report.md").read_text() == (tmp_path / "ana" / "finetune_report.md").read_text()
     logged = {a.path for a in client.list_artifacts(ft_parent.info.run_id, "analysis")}
     assert "analysis/top1_vs_compute.png" in logged and "analysis/finetune_report.md" in logged
