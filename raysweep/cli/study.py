@@ -210,6 +210,8 @@ def _analyze_finetune(args: argparse.Namespace) -> bool:
     if len(experiments) != 1 or args.table:
         return False
     uri = resolve_tracking_uri(args.tracking_uri, None)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return False  # opening it would create it: the usual path says it does not exist
     try:
         rows = read_finetune_rows(uri, experiments[0])
     except (FileNotFoundError, Exception):  # noqa: BLE001 - the usual path names a missing experiment or store
