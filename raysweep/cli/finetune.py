@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from raysweep.cli.preflight import results_location
+from raysweep.cli.preflight import positive_int, results_location
 from raysweep.core.errors import SpecError
 from raysweep.results.rows import TrialRow
 
@@ -42,7 +42,7 @@ def fill_parser(p: argparse.ArgumentParser) -> None:
                    help="folder or s3:// / gs:// URL for the fine-tuning trials' Ray results and checkpoints "
                         "(and, in a folder, their study) (default: "
                         "$RAYSWEEP_RESULTS, else %(default)s)")
-    p.add_argument("--max-trials", type=int, default=None, metavar="N",
+    p.add_argument("--max-trials", type=positive_int, default=None, metavar="N",
                    help="stop after N fine-tuning trials have finished in this session (--resume continues)")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest fine-tuning study of this space (finished trials are not run again)")
@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
     space = load_finetune(args.space, getattr(args, "overrides", ()))
     file = space.file
-    if getattr(args, "max_trials", None) is not None and args.max_trials < 1:
-        raise SpecError(f"expected a positive integer, got {args.max_trials}", key="--max-trials")
     shape = downstream_shape(space.finetune.data, file, dry_run=args.dry_run)
     uri = resolve_tracking_uri(args.tracking_uri, space.sweep.tracking.uri)
     rows, source = read_pretraining(space.experiment, uri, space.finetune.pretrained.sweeps, file=file)
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def launch(space: Any, plan: Any, args: argparse.Namespace, uri: str) -> int:
     """Run the plan's fine-tuning trials as a sweep, then say where its results are."""
     from raysweep.cli.preflight import preflight_stores
-    from raysweep.cli.run import experiment_page
+    from raysweep.cli.run import browse_line
     from raysweep.core.records import Tag
     from raysweep.finetune.units import trial_spec, units_of
     from raysweep.sweep.runner import run_sweep
@@ -100,12 +98,10 @@ def launch(space: Any, plan: Any, args: argparse.Namespace, uri: str) -> int:
     print(f"\n{out.trials} fine-tuning trials in {out.wall_s:.1f} s; {done} of {len(units)} units have a best LR")
     from raysweep.core.redact import redact_url
 
-    shown = redact_url(uri)
-    page = experiment_page(uri, spec.tracking.experiment)
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; Figure 1 and the "
-          f"finding-4 table: raysweep analyze --experiment {spec.tracking.experiment} --tracking-uri {shown}")
-    print(f"  browse: {shown.rstrip('/')}/{page}" if uri.startswith(("http://", "https://")) else
-          f"  browse: mlflow ui --backend-store-uri {shown}   # then open http://127.0.0.1:5000/{page}")
+          f"finding-4 table: raysweep analyze --experiment {spec.tracking.experiment} --tracking-uri "
+          f"{redact_url(uri)}; browse with:")
+    print(browse_line(uri, spec.tracking.experiment))
     if out.unsent is not None:
         from raysweep.cli.run import unsent_line
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from raysweep.cli import bench, finetune, ladders, run, study, table, upload
-from raysweep.cli.preflight import results_location
+from raysweep.cli.preflight import positive_int, results_location
 from raysweep.core.errors import SpecError
 from raysweep.core.redact import quiet_mlflow_urls, redact_text
 
@@ -42,17 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts such as --max-trials: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 PROBE_TIMEOUT_S = 10  # one read-only request to the tracking server; a live server answers in milliseconds
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --max-trials: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def results_location(text: str) -> Path | str:
     """argparse type for --results: a folder (a Path), or an s3:// or gs:// URL kept as written
     (a Path would fold its '//')."""

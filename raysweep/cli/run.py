@@ -68,17 +68,21 @@ def run(args: argparse.Namespace) -> int:
         print(unsent_line(out.unsent, spec.tracking.flush_timeout_s), file=sys.stderr)
         return 2
     print(f"MLflow parent run {out.parent_run_id} in experiment {spec.tracking.experiment!r}; browse with:")
-    page = experiment_page(uri, spec.tracking.experiment)
-    if uri.startswith(("http://", "https://")):  # a server: it is its own UI
-        print(f"  open {redact_url(uri.rstrip('/'))}/{page} in a browser")
-    else:
-        print(f"  mlflow ui --backend-store-uri {redact_url(uri)}   # then open http://127.0.0.1:5000/{page}")
+    print(browse_line(uri, spec.tracking.experiment))
     if out.interrupted:  # the shell's code for a command ended by the signal: 130 Ctrl-C, 143 SIGTERM
         from raysweep.sweep.stop_signals import exit_code, interrupted_line
 
         print(interrupted_line(out.interrupted_by), file=sys.stderr)
         return exit_code(out.interrupted_by)
     return 0
+
+
+def browse_line(uri: str, experiment: str) -> str:
+    """How to open an experiment's runs in the MLflow UI (the URI's password masked)."""
+    page = experiment_page(uri, experiment)
+    if uri.startswith(("http://", "https://")):  # a server: it is its own UI
+        return f"  open {redact_url(uri.rstrip('/'))}/{page} in a browser"
+    return f"  mlflow ui --backend-store-uri {redact_url(uri)}   # then open http://127.0.0.1:5000/{page}"
 
 
 def experiment_page(uri: str, experiment: str) -> str:

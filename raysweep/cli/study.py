@@ -214,7 +214,7 @@ def _analyze_finetune(args: argparse.Namespace) -> bool:
         return False  # opening it would create it: the usual path says it does not exist
     try:
         rows = read_finetune_rows(uri, experiments[0])
-    except (FileNotFoundError, Exception):  # noqa: BLE001 - the usual path names a missing experiment or store
+    except Exception:  # noqa: BLE001 - a missing experiment or unusable store: the usual path says so in one line
         return False
     if args.sweep:
         rows = [r for r in rows if any(fnmatch.fnmatchcase(r.sweep, g) for g in args.sweep)]

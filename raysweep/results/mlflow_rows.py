@@ -42,14 +42,8 @@ def read_trials(uri: str, experiment: str, parent_ids: Iterable[str] = (),
     trials are left out: they say nothing about the learning rate. `kinds`: the child runs' kinds
     (pre-training trials; a fine-tuning trial's row names its unit as its model). With `curves`,
     each row also holds its validation-loss curve (`curve_of`: one MLflow request per run)."""
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
+    client, exp, names = _open(uri, experiment, (Tag.KIND_SWEEP, Tag.KIND_FINETUNE_SWEEP))
     parents = set(parent_ids)
-    names = {r.info.run_id: r.info.run_name or "" for kind in (Tag.KIND_SWEEP, Tag.KIND_FINETUNE_SWEEP)
-             for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{kind}'",
-                                         max_results=10000)}
     rows: list[TrialRow] = []
     for run in _runs(client, exp.experiment_id, kinds):
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
@@ -100,6 +94,16 @@ def curve_of(client: MlflowClient, run_id: str, total_steps: str | None,
     return tuple((min(step / total, 1.0), loss) for step, loss in sorted(history.items()) if step > 0)
 
 
+def _open(uri: str, experiment: str, sweep_kinds: tuple[str, ...]) -> tuple[MlflowClient, Any, dict[str, str]]:
+    """The client, the experiment (FileNotFoundError when there is none) and its sweep (parent)
+    runs' names by run id, for the parent kinds given."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
+    return client, exp, {r.info.run_id: r.info.run_name or "" for r in _runs(client, exp.experiment_id, sweep_kinds)}
+
+
 def _runs(client: MlflowClient, experiment_id: str, kinds: Iterable[str]) -> Iterator[Any]:
     """Every run of the experiment whose kind tag is one of `kinds`, page by page."""
     for kind in kinds:
@@ -118,13 +122,8 @@ def _runs(client: MlflowClient, experiment_id: str, kinds: Iterable[str]) -> Ite
 def read_finetune_rows(uri: str, experiment: str, parent_ids: Iterable[str] = ()) -> list[FinetuneRow]:
     """Every finished fine-tuning trial of `experiment` (or of the sweeps `parent_ids`), ok or not,
     as `FinetuneRow`s: what Figure 1 and the finding-4 table read."""
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise FileNotFoundError(f"no MLflow experiment named {experiment!r} at {uri}")
+    client, exp, names = _open(uri, experiment, (Tag.KIND_FINETUNE_SWEEP,))
     parents = set(parent_ids)
-    names = {r.info.run_id: r.info.run_name or "" for r in client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{Tag.KIND}` = '{Tag.KIND_FINETUNE_SWEEP}'", max_results=10000)}
     rows = []
     for run in _runs(client, exp.experiment_id, (Tag.KIND_FINETUNE_TRIAL,)):
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
