@@ -27,14 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.analysis.frontier import frontier_points
-from raysweep.analysis.plan import plan
+from raysweep.analysis.plan import Law, plan
+from raysweep.analysis.repeated import FORMS, RepeatedFit, fit_repeated
 from raysweep.analysis.runs import ComputeAxis, Runs, load_csv
+from raysweep.analysis.stats import Resampler
 from raysweep.analysis.study import analyze
 
 FIT_SHARE = 2 / 3  # of the log compute range
 
 
-def validate(path: str, replicates: int) -> dict[str, object]:
+def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[str, object]:
     runs = load_csv(path)
     cells = runs.cells(ComputeAxis.FLOPS)
     lo, hi = math.log10(min(c.compute for c in cells)), math.log10(max(c.compute for c in cells))
@@ -43,10 +45,14 @@ def validate(path: str, replicates: int) -> dict[str, object]:
     train = Runs(name=runs.name + "_lower2/3", runs=tuple(r for r in runs.runs if (r.model, r.epochs) in past),
                  source=f"{path}, cells with compute <= {cut:.3g} FLOPs")
     fit = analyze(train, ComputeAxis.FLOPS, replicates=replicates)
+    law: Law = fit.chinchilla
+    if law_form != "chinchilla":  # a law for repeated data, fitted on the same lower two thirds
+        resampler = Resampler(train, ComputeAxis.FLOPS, replicates=replicates) if replicates else None
+        law = fit_repeated(fit.cells, law_form, resampler, replicates=replicates)
     order = {m: i for i, m in enumerate(runs.models)}
     rows = []
     for point in [p for p in frontier_points(cells) if p.compute > cut]:
-        p = plan(fit, point.compute)
+        p = plan(fit, point.compute, law)
         rows.append({
             "cell": point.name, "compute": point.compute, "loss": point.loss, "loss_se": point.loss_se,
             "power_law": p.loss_frontier, "power_law_ci": p.loss_frontier_ci.to_json(),
@@ -54,17 +60,16 @@ def validate(path: str, replicates: int) -> dict[str, object]:
             "parametric": p.loss_parametric, "parametric_ci": p.loss_parametric_ci.to_json(),
             "parametric_err": p.loss_parametric / point.loss - 1,
             # the law at the measured cell itself: its error without the allocation's
-            "parametric_at_cell": fit.chinchilla.predict(point.params, point.epochs) if fit.chinchilla.ok else math.nan,
-            "parametric_at_cell_err": (fit.chinchilla.predict(point.params, point.epochs) / point.loss - 1
-                                       if fit.chinchilla.ok else math.nan),
+            "parametric_at_cell": law.predict(point.params, point.epochs) if law.ok else math.nan,
+            "parametric_at_cell_err": (law.predict(point.params, point.epochs) / point.loss - 1
+                                       if law.ok else math.nan),
             "rung_true": point.model, "rung_pred": p.rung, "rung_off": order[p.rung] - order[point.model],
             "epochs_true": point.epochs, "epochs_pred": p.rung_epochs, "lr_true": point.best_lr, "lr_pred": p.lr_grid,
         })
     return {
-        "table": path, "cut_flops": cut, "fit_cells": len(past), "all_cells": len(cells),
+        "table": path, "law": law_form, "cut_flops": cut, "fit_cells": len(past), "all_cells": len(cells),
         "fit": {"frontier_slope": fit.power_law.slope, "frontier_r2": fit.power_law.r2,
-                "parametric_status": str(fit.chinchilla.status), "parametric_converged": fit.chinchilla.converged,
-                "alpha": fit.chinchilla.alpha, "beta": fit.chinchilla.beta, "E": fit.chinchilla.E},
+                "parametric_status": str(law.status), "parametric_converged": law.converged, **_constants(law)},
         "predictions": rows,
         "mean_abs_err": {k: float(np.mean([abs(r[k + "_err"]) for r in rows])) if rows else None
                          for k in ("power_law", "parametric", "parametric_at_cell")},
@@ -72,11 +77,19 @@ def validate(path: str, replicates: int) -> dict[str, object]:
     }
 
 
+def _constants(law: Law) -> dict[str, float]:
+    """alpha, beta and E of either kind of law (nan where it has no fit)."""
+    if isinstance(law, RepeatedFit):
+        params = law.params() if law.theta else {}
+        return {k: params.get(k, math.nan) for k in ("alpha", "beta", "E")}
+    return {"alpha": law.alpha, "beta": law.beta, "E": law.E}
+
+
 def format_result(res: dict[str, object]) -> str:
     fit = res["fit"]
     lines = [(f"{res['table']}: fit on {res['fit_cells']} of {res['all_cells']} cells (compute <= "
              f"{res['cut_flops']:.3g} FLOPs); frontier slope {fit['frontier_slope']:.3f} (R^2 {fit['frontier_r2']:.2f}); "
-             f"L(N, D) {fit['parametric_status']}, alpha {fit['alpha']:.3f}, beta {fit['beta']:.3f}, E {fit['E']:.3f}"),
+             f"{'L(N, D)' if res['law'] == 'chinchilla' else 'law ' + res['law']} {fit['parametric_status']}, alpha {fit['alpha']:.3f}, beta {fit['beta']:.3f}, E {fit['E']:.3f}"),
              (f"{'top-third frontier cell':<24} {'FLOPs':>9} {'loss':>7} {'power law':>10} {'err':>7} {'in CI':>5} "
              f"{'L(N,D)':>7} {'err':>7} {'in CI':>5} {'at cell':>7} {'err':>7} {'rung (pred)':>22} {'epochs (pred)':>14} {'LR (pred)':>10}")]
     for r in res["predictions"]:
@@ -108,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+")
     ap.add_argument("--bootstrap", type=int, default=100, help="replicates for the intervals (default: %(default)s)")
+    ap.add_argument("--law", choices=("chinchilla", *FORMS), default="chinchilla",
+                    help="the law that plans and predicts: L(N, D) (default) or a law for repeated data")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    results = [validate(t, args.bootstrap) for t in args.tables]
+    results = [validate(t, args.bootstrap, args.law) for t in args.tables]
     for res in results:
         print(format_result(res))
         print()
