@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from raysweep.bench.engine import ALL, run_replay
+from raysweep.bench.engine import ALL, VARIANTS, run_replay, variants_for
 from raysweep.bench.peers import PEERS
 from raysweep.bench.report import format_table
 from raysweep.bench.table import load_table
@@ -59,6 +59,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"peers to replay beside the searchers: some of {','.join(PEERS)}, `all`, `none`, or `auto` "
         "(the default: all when the table has curves, else none)",
     )
+    parser.add_argument(
+        "--variants",
+        default="auto",
+        metavar="A,B",
+        help=f"raysweep's searchers with its options on, replayed beside the others: some of {','.join(VARIANTS)} "
+        "(monotone+es: search.early_stop, each trial stopping where the table's curve says; warm: "
+        "search.warm_start from --warm-start), `all`, `none`, or `auto` (the default: those the table "
+        "and --warm-start allow)",
+    )
+    parser.add_argument("--early-stop-margin", default="auto", metavar="M",
+                        help="search.early_stop's margin for the +es variants: `auto` (the default) or a "
+                        "relative margin >= 0")
+    parser.add_argument("--warm-start", metavar="CSV",
+                        help="an earlier study's results table: its LR trend warm-starts the `warm` variants")
     parser.add_argument(
         "--concurrency", type=int, default=2, metavar="N", help="trials in flight (default 2)"
     )
@@ -112,6 +126,27 @@ def main(argv: list[str] | None = None) -> int:
         bad = [s for s in peers if s not in PEERS]
         if bad:
             parser.error(f"unknown peer(s) {bad}; expected some of {list(PEERS)}, all, none or auto")
+    allowed = variants_for(curves=load_table(args.table).has_curves, warm=args.warm_start is not None)
+    if args.variants == "auto":
+        variants = allowed
+    elif args.variants in ("all", "none"):
+        variants = list(VARIANTS) if args.variants == "all" else []
+    else:
+        variants = [s.strip() for s in args.variants.split(",") if s.strip()]
+        bad = [s for s in variants if s not in VARIANTS]
+        if bad:
+            parser.error(f"unknown variant(s) {bad}; expected some of {list(VARIANTS)}, all, none or auto")
+    if any(VARIANTS[v][2] for v in variants) and args.warm_start is None:
+        parser.error("the warm variants need --warm-start CSV (an earlier study's results table)")
+    margin: str | float = args.early_stop_margin
+    if margin != "auto":
+        try:
+            margin = float(margin)
+        except ValueError:
+            parser.error(f"--early-stop-margin: expected `auto` or a number >= 0, got {args.early_stop_margin!r}")
+        if not margin >= 0:
+            parser.error(f"--early-stop-margin: expected `auto` or a number >= 0, got {args.early_stop_margin!r}")
+    names += [v for v in variants if v not in names]
     names += [p for p in peers if p not in names]
     if args.concurrency < 1 or args.repetitions < 1:
         parser.error("--concurrency and --repetitions must be >= 1")
@@ -126,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         tie_tolerance=args.tie_tolerance,
         trials_per_cell=args.trials_per_cell,
         start_lr=args.start_lr,
+        early_stop=margin,
+        warm_start=args.warm_start,
     )
     print(format_table(result))
     if args.figure:

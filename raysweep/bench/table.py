@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from raysweep.core.errors import SpecError
 from raysweep.core.space import Cell, Lattice
@@ -61,6 +61,7 @@ class Table:
     runs: Mapping[tuple[Cell, int], tuple[TrialRow, ...]]  # (cell, lr index) -> one row per seed
     has_flops: bool
     n_rows: int
+    sizes: Mapping[str, float] = field(default_factory=dict)  # model -> parameters (the model_params column)
 
     def mean_loss(self, cell: Cell, lr_index: int) -> float | None:
         """Mean loss over seeds (inf if any seed diverged); None when the table lacks the run."""
@@ -256,6 +257,7 @@ def load_table(path: str) -> Table:
         runs={k: tuple(v) for k, v in runs.items()},
         has_flops="flops" in header,
         n_rows=len(parsed),
+        sizes=params,
     )
 
 
