@@ -141,9 +141,11 @@ def step_rate(rung: str, *, in_chans: int, size: int, optim: Any, seconds: float
     return {"images_s": n * BATCH / elapsed, "step_ms": 1000 * elapsed / n, "steps": n}
 
 
-def timed_steps(spec: DataSpec, *, steps: int, warmup: int, optim: Any) -> tuple[float, float]:
-    """Wall seconds and this process's CPU seconds per training step of nfnet_t0 fed by `spec`'s loader
-    (after `warmup` steps), as the loop runs it: next batch, data-order digest, step."""
+def timed_steps(spec: DataSpec, *, steps: int, warmup: int, optim: Any) -> tuple[float, float, float]:
+    """Per training step of nfnet_t0 fed by `spec`'s loader (after `warmup` steps), as the loop runs it
+    (next batch, data-order digest, step): wall seconds, this process's CPU seconds, and the loader
+    workers' CPU seconds (their whole life, prefetch included, over the steps they fed)."""
+    children = os.times()
     train = load_splits(spec).train
     step = make_step("nfnet_t0", in_chans=train.in_chans, size=train.image_size, optim=optim)
     batches = train.batches(BATCH, seed=0, epoch=0)
@@ -158,8 +160,11 @@ def timed_steps(spec: DataSpec, *, steps: int, warmup: int, optim: Any) -> tuple
         digest = _chain(digest, x, y)
         step(x, y)
     elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
-    batches.close()
-    return elapsed / steps, cpu / steps
+    batches.close()  # the workers exit and are joined: their CPU time is counted in os.times()
+    gc.collect()
+    now = os.times()
+    workers = now.children_user + now.children_system - children.children_user - children.children_system
+    return elapsed / steps, cpu / steps, workers / (steps + warmup)
 
 
 def resume_time(spec: DataSpec, *, fraction: float, labels: np.ndarray) -> dict[str, float]:
@@ -266,9 +271,15 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
         if windowed:
             out.append(("  the same with a shard window", max(windowed) <= GOAL_RESUME_S,
                         f"worst {max(windowed):.2f} s"))
-    for name, s in r.get("starvation", {}).get("ratios", {}).items():
+    ratios = r.get("starvation", {}).get("ratios", {})
+    control = next((s for name, s in ratios.items() if "control" in name), None)
+    noise = (f"; noise floor, memory against memory: median {control['median']:.3f}, range "
+             f"{control['low']:.3f}-{control['high']:.3f}") if control else ""
+    for name, s in ratios.items():
+        if s is control:
+            continue
         out.append((f"step time within 5% of memory ({name})", s["median"] <= GOAL_STARVE,
-                    f"median ratio {s['median']:.3f} (range {s['low']:.3f}-{s['high']:.3f}, {s['n']} repeats)"))
+                    f"median ratio {s['median']:.3f} (range {s['low']:.3f}-{s['high']:.3f}, {s['n']} repeats){noise}"))
     return out
 
 
@@ -298,19 +309,23 @@ def render(r: dict[str, Any]) -> list[str]:
         lines.append(f"Starvation: {s['steps']} steps of nfnet_t0 on Fashion-MNIST (after {s['warmup']}), "
                      f"{s['repeats']} interleaved repeats, ratio = step time / in-memory step time of the same repeat:")
         lines.append(f"  {'loader':<26} {'ms/step':>8} {'ratio':>7} {'range':>13} {'fastest':>8}   "
-                     f"{'CPU ms/step':>11} {'CPU ratio':>9} {'range':>13}")
+                     f"{'CPU ms/step':>11} {'CPU ratio':>9} {'range':>13} {'+workers':>9}")
         for name, ms in s["median_ms"].items():
             q, c = s["ratios"].get(name), s.get("cpu_ratios", {}).get(name)
             ratio = (f"{q['median']:>7.3f} {q['low']:>6.3f}-{q['high']:<6.3f} {s['best_ratio'][name]:>8.3f}" if q
                      else f"{'1':>7} {'':>13} {'1':>8}")
             own = (f"{s['cpu_ms'][name]:>11.1f} " + (f"{c['median']:>9.3f} {c['low']:>6.3f}-{c['high']:<6.3f}" if c
                                                       else f"{'1':>9}")) if "cpu_ms" in s else ""
-            lines.append(f"  {name:<26} {ms:>8.1f} {ratio}   {own}".rstrip())
+            both = f" {s['total_cpu_ms'][name]:>9.1f}" if "total_cpu_ms" in s else ""
+            lines.append(f"  {name:<26} {ms:>8.1f} {ratio}   {own}{both}".rstrip())
         lines.append("  (ms/step: median wall time per step; ratio: median over repeats of the wall time over the "
                      "in-memory run's")
         lines.append("   of the same repeat; fastest: fastest repeat over memory's fastest; CPU: this process's "
                      "CPU time, the")
-        lines.append("   loader workers' own excluded: what the step's process spends, whatever the load)")
+        lines.append("   loader workers' own excluded: what the step's process spends, whatever the load; +workers: "
+                     "that CPU")
+        lines.append("   plus the loader workers', ms per step; the control row, memory against memory, shows "
+                     "the noise)")
         lines.append("")
     if r.get("resume"):
         m = r["resume_data"]
@@ -436,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3. starvation
         loaders = {"memory": DataSpec(dataset="fashion_mnist"),
+                   "memory again (control)": DataSpec(dataset="fashion_mnist"),
                    "local shards, 0 workers": DataSpec(dataset="shards", url=local28, loader_workers=0),
                    "local shards, 2 workers": DataSpec(dataset="shards", url=local28, loader_workers=2)}
         if s3:
@@ -443,11 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         names = list(loaders)
         per: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
+        total: dict[str, list[float]] = {n: [] for n in names}
         for rep in range(args.repeats):
             for name in names[rep % len(names):] + names[: rep % len(names)]:
-                wall, own = timed_steps(loaders[name], steps=args.steps, warmup=3, optim=optim)
+                wall, own, workers = timed_steps(loaders[name], steps=args.steps, warmup=3, optim=optim)
                 per[name].append(wall)
                 cpu[name].append(own)
+                total[name].append(own + workers)
             print({n: round(1000 * v[-1], 1) for n, v in per.items()}, flush=True)
         r["starvation"] = {
             "steps": args.steps, "warmup": 3, "repeats": args.repeats,
@@ -456,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             "best_ratio": {n: min(per[n]) / min(per["memory"]) for n in names[1:]},
             "cpu_ms": {n: 1000 * statistics.median(v) for n, v in cpu.items()},
             "cpu_ratios": {n: spread([a / b for a, b in zip(cpu[n], cpu["memory"])]) for n in names[1:]},
+            "total_cpu_ms": {n: 1000 * statistics.median(v) for n, v in total.items()},
             "raw_ms": {n: [1000 * x for x in v] for n, v in per.items()},
             "raw_cpu_ms": {n: [1000 * x for x in v] for n, v in cpu.items()},
         }
