@@ -244,12 +244,44 @@ def preflight_stores(spec: SweepSpec, args: argparse.Namespace, uri: str) -> Non
 
     if is_remote(args.results) and not (spec.search.storage or os.environ.get("RAYSWEEP_OPTUNA_STORAGE")):
         check_results_dir(driver_folder(str(args.results)))  # the SQLite study and the journal stay here
+    if getattr(args, "resume", False):
+        try:
+            check_resumable(spec, args.results)
+        except SpecError as err:  # a key of the file names the file; --resume does not
+            raise (err if (err.key or "").startswith("--") else err.located(file=str(args.space))) from None
     if spec.search.storage:  # local checks first, the network last
         try:
             check_storage_url(spec.search.storage)
         except SpecError as err:
             raise err.located(file=str(args.space)) from None
     check_tracking(spec, args, uri)
+
+
+def check_resumable(spec: SweepSpec, results: Path | str) -> None:
+    """`--resume` has a study to continue: a searcher that keeps one and, where the study is the
+    default SQLite file, that file. With the results in a bucket the file stays on the driver that
+    started the sweep (SQLite cannot live in a bucket), so a new driver in another working folder
+    is told so here, before Ray starts, rather than finding no study after it has."""
+    from raysweep.data.store import driver_folder, is_remote
+    from raysweep.search import searcher_row
+
+    if not searcher_row(spec.search.searcher).resumable:
+        raise SpecError(f"the {spec.search.searcher} searcher keeps no study to resume; expected a searcher such as "
+                        "monotone", key="search.searcher")
+    if spec.search.storage or os.environ.get("RAYSWEEP_OPTUNA_STORAGE"):
+        return  # a database server: the runner finds the study there (or says it has none)
+    remote = is_remote(results)
+    local = driver_folder(str(results)) if remote else Path(results).expanduser().absolute()
+    study = local / spec.name / "optuna.db"
+    if study.is_file():
+        return
+    if remote:
+        raise SpecError(f"no earlier study of sweep {spec.name!r} in this working folder to resume: the Optuna SQLite "
+                        f"study stays with the driver that started the sweep, not in {redact_url(str(results))} "
+                        f"(expected {study}); run --resume from that driver's working folder, or keep the study in a "
+                        "database server (search.storage)", key="--resume")
+    raise SpecError(f"no earlier study of sweep {spec.name!r} to resume: expected its Optuna SQLite study at {study}",
+                    key="--resume")
 
 
 def check_tracking(spec: SweepSpec, args: argparse.Namespace, uri: str) -> None:
