@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 RS=${RS:-.venv/bin/raysweep}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-benchmarks/live}
-URI=${URI:-sqlite:///$PWD/$OUT/mlflow.db}
+URI=${URI:-sqlite:///$(realpath -m "$OUT")/mlflow.db}
 RF=${RF:-2}
 STAMP=$(date -u +%Y%m%dT%H%M%S)
 read -r -a EXTRA <<< "${LIVE_SET:-}"
