@@ -54,6 +54,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         # a choice of forms (`Literal["auto"] | float`): the first that takes the value
         wants = []
         for alt in inner:
+            if dataclasses.is_dataclass(alt) and isinstance(value, Mapping):  # a section: its own error, its key
+                return _coerce(alt, value, key)
             try:
                 return _coerce(alt, value, key)
             except SpecError as err:

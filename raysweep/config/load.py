@@ -129,9 +129,10 @@ def _check_override_path(parts: list[str], key: str, file: str, sections: Mappin
 
 
 def _optional_section(tp: Any) -> Any:
-    """`TpuSpec | None` -> TpuSpec, so that `--set resources.tpu.topology=2x2x2` reaches inside it."""
+    """`TpuSpec | None` (or a section among other forms) -> TpuSpec, so that `--set resources.tpu.topology=2x2x2` reaches inside it."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+        # `SchedulerSpec | SchedulerName | None`: the one section among the forms
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        if len(inner) == 1:
             return inner[0]
     return tp

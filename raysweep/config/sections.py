@@ -193,6 +193,43 @@ class EarlyStopSpec:
             raise SpecError(f"expected 'auto' or a number >= 0, got {_show(self.margin)}", key="margin")
 
 
+SchedulerName = Literal["asha", "hyperband"]
+SCHEDULERS: tuple[SchedulerName, ...] = ("asha", "hyperband")
+# Tune's own defaults (ASHAScheduler: reduction_factor 4, grace_period 1; HyperBandScheduler: 3)
+TUNE_REDUCTION_FACTOR: dict[str, float] = {"asha": 4.0, "hyperband": 3.0}
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """search.scheduler: Ray Tune's own ASHAScheduler stops trials of a cell on rungs of its budget,
+    one scheduler per (model, budget) cell (raysweep.sweep.cell_scheduler). The time attribute is the
+    evaluation point (1..eval_points), so a trial's budget is `eval_points` long in Tune's units."""
+
+    name: SchedulerName = "asha"
+    # Tune's default (asha 4, hyperband 3) when None; 2 suits a 7-point LR grid: rungs at 1, 2, 4 of
+    # 8 evaluation points keep 1/2 of the trials each time (with 4, a 7-trial cell has one rung that
+    # keeps the top quarter, so nearly half of its trials run whole)
+    reduction_factor: float | None = None
+    grace_period: int = 1  # asha: the first rung, in evaluation points (Tune's default 1)
+
+    def rf(self) -> float:
+        return self.reduction_factor if self.reduction_factor is not None else TUNE_REDUCTION_FACTOR[self.name]
+
+    def validate(self) -> None:
+        if self.name == "hyperband":
+            # Tune's synchronous HyperBandScheduler PAUSEs a trial at each milestone until its bracket
+            # fills; with fewer trials in flight than a bracket holds (raysweep caps them at
+            # resources.concurrent_trials) the paused trials are never resumed and the sweep hangs
+            raise SpecError("expected asha: hyperband (Tune's synchronous HyperBandScheduler) pauses trials until "
+                            "a whole bracket is in flight, which concurrent_trials cannot hold, so it is not run live; "
+                            "`raysweep bench searcher --peers hyperband` replays it", key="name")
+        if self.reduction_factor is not None and not self.reduction_factor > 1:
+            raise SpecError(f"expected a number > 1, got {self.reduction_factor!r}", key="reduction_factor")
+        if self.grace_period < 1:
+            raise SpecError(f"expected an integer >= 1 (evaluation points), got {self.grace_period!r}",
+                            key="grace_period")
+
+
 @dataclass(frozen=True)
 class SearchSpec:
     searcher: SearcherName = "monotone"  # the paper's 2-trial rule; `grid` tries every LR in every cell
@@ -207,8 +244,28 @@ class SearchSpec:
     warm_start: str | None = None
     # Prior searchers: stop a trial early once it is clearly worse than its cell's incumbent; None: off
     early_stop: EarlyStopSpec | None = None
+    # Ray Tune's ASHAScheduler over each cell's LR grid (`asha`, or a mapping {name, reduction_factor,
+    # grace_period}); grid searcher only; None: off
+    scheduler: SchedulerSpec | SchedulerName | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheduler, str) and self.scheduler in SCHEDULERS:  # `scheduler: asha`: the defaults
+            object.__setattr__(self, "scheduler", SchedulerSpec(name=self.scheduler))
+
+    def scheduler_spec(self) -> SchedulerSpec | None:
+        return self.scheduler if isinstance(self.scheduler, SchedulerSpec) else None
 
     def validate(self) -> None:
+        if isinstance(self.scheduler, SchedulerSpec):
+            try:
+                self.scheduler.validate()
+            except SpecError as err:
+                raise err.located(key_prefix="scheduler") from None
+        if self.scheduler is not None and self.searcher != "grid":
+            raise SpecError(f"expected searcher grid with a scheduler, got searcher {self.searcher!r}: a scheduler "
+                            "stops trials of a cell against each other, and only grid runs a cell's whole LR grid "
+                            "(the prior searchers' rule needs whole trials: use search.early_stop with them)",
+                            key="scheduler")
         if self.early_stop is not None and self.searcher not in PRIOR_SEARCHERS:
             raise SpecError(f"expected one of the prior searchers {list(PRIOR_SEARCHERS)} with early stopping, got "
                             f"searcher {self.searcher!r}", key="early_stop")

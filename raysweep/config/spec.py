@@ -63,6 +63,13 @@ class SweepSpec:
         if not isinstance(self.eval_points, int) or isinstance(self.eval_points, bool) or self.eval_points < 0:
             raise SpecError(f"expected a whole number >= 0 of evaluation points, got {self.eval_points!r}",
                             key="eval_points")
+        scheduler = self.search.scheduler_spec()
+        if scheduler is not None and self.eval_points < 1:
+            raise SpecError("expected evaluation points with search.scheduler (its rungs are evaluation points; "
+                            f"8 suits a 7-point LR grid), got eval_points {self.eval_points}", key="eval_points")
+        if scheduler is not None and scheduler.grace_period > self.eval_points:
+            raise SpecError(f"expected at most eval_points ({self.eval_points}) evaluation points, got "
+                            f"{scheduler.grace_period}", key="search.scheduler.grace_period")
         if self.optim.name == "adamw" and self.lr.high > MAX_ADAMW_LR:
             raise SpecError(f"expected an LR grid for AdamW (around 1e-3, at most {MAX_ADAMW_LR}), got lr.high "
                             f"{self.lr.high:g}: set lr to e.g. {{base: 1.0e-3, low: 1.25e-4, high: 8.0e-3}}",

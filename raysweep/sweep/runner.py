@@ -61,6 +61,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
     from ray.tune.logger import JsonLoggerCallback
 
     from raysweep.sweep.callbacks import MlflowTrialCallback
+    from raysweep.sweep.cell_scheduler import CellScheduler
     from raysweep.sweep.connect import connect
     from raysweep.sweep.early_stop import EarlyStopScheduler
     from raysweep.sweep.trainable import run_trial, trial_resources, tune_storage
@@ -114,6 +115,11 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
                                        earlier_runs=earlier_runs, max_failures=spec.resources.max_failures,
                                        train_storage=f"{results}/train", units=units,
                                        early_stops=tune_searcher.early_stopped)
+        scheduler: Any = None
+        if spec.search.early_stop is not None:  # FIFO, plus a STOP when the searcher stops a trial at an eval point
+            scheduler = EarlyStopScheduler(tune_searcher)
+        elif (asha := spec.search.scheduler_spec()) is not None:  # Tune's ASHA, one per cell
+            scheduler = CellScheduler(tune_searcher, asha, points=spec.eval_points)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, spec_dict=spec.to_dict(), storage_path=f"{results}/train",
                                 compile_cache=str(local / "xla_cache"), units=units),
@@ -123,8 +129,7 @@ def run_sweep(spec: SweepSpec, *, source: str, tracking_uri: str, results_dir: P
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=tune_searcher,
-                # search.early_stop: FIFO, plus a STOP when the searcher stops a trial at an eval point
-                scheduler=EarlyStopScheduler(tune_searcher) if spec.search.early_stop is not None else None,
+                scheduler=scheduler,
                 num_samples=-1,  # until the searcher says FINISHED
                 max_concurrent_trials=concurrent,
                 reuse_actors=True,

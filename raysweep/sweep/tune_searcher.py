@@ -57,6 +57,15 @@ class TuneCellSearcher(Searcher):
             self.early_stopped[trial_id] = decision
         return decision
 
+    def scheduler_stop(self, trial_id: str, decision: EarlyStop) -> None:
+        """search.scheduler stopped a running trial at an evaluation point (`CellScheduler`): the
+        searcher learns at once that its LR is not the cell's best (a loss that loses to every
+        finished trial, as a diverged one), so it never waits for the trial or proposes it again."""
+        if trial_id not in self.proposals or trial_id in self.early_stopped:
+            return
+        self.early_stopped[trial_id] = decision
+        self.cell_searcher.on_trial_complete(trial_id, Outcome(math.inf, TrialStatus.DIVERGED))
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.proposals or trial_id in self.early_stopped:
             return  # an early-stopped trial was told to the searcher when it was stopped

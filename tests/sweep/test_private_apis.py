@@ -64,3 +64,16 @@ def test_single_machine_switch_used_by_connect() -> None:
     assert ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR == "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
     assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
     assert "ray_constants.ENABLE_RAY_CLUSTER" in inspect.getsource(services)
+
+
+def test_asha_bookkeeping_read_by_the_cell_scheduler() -> None:
+    # raysweep/sweep/cell_scheduler.py: drops a finished trial from `_trial_info`, and reads the rung a
+    # stopped trial was recorded at and its cut-off from `_brackets[i]._rungs` and `cutoff` (the reason)
+    from ray.tune.schedulers import ASHAScheduler
+
+    sched = ASHAScheduler(time_attr="t", metric="m", mode="min", max_t=8, grace_period=1, reduction_factor=2)
+    assert isinstance(sched._trial_info, dict)
+    (bracket,) = sched._brackets
+    assert [m for m, recorded in bracket._rungs] == [8, 4, 2, 1] and all(r == {} for _, r in bracket._rungs)
+    assert bracket.cutoff({"a": -1.0, "b": -3.0}) == pytest.approx(-2.0)
+    assert bracket.cutoff({}) is None
