@@ -67,7 +67,6 @@ def test_the_cells_first_trial_never_stops_and_a_better_trial_never_stops(tmp_pa
     path = _table(tmp_path, {0.4: "0.25:9;0.5:8;1:1", 0.2: "0.25:2;0.5:1.5;1:1.2", 0.1: "0.25:3;1:2"})
     table = load_table(path)
     lat = table.lattice
-    cell = Cell(0, 0)
 
     def curve(c: Cell, lr: float) -> list[tuple[float, float]]:
         i = lat.lr_index(lr)
