@@ -28,7 +28,10 @@ def spec():  # type: ignore[no-untyped-def]
         "lr": {"base": GOOD, "factor": 64, "low": BAD, "high": GOOD},
         "data": {"dataset": "mnist5k", "train_subset": 640},
         "optim": {"agc_clip": 0.16},
-        "resources": {"device": "cpu", "workers_per_trial": 0, "concurrent_trials": 2},
+        # one trial at a time: the bad trial starts only once the first has its whole curve, so it is
+        # compared at its first evaluation point whatever the machine's load (with two in flight, a
+        # loaded machine could let it finish before the first trial reported anything)
+        "resources": {"device": "cpu", "workers_per_trial": 0, "concurrent_trials": 1},
         # margin 0: any loss above the incumbent's at a matched step stops the trial (the tiny LR
         # barely moves from the initial loss, so it is worse at every step but perhaps the first)
         "search": {"searcher": "monotone", "early_stop": {"margin": 0.0}},
@@ -45,8 +48,8 @@ def test_early_stopped_trial_ends_stopped_with_reason_and_is_never_run_again(ray
                                                                               tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = tmp_path / "res"
-    # session 1 ends once one trial is done: the early-stopped one; the first trial is cut off
-    first = run_sweep(spec(), source="test", tracking_uri=uri, results_dir=res, verbose=0, max_trials=1)
+    # session 1 runs the cell's first trial to its end and stops the second at a matched evaluation point
+    first = run_sweep(spec(), source="test", tracking_uri=uri, results_dir=res, verbose=0, max_trials=2)
     client = MlflowClient(uri)
     (bad,) = [r for r in runs(client) if float(r.data.params["lr"]) == BAD]
     assert bad.data.tags[Tag.STATUS] == "stopped" and bad.info.status == "KILLED"
@@ -66,7 +69,7 @@ def test_early_stopped_trial_ends_stopped_with_reason_and_is_never_run_again(ray
     assert pruned.user_attrs[StudyAttr.EARLY_STOP]["saved_flops"] == pytest.approx(saved)
     assert pruned.intermediate_values  # its curve, kept with the study
 
-    # session 2 resumes: the first trial runs to its end; the stopped one is not run or reopened
+    # session 2 resumes: the cell is settled; the stopped trial is not run or reopened
     second = run_sweep(spec(), source="test", tracking_uri=uri, results_dir=res, verbose=0, resume=True)
     assert second.parent_run_id == first.parent_run_id
     after = runs(client)
