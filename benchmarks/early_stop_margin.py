@@ -10,6 +10,12 @@ and what each margin buys in the replay (FLOPs per cell against regret).
    the incumbent would be stopped more than 5% of the time.
 2. The sweep. `raysweep bench searcher`'s replay of monotone + early stop (and warm + early stop
    with --warm-start) at each margin: full trials per cell, hit rate, mean and max regret.
+3. The floor. The same replay on an *oracle* copy of the table, in which every evaluation point of a
+   trial holds that trial's final loss, at margin 0: every trial that will end worse than its cell's
+   incumbent stops at its first evaluation point shared with the incumbent, and no trial that will
+   end better is ever stopped. No margin and no noise model can spend less under search.early_stop's
+   rules (the cell's first trial and every trial better than the ones before it run their whole
+   budget), so this row is the least FLOPs per cell the rule can reach at the searcher's own regret.
 
     PYTHONPATH=. .venv/bin/python benchmarks/early_stop_margin.py benchmarks/mnist5k_grid_curves.csv \
         benchmarks/fashion_grid_curves.csv --figure benchmarks/early_stop_margin.png \
@@ -19,7 +25,9 @@ and what each margin buys in the replay (FLOPs per cell against regret).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import tempfile
 import math
 import statistics
 import sys
@@ -86,6 +94,35 @@ def sweep(path: str, warm: str | None, margins: tuple[float, ...]) -> list[dict[
     return rows
 
 
+def oracle_copy(path: str, out: Path) -> Path:
+    """The table with each trial's curve flattened to its final loss at every evaluation point."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    if "curve" not in fields:
+        raise SystemExit(f"{path}: no `curve` column: the oracle floor needs a table with curves")
+    for row in rows:
+        if row["curve"]:
+            fracs = [p.split(":")[0] for p in row["curve"].split(";")]
+            row["curve"] = ";".join(f"{fr}:{row['val_loss']}" for fr in fracs)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def floor(path: str, warm: str | None) -> list[dict[str, object]]:
+    names = ["monotone+es"] + (["warm+es"] if warm else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        oracle = oracle_copy(path, Path(tmp) / "oracle.csv")
+        res = run_replay(str(oracle), searchers=names, early_stop=0.0, warm_start=warm)["searchers"]
+    return [{"variant": f"{name} oracle", "margin": 0.0, "flops_per_cell": res[name]["full_trials_per_cell"],
+             "hit_rate": res[name]["hit_rate"], "mean_regret": res[name]["mean_regret"],
+             "max_regret": res[name]["max_regret"], "stopped_per_cell": res[name]["stopped_per_cell"]}
+            for name in names]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+")
@@ -106,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{_f(n['middle'])}, late {_f(n['late'])}, all {_f(n['all'])} -> 1.645 sigma = {_f(n['margin_95'])} "
               f"(search.early_stop's auto: {AUTO_MARGIN})")
         rows = sweep(path, warm, MARGINS)
+        oracle = floor(path, warm)
         print(f"{'variant':<12} {'margin':>7} {'flops/cell':>10} {'stopped/cell':>12} {'hit':>6} "
               f"{'mean regret':>11} {'max regret':>10}")
         for r in rows:
@@ -113,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             stopped = f"{r['stopped_per_cell']:.2f}" if "stopped_per_cell" in r else "-"
             print(f"{r['variant']:<12} {margin:>7} {r['flops_per_cell']:>10.2f} {stopped:>12} "
                   f"{r['hit_rate']:>6.3f} {r['mean_regret']:>11.2%} {r['max_regret']:>10.2%}")
+        for r in oracle:
+            print(f"{r['variant']:<19} {r['flops_per_cell']:>10.2f} {r['stopped_per_cell']:>12.2f} "
+                  f"{r['hit_rate']:>6.3f} {r['mean_regret']:>11.2%} {r['max_regret']:>10.2%}")
+        print("oracle: every trial that ends worse than its incumbent stops at its first shared evaluation "
+              "point; no trial that ends better stops: the least FLOPs the rule allows")
         print()
-        results.append({"table": path, "warm_start": warm, "noise": n, "sweep": rows})
+        results.append({"table": path, "warm_start": warm, "noise": n, "sweep": rows, "floor": oracle})
     if args.figure:
         _plot(results, args.figure)
         print(f"wrote {args.figure}")
@@ -147,6 +190,9 @@ def _plot(results: list[dict], path: Path) -> None:  # type: ignore[type-arg]
             if r["margin"] is None:
                 ax.plot(r["flops_per_cell"], 100 * r["mean_regret"], "s", color="k" if r["variant"] == "monotone" else "C1",
                         mfc="none", label=f"{r['variant']} (no early stop)")
+        for r in res.get("floor", []):
+            ax.plot(r["flops_per_cell"], 100 * r["mean_regret"], "*", ms=11,
+                    color="C0" if r["variant"].startswith("monotone") else "C1", label=r["variant"] + " (floor)")
         ax.axvline(1.5, color="grey", ls=":", lw=1)
         ax.axhline(0.5, color="grey", ls=":", lw=1)
         ax.set_xlabel("FLOPs per settled cell (full trials)")
