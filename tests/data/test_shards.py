@@ -286,3 +286,56 @@ def test_cli_convert_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "expected one of" in capsys.readouterr().err
     assert main(["data", "inspect", str(tmp_path / "absent")]) == 2
     assert inspect(url).examples == {"train": 1797}
+
+
+# The archive parser ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_arrays_reads_back_every_array_bit_for_bit(compressed: bool) -> None:
+    import io
+
+    from raysweep.data.shard_files import npz_arrays
+
+    arrays = {"ids": np.arange(7, 12, dtype=np.int64),
+              "pixels": np.random.default_rng(0).integers(0, 256, (5, 1, 3, 3), dtype=np.uint8),
+              "fortran": np.asfortranarray(np.random.default_rng(1).random((3, 4))),
+              "empty": np.zeros((0, 3), dtype=np.float32), "scalar": np.array(3.5)}
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    got = npz_arrays(buf.getvalue())
+    assert set(got) == set(arrays)
+    for key, want in arrays.items():
+        assert got[key].dtype == want.dtype and got[key].shape == want.shape
+        np.testing.assert_array_equal(got[key], want)
+    if not compressed:  # a view into the shard's bytes, not a copy
+        assert not got["pixels"].flags.writeable and not got["pixels"].flags.owndata
+
+
+def test_npz_arrays_relies_on_numpys_public_header_readers() -> None:
+    """The zero-copy path reads .npy headers with numpy.lib.format's public readers for versions 1.0
+    and 2.0 (what np.savez writes); if numpy drops or changes them, this fails first."""
+    import io
+
+    from raysweep.data.shard_files import _HEADERS
+
+    for version, reader in _HEADERS.items():
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.zeros((2, 3), np.uint8), version=version)
+        buf.seek(0)
+        assert np.lib.format.read_magic(buf) == version
+        assert reader(buf) == ((2, 3), False, np.dtype(np.uint8))
+
+
+def test_a_shard_that_matches_its_checksum_but_is_no_archive_fails_naming_it(digits: str, tmp_path: Path) -> None:
+    import dataclasses
+    import hashlib
+
+    from raysweep.data.shard_files import _parse
+
+    index = read_index(digits)
+    shard = index.splits["train"][0]
+    junk = b"not a zip file" * 100
+    bad = dataclasses.replace(shard, sha256=hashlib.sha256(junk).hexdigest(), bytes=len(junk))
+    with pytest.raises(CorruptShard, match=f"shard {shard.file} is not a NumPy archive"):
+        _parse(bad, shard.file, junk)
