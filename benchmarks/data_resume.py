@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import data_throughput as dt  # noqa: E402
+import data_throughput as dt
 
 CHILD = """
 import sys, json, numpy as np
@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from raysweep.data import sources
 
-    lines = [f"data_resume: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
-             f"load average at the start {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]
+    lines = [(f"data_resume: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+             f"load average at the start {' '.join(f'{x:.1f}' for x in os.getloadavg())}")]
     with tempfile.TemporaryDirectory(prefix="raysweep-resume-") as tmp:
         work = Path(tmp)
         pool = args.examples + args.examples // 100
-        base = sources._read_fashion_mnist(None)  # noqa: SLF001
+        base = sources._read_fashion_mnist(None)
         labels = np.resize(base.labels, pool)
         dt.write_idx(work / "idx", np.resize(base.images, (pool, 28, 28)), labels)
         del base
