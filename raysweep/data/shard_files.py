@@ -274,7 +274,8 @@ def npz_arrays(raw: bytes) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
         for info in zf.infolist():
             key = info.filename.removesuffix(".npy")
-            header = _HEADERS.get(_magic(raw, info)) if info.compress_type == zipfile.ZIP_STORED else None
+            version = _magic(raw, info) if info.compress_type == zipfile.ZIP_STORED else None
+            header = _HEADERS.get(version) if version is not None else None
             if header is None:  # compressed, or an .npy format version without a public header reader
                 with zf.open(info) as member:
                     out[key] = np.lib.format.read_array(member, allow_pickle=False)
