@@ -11,6 +11,10 @@ steps at batch 64). Each row: seconds from `load_splits` to the first batch at 1
 (`batches(start=step)`), cold (page cache dropped) or warm, global order (`shard_window: 0`, every
 shard needed at once) or a one-shard window, 0 or 2 loader workers; median and range over the
 repeats, and whether every resumed batch held the labels the order function puts there.
+
+`--source s3` reads the same shards from moto's S3 server on 127.0.0.1 instead (uploaded there once;
+`tests/object_stores.start_moto`, reached through AWS_ENDPOINT_URL_S3 as production reaches a
+bucket); a server holds its objects in memory, so there is no cold row.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("data_resume.txt"))
+    ap.add_argument("--source", choices=("local", "s3"), default="local")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/data_resume[_s3].txt")
     args = ap.parse_args(argv)
+    args.out = args.out or Path(__file__).with_name("data_resume.txt" if args.source == "local" else "data_resume_s3.txt")
     import json
 
     from raysweep.data import sources
@@ -71,17 +77,33 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{args.examples:,} training examples ({args.examples // dt.BATCH:,} steps at batch {dt.BATCH}) in "
                      f"{len(files)} shards, {sum(p.stat().st_size for p in files) / 2**20:,.0f} MiB, converted in "
                      f"{seconds:.1f} s; {args.repeats} repeats, each in a fresh process")
+        moto, url, caches = None, str(big), ("cold", "warm")
+        if args.source == "s3":
+            sys.path.insert(0, str(Path(__file__).parent.parent))
+            import fsspec
+
+            from tests.object_stores import BUCKET, start_moto
+
+            moto, endpoint = start_moto(auth=False)
+            dt.s3_environment(endpoint)
+            fs = fsspec.filesystem("s3")
+            fs.mkdir(BUCKET)
+            url = f"s3://{BUCKET}/big"
+            t0 = time.perf_counter()
+            fs.put(str(big) + "/", url + "/", recursive=True)
+            lines.append(f"S3: moto server on 127.0.0.1, the shards uploaded in {time.perf_counter() - t0:.1f} s")
+            caches = ("server",)
         lines.append(f"{'order':<15}{'workers':>8} {'cache':>6} {'position':>9} {'median s':>9} {'range':>12}  batch")
         print("\n".join(lines), flush=True)
         medians = []
         for order, window in (("global", 0), ("window 1 shard", 1)):
             for workers in (0, 2):
                 for fraction in (0.1, 0.9):
-                    for cache in ("cold", "warm"):
+                    for cache in caches:
                         got = []
                         for _ in range(args.repeats):
                             code = CHILD.format(bench=str(Path(__file__).parent), labels=str(work / "labels.npy"),
-                                                cold=cache == "cold", url=str(big), val=(pool - args.examples) / pool,
+                                                cold=cache == "cold", url=url, val=(pool - args.examples) / pool,
                                                 workers=workers, window=window, fraction=fraction)
                             out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                                  text=True).stdout
@@ -93,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                         lines.append(line)
                         medians.append(statistics.median(secs) if ok == "as ordered" else float("inf"))
                         print(line, flush=True)
+        if moto is not None:
+            moto.terminate()
+            moto.wait(timeout=10)
     worst = max(medians)
     lines.append(f"goal: resume <= {dt.GOAL_RESUME_S:g} s wherever the position is: "
                  f"{'met' if worst <= dt.GOAL_RESUME_S else 'NOT met'} (worst median {worst:.2f} s); "
