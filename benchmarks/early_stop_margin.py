@@ -37,7 +37,7 @@ from raysweep.bench.engine import run_replay
 from raysweep.bench.table import Table, load_table
 from raysweep.search.early_stop import AUTO_MARGIN, ONE_SIDED_95
 
-MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, AUTO_MARGIN, 0.5)
+MARGINS = tuple(sorted({0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.29, 0.5, AUTO_MARGIN}))
 PHASES = (("early", 0.0, 1 / 3), ("middle", 1 / 3, 2 / 3), ("late", 2 / 3, 1.0 + 1e-9))
 
 

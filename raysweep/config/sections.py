@@ -185,7 +185,7 @@ class EarlyStopSpec:
     its cell's incumbent at the same step by more than `margin` (relative); the cell's first trial
     never stops (rules: raysweep.search.early_stop)."""
 
-    # 'auto': 0.29, one-sided 95% of the paired seed noise measured in benchmarks/*_grid_agc0.16.csv
+    # 'auto': 0.05, one sigma of the matched-step seed noise early in a budget (benchmarks/*_grid_curves.csv)
     margin: Literal["auto"] | float = "auto"
 
     def validate(self) -> None:

@@ -49,10 +49,10 @@ def test_a_trial_clearly_worse_at_the_matched_step_stops_there_and_costs_that_sh
 
 
 def test_within_the_margin_nothing_stops_and_the_better_trial_is_kept(tmp_path: Path) -> None:
-    # 0.2 is 20% worse early (inside the 0.29 margin), then better: it runs to the end and wins,
+    # 0.2 is 20% worse early (inside a 0.29 margin), then better: it runs to the end and wins,
     # so monotone steps on to 0.1, which is far worse at its first point and stops
     path = _table(tmp_path, {0.4: "0.25:2;0.5:1.5;1:1", 0.2: "0.25:2.4;0.5:1.4;1:0.9", 0.1: "0.25:9;0.5:5;1:2"})
-    out = _replay(path)
+    out = _replay(path, early_stop=0.29)
     assert out["monotone"]["full_trials_per_cell"] == pytest.approx(3.0)
     assert out["monotone+es"]["full_trials_per_cell"] == pytest.approx(2.25)
     assert out["monotone+es"]["hit_rate"] == 1.0  # settled on 0.2, the best

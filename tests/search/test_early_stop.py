@@ -16,8 +16,8 @@ from raysweep.search import early_stop as es
 M = 0.1  # margin in these tests
 
 
-def test_auto_margin_is_the_one_sided_95_point_of_the_measured_seed_noise() -> None:
-    assert AUTO_MARGIN == es.margin_of("auto") == pytest.approx(1.645 * 0.1755, abs=0.005)
+def test_auto_margin_is_one_sigma_of_the_measured_early_matched_step_seed_noise() -> None:
+    assert AUTO_MARGIN == es.margin_of("auto") == pytest.approx(0.052, abs=0.005)
     assert es.margin_of(0.05) == 0.05
     with pytest.raises(ValueError, match="margin"):
         es.margin_of(-0.1)
