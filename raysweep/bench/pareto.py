@@ -18,6 +18,14 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: points[n])
 
 
+def log_regret_axis(regrets_pct: list[float]) -> bool:
+    """Whether the figure's regret axis goes logarithmic above 1%: when one method is far off (a
+    diverging LR kept, 20x the median and above 20%), which on a linear axis would flatten every other
+    point onto zero."""
+    ys = sorted(regrets_pct)
+    return bool(ys) and ys[0] >= 0 and ys[-1] > 20 * max(ys[len(ys) // 2], 1.0)
+
+
 def plot_pareto(result: dict[str, Any], path: Path) -> list[str]:
     """Write the figure of `run_replay`'s result to `path`; the Pareto-front methods, by FLOPs."""
     import matplotlib
@@ -44,9 +52,15 @@ def plot_pareto(result: dict[str, Any], path: Path) -> list[str]:
     ax.set_ylabel("mean regret (%)")
     ax.set_title(Path(result["table"]["path"]).name, fontsize=9)
     ax.set_xlim(left=0)
-    ax.set_ylim(bottom=min(0.0, *(y for _, y in points.values())) if points else 0.0)
-    bottom, top = ax.get_ylim()
-    ax.set_ylim(bottom, top + 0.15 * (top - bottom))  # room for the labels above the highest point
+    ys = sorted(y for _, y in points.values())
+    if log_regret_axis(ys):
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylabel("mean regret (%; linear to 1, log above)")
+        ax.set_ylim(0, ys[-1] * 3)
+    else:
+        ax.set_ylim(bottom=min(0.0, *ys) if ys else 0.0)
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top + 0.15 * (top - bottom))  # room for the labels above the highest point
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -171,3 +171,11 @@ def test_cli_prints_flops_per_cell_and_writes_the_pareto_figure(tmp_path: Path,
     assert pareto_front({"a": (1.0, 0.5), "b": (2.0, 0.1), "c": (2.0, 0.6), "d": (0.5, 0.9)}) == ["d", "a", "b"]
     assert main(["bench", "searcher", "--table", path, "--searchers", "monotone", "--peers", "none"]) == 0
     assert "asha" not in capsys.readouterr().out
+
+
+def test_the_regret_axis_goes_logarithmic_only_when_one_method_is_far_off() -> None:
+    from raysweep.bench.pareto import log_regret_axis
+
+    assert not log_regret_axis([0.0, 0.26, 0.5, 3.3, 16.0])  # all readable on a linear axis
+    assert log_regret_axis([0.0, 0.26, 0.5, 3.3, 266.0])  # one 266% point would flatten the rest
+    assert not log_regret_axis([])
