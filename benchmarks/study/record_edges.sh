@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 17, the part of the extended study that fits a session: only the cells that the first NFNet
+# study's edge warnings name (benchmarks/study/analysis/nfnet/report.md):
+#   nfnet_t0@16 sits on the frontier at the largest budget -> nfnet_t0 at 32 epochs;
+#   nfnet_t3@4 and @8 (the frontier's top) use the largest rung -> nfnet_t4 at 4 and 8 epochs.
+# Each a sweep of its own (a lattice is a full product of rungs and budgets), warm-started from the
+# first study's table (benchmarks/study/nfnet.csv), monotone with search.early_stop (margin auto),
+# checkpoints kept, one seed as in the first study. About 40 minutes on 2 idle cores.
+# Writes benchmarks/study/nfnet_edges.csv (the first study's trials and the new ones) and its
+# analysis in benchmarks/study/analysis/nfnet_edges/ (is the edge warning silent now?). The MLflow
+# store and Ray results stay in benchmarks/record/study_edges/ (not committed). Resumable like
+# record_extended.sh: run it again after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RS=${RS:-.venv/bin/raysweep}
+PY=${PY:-.venv/bin/python}
+REC=benchmarks/record/study_edges
+URI="sqlite:///$PWD/$REC/mlflow.db"
+mkdir -p "$REC"
+sweep() {  # name, extra args...
+  local name=$1; shift
+  [ -e "$REC/done-$name" ] && { echo "$name: already recorded"; return; }
+  local again=()
+  [ -e "$REC/started-$name" ] && again=(--resume)
+  touch "$REC/started-$name"
+  $RS run search_spaces/study/fashion_nfnet.yaml --quiet --tracking-uri "$URI" --results "$REC/results" "${again[@]}" \
+    --warm-start benchmarks/study/nfnet.csv --set name="$name" --set tracking.experiment=study-fashion-nfnet-edges \
+    --set 'search.early_stop={margin: auto}' "$@"
+  touch "$REC/done-$name"
+}
+sweep study_nfnet_t4_edge --set 'ladder.rungs=[nfnet_t4]' --set 'epochs=[4,8]'
+sweep study_nfnet_t0_edge --set 'ladder.rungs=[nfnet_t0]' --set 'epochs=[32]'
+$RS table --tracking-uri "$URI" --experiment study-fashion-nfnet-edges --out "$REC/edges.csv"
+$PY benchmarks/study/merge_tables.py benchmarks/study/nfnet.csv "$REC/edges.csv" --out benchmarks/study/nfnet_edges.csv
+$RS analyze --table benchmarks/study/nfnet_edges.csv --out benchmarks/study/analysis/nfnet_edges
