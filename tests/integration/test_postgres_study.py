@@ -30,15 +30,16 @@ from raysweep.core.records import M, Tag, TrialStatus
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-CELLS = {"nfnet_t0@0.25", "nfnet_t0@0.5", "nfnet_t1@0.25", "nfnet_t1@0.5"}
+EPOCHS = (0.25, 0.5)
+CELLS = {f"{rung}@{e:g}" for rung in ("nfnet_t0", "nfnet_t1") for e in EPOCHS}
 
 
-def space(tmp_path: Path, name: str, storage: str) -> Path:
+def space(tmp_path: Path, name: str, storage: str, epochs: tuple[float, ...] = EPOCHS) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "name": name,
         "ladder": {"family": "nfnet_cpu", "rungs": ["nfnet_t0", "nfnet_t1"]},
-        "epochs": [0.25, 0.5],
+        "epochs": list(epochs),
         "lr": {"base": 0.4, "factor": 2, "low": 0.05, "high": 1.6},
         "data": {"dataset": "mnist5k"},
         "resources": {"device": "cpu", "workers_per_trial": 0, "concurrent_trials": 2},
@@ -140,7 +141,9 @@ def ok_runs(tmp_path: Path, experiment: str) -> list:
 
 def test_a_second_driver_resumes_the_study_and_a_third_is_refused_while_it_runs(postgres, tmp_path: Path) -> None:
     url = postgres.create_db("resume")
-    spec = space(tmp_path, "pgresume", url)
+    # budgets 4x the other test's: the second driver's remaining trials must outlast the third
+    # driver's start and refusal on a loaded machine (with 0.25/0.5 the second could finish first)
+    spec = space(tmp_path, "pgresume", url, epochs=(1, 2))
 
     first = Driver(tmp_path, spec, "--max-trials", "2")
     assert first.finish() == 0, first.text()
@@ -166,7 +169,7 @@ def test_a_second_driver_resumes_the_study_and_a_third_is_refused_while_it_runs(
     assert study_again == study_name  # one study, continued
     assert max(done.values()) == 1, f"a finished (cell, lr) ran again: {done}"
     assert set(done_first) <= set(done)
-    assert {cell for cell, _ in done} == CELLS
+    assert {cell for cell, _ in done} == {f"{rung}@{e}" for rung in ("nfnet_t0", "nfnet_t1") for e in (1, 2)}
     out = "".join(second.out)
     assert "cells settled" not in out  # every cell settled
     # MLflow agrees: one ok child run per (cell, lr) over both drivers, one per completed trial
