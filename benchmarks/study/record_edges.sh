@@ -5,7 +5,7 @@
 #   nfnet_t3@4 and @8 (the frontier's top) use the largest rung -> nfnet_t4 at 4 and 8 epochs.
 # Each a sweep of its own (a lattice is a full product of rungs and budgets), warm-started from the
 # first study's table (benchmarks/study/nfnet.csv), monotone with search.early_stop (margin auto),
-# checkpoints kept, one seed as in the first study. About 40 minutes on 2 idle cores.
+# checkpoints kept, one seed as in the first study. About 13 minutes on 2 cores (2026-12-04).
 # Writes benchmarks/study/nfnet_edges.csv (the first study's trials and the new ones) and its
 # analysis in benchmarks/study/analysis/nfnet_edges/ (is the edge warning silent now?). The MLflow
 # store and Ray results stay in benchmarks/record/study_edges/ (not committed). Resumable like
