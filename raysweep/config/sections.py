@@ -86,7 +86,9 @@ class DataSpec:
     train_subset: int | None = None  # use only the first N shuffled training examples (benchmarks)
     assume: DataAssumption | None = None  # for --dry-run only, where `path` is not readable here
     url: str | None = None  # `shards`: the folder `raysweep data convert` wrote (a path, file://, gs://, s3://)
-    loader_workers: int = 2  # `shards`: decoding processes per trial, off the step (0: in the step's process)
+    # `shards`: decoding processes per trial, off the step (0: in the step's process); 'auto': 0 for
+    # decoded pixels (nothing to decode: workers only take the step's CPU), 2 for encoded images
+    loader_workers: Literal["auto"] | int = "auto"
     shard_window: int = 0  # `shards`: 0 = one permutation of all examples (as in memory); k = within k shards
     skip_corrupt_shards: bool = False  # `shards`: drop, count and log a shard failing its SHA-256, not fail
 
@@ -96,9 +98,11 @@ class DataSpec:
         if (self.dataset == "shards") != bool(self.url):
             raise SpecError(f"expected a url exactly with dataset shards, got dataset {self.dataset} and "
                             f"url {self.url!r}", key="url")
-        if self.loader_workers < 0 or self.shard_window < 0:
-            raise SpecError(f"expected loader_workers >= 0 and shard_window >= 0, got {self.loader_workers} "
-                            f"and {self.shard_window}", key="loader_workers" if self.loader_workers < 0 else "shard_window")
+        if self.loader_workers != "auto" and (isinstance(self.loader_workers, bool)
+                                              or not isinstance(self.loader_workers, int) or self.loader_workers < 0):
+            raise SpecError(f"expected 'auto' or an integer >= 0, got {_show(self.loader_workers)}", key="loader_workers")
+        if self.shard_window < 0:
+            raise SpecError(f"expected shard_window >= 0, got {self.shard_window}", key="shard_window")
         if not 0 < self.val_fraction < 1:
             raise SpecError(f"expected a fraction in (0, 1), got {self.val_fraction!r}", key="val_fraction")
         _positive(self.image_size, "image_size")

@@ -339,3 +339,12 @@ def test_a_shard_that_matches_its_checksum_but_is_no_archive_fails_naming_it(dig
     bad = dataclasses.replace(shard, sha256=hashlib.sha256(junk).hexdigest(), bytes=len(junk))
     with pytest.raises(CorruptShard, match=f"shard {shard.file} is not a NumPy archive"):
         _parse(bad, shard.file, junk)
+
+
+def test_loader_workers_auto_reads_decoded_pixels_in_process_and_decodes_images_in_workers(digits: str) -> None:
+    from raysweep.data.shards import loader_workers
+
+    assert DataSpec(dataset="shards", url=digits).loader_workers == "auto"  # the default
+    assert load_splits(DataSpec(dataset="shards", url=digits)).train.workers == 0  # digits: decoded pixels
+    assert loader_workers("auto", "pixels") == 0 and loader_workers("auto", "encoded") == 2
+    assert loader_workers(3, "pixels") == 3  # a number is taken as it is
