@@ -4,7 +4,7 @@
 
 Everything is measured through raysweep's own code: datasets are written by `raysweep data convert`
 and read by `load_splits(DataSpec(dataset="shards", url=...)).train.batches(64, ...)`, the call the
-training loop makes, with its decoding worker processes (`data.loader_workers`, default 2) and their
+training loop makes, with its decoding worker processes (`data.loader_workers`: 0 and 2 are both timed; the default `auto` is 0 for pixels, 2 for images) and their
 prefetch. The S3 rows read from moto's S3 server on 127.0.0.1 (`tests/object_stores.start_moto`),
 reached as production reaches a bucket: `AWS_ENDPOINT_URL_S3` and the keys in the environment.
 
