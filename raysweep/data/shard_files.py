@@ -258,8 +258,7 @@ def _data_start(raw: bytes, info: zipfile.ZipInfo) -> int:
     return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
 
-def _magic(raw: bytes, info: zipfile.ZipInfo) -> tuple[int, int] | None:
-    start = _data_start(raw, info)
+def _magic(raw: bytes, start: int, info: zipfile.ZipInfo) -> tuple[int, int] | None:
     if raw[start : start + 6] != b"\x93NUMPY" or info.file_size < 8:
         return None
     return raw[start + 6], raw[start + 7]
@@ -274,13 +273,13 @@ def npz_arrays(raw: bytes) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
         for info in zf.infolist():
             key = info.filename.removesuffix(".npy")
-            version = _magic(raw, info) if info.compress_type == zipfile.ZIP_STORED else None
+            start = _data_start(raw, info) if info.compress_type == zipfile.ZIP_STORED else None
+            version = _magic(raw, start, info) if start is not None else None
             header = _HEADERS.get(version) if version is not None else None
-            if header is None:  # compressed, or an .npy format version without a public header reader
-                with zf.open(info) as member:
-                    out[key] = np.lib.format.read_array(member, allow_pickle=False)
+            if start is None or header is None:  # compressed, or an .npy version without a public header reader
+                with zf.open(info) as stored:
+                    out[key] = np.lib.format.read_array(stored, allow_pickle=False)
                 continue
-            start = _data_start(raw, info)
             member = io.BytesIO(view[start : start + info.file_size])
             np.lib.format.read_magic(member)
             shape, fortran, dtype = header(member)

@@ -255,8 +255,9 @@ class ShardSource(Source):
         train_ids, val_ids = split_indices(index.examples("train"), spec)
 
         def view(ids: Tensor, split: str = "train") -> ShardImageSet:
-            return ShardImageSet(index, ids, split=split, image_size=spec.image_size, workers=loader_workers(spec.loader_workers, index.payload),
-                                 window=spec.shard_window, skip_corrupt=spec.skip_corrupt_shards)
+            return ShardImageSet(index, ids, split=split, image_size=spec.image_size,
+                                 workers=loader_workers(spec.loader_workers, index.payload), window=spec.shard_window,
+                                 skip_corrupt=spec.skip_corrupt_shards)
 
         test = view(torch.arange(index.examples("test")), "test") if index.examples("test") else None
         return Splits(name=index.name, train=view(train_ids), val=view(val_ids), num_classes=index.num_classes,
