@@ -17,19 +17,14 @@ PY=${PY:-.venv/bin/python}
 REC=benchmarks/record/study_edges
 URI="sqlite:///$PWD/$REC/mlflow.db"
 mkdir -p "$REC"
-sweep() {  # name, extra args...
+. benchmarks/study/sweep.sh
+edge() {  # name, extra args: one sweep of fashion_nfnet.yaml's recipe, warm-started from the first study
   local name=$1; shift
-  [ -e "$REC/done-$name" ] && { echo "$name: already recorded"; return; }
-  local again=()
-  [ -e "$REC/started-$name" ] && again=(--resume)
-  touch "$REC/started-$name"
-  $RS run search_spaces/study/fashion_nfnet.yaml --quiet --tracking-uri "$URI" --results "$REC/results" "${again[@]}" \
-    --warm-start benchmarks/study/nfnet.csv --set name="$name" --set tracking.experiment=study-fashion-nfnet-edges \
-    --set 'search.early_stop={margin: auto}' "$@"
-  touch "$REC/done-$name"
+  sweep "$name" search_spaces/study/fashion_nfnet.yaml --warm-start benchmarks/study/nfnet.csv \
+    --set tracking.experiment=study-fashion-nfnet-edges "$@"
 }
-sweep study_nfnet_t4_edge --set 'ladder.rungs=[nfnet_t4]' --set 'epochs=[4,8]'
-sweep study_nfnet_t0_edge --set 'ladder.rungs=[nfnet_t0]' --set 'epochs=[32]'
+edge study_nfnet_t4_edge --set 'ladder.rungs=[nfnet_t4]' --set 'epochs=[4,8]'
+edge study_nfnet_t0_edge --set 'ladder.rungs=[nfnet_t0]' --set 'epochs=[32]'
 $RS table --tracking-uri "$URI" --experiment study-fashion-nfnet-edges --out "$REC/edges.csv"
 $PY benchmarks/study/merge_tables.py benchmarks/study/nfnet.csv "$REC/edges.csv" --out benchmarks/study/nfnet_edges.csv
 $RS analyze --table benchmarks/study/nfnet_edges.csv --out benchmarks/study/analysis/nfnet_edges

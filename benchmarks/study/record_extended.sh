@@ -22,16 +22,7 @@ PY=${PY:-.venv/bin/python}
 REC=benchmarks/record/study_extended
 URI="sqlite:///$PWD/$REC/mlflow.db"
 mkdir -p "$REC"
-sweep() {  # name, space, extra args...
-  local name=$1 space=$2; shift 2
-  [ -e "$REC/done-$name" ] && { echo "$name: already recorded"; return; }
-  local again=()  # a second run of this script continues an interrupted sweep
-  [ -e "$REC/started-$name" ] && again=(--resume)
-  touch "$REC/started-$name"
-  $RS run "$space" --quiet --tracking-uri "$URI" --results "$REC/results" "${again[@]}" \
-    --set name="$name" --set 'search.early_stop={margin: auto}' "$@"
-  touch "$REC/done-$name"
-}
+. benchmarks/study/sweep.sh
 if [ "${ONLY:-nfnet}" = nfnet ]; then
   sweep study_fashion_nfnet_up search_spaces/study/fashion_nfnet.yaml \
     --warm-start benchmarks/study/nfnet.csv --set tracking.experiment=study-fashion-nfnet-up \
