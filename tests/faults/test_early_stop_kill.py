@@ -33,18 +33,26 @@ def test_a_killed_driver_resumes_with_every_early_stop_decision_kept(tmp_path: P
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     space = write_space(
         tmp_path, "estop-kill",
-        epochs=[4],  # 640 images / batch 64: 40 steps, evaluated every 5 (eval_points 8)
+        # 640 images / batch 64 x 32 epochs: 320 steps, evaluated every 40 (eval_points 8). Long
+        # enough that the first trial is still running when the tiny LR has been compared with it
+        # (at step 40 or 80, whichever trial started first), and far enough into training that the
+        # comparison is decided (0.4 is well below the barely-moved 0.00625 by step 40; at step 5 a
+        # large LR can still be worse than the initial loss).
+        epochs=[32],
         eval_points=8,
         lr={"base": GOOD, "factor": 64, "low": BAD, "high": GOOD},
         data={"dataset": "mnist5k", "train_subset": 640},
         # margin 0: the tiny LR, barely moving from the initial loss, stops at a matched step
         search={"searcher": "monotone", "early_stop": {"margin": 0.0}},
-        checkpoint={"every_steps": 10},
+        checkpoint={"every_steps": 20},
     )
     common = ["--tracking-uri", uri, "--results", str(tmp_path / "results"), "--quiet"]
     first = start(["run", str(space), *common], tmp_path, tmp_path / "first.log")
 
     def stopped_early_and_first_in_flight() -> bool:
+        if first.poll() is not None:  # fail now, not after the timeout: the race was lost
+            raise AssertionError("the sweep ended before a trial was stopped early while the first ran:\n"
+                                 + (tmp_path / "first.log").read_text()[-3000:])
         runs = {float(r.data.params["lr"]): r for r in child_runs(uri, "estop-kill") if "lr" in r.data.params}
         return (BAD in runs and Tag.EARLY_STOP in runs[BAD].data.tags and GOOD in runs
                 and runs[GOOD].info.status == "RUNNING")
