@@ -89,7 +89,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
         if "=" not in item:
             raise SpecError(f"expected --set KEY=VALUE, got {item!r}", file=file)
         key, _, text = item.partition("=")
-        parts = key.strip().split(".")
+        key = key.strip()
+        parts = key.split(".")
         if not all(parts):
             raise SpecError(f"expected a dotted key such as optim.momentum, got {key!r}", file=file)
         try:

@@ -13,7 +13,8 @@ class SpecError(ValueError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = ": ".join(part for part in (self.file, self.key) if part)
+        # one line whatever the input: a key or file name with a newline or control character is quoted
+        where = ": ".join(part if part.isprintable() else repr(part) for part in (self.file, self.key) if part)
         return f"{where}: {self.detail}" if where else self.detail
 
     def located(self, *, file: str | None = None, key_prefix: str | None = None) -> SpecError:

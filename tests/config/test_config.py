@@ -121,6 +121,9 @@ def test_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
     assert "unknown key" in err(tmp_path, BASE, ("optim.momentun=0.8",))
     assert "KEY=VALUE" in err(tmp_path, BASE, ("optim.momentum",))
     assert "not a section" in err(tmp_path, BASE, ("batch_size.x=1",))
+    # a key with a newline or control character (found by the property test) stays one line
+    assert ": 0: unknown key" in err(tmp_path, BASE, ("0\n=",))
+    assert "'optim.bad\\x1b'" in err(tmp_path, BASE, ("optim.bad\x1b=1",))
 
 
 def test_repository_search_spaces_are_valid() -> None:
