@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as err:  # keys of the YAML file name the file; command-line flags do not
         # command-line flags (--x) and the environment ($X) are not keys of the file
         raise (err if (err.key or "").startswith(("--", "$")) else err.located(file=str(args.space))) from None
+    return report_end(spec, args, uri, out)
+
+
+def report_end(spec, args: argparse.Namespace, uri: str, out) -> int:  # type: ignore[no-untyped-def]
+    """What a sweep prints when it ends (a `SweepOutcome`), and the command's exit code."""
     from raysweep.analysis.summary import format_summary
 
     print()
@@ -56,14 +61,27 @@ def run(args: argparse.Namespace) -> int:
               f"{out.wall_s / out.ideal_s:.2f}x")
     if out.grid_edge:
         print(out.grid_edge)
-    settled = sum(row.best_lr is not None for row in out.rows)
     cells = len(spec.ladder.rungs) * len(spec.epochs)
-    if settled < cells:
+    hint = ""
+    if out.unsettled:
         from raysweep.search import searcher_row
 
         hint = ("continue it with the same command plus --resume" if searcher_row(spec.search.searcher).resumable
                 else f"the {spec.search.searcher} searcher cannot resume; run it again")
-        print(f"the sweep stopped with {settled} of {cells} cells settled: {hint}")
+        print(f"the sweep stopped with {cells - len(out.unsettled)} of {cells} cells settled: {hint}")
+    # Nothing asked the sweep to stop (no --max-trials, no signal), yet cells are unsettled: Ray Tune
+    # ended early (trials that could not start or report). Or every trial of a cell failed. Either
+    # way the sweep did not do its job, and a script must be able to tell: exit 1, one line each.
+    cut_short = bool(out.unsettled) and not out.interrupted and args.max_trials is None
+    errors = []
+    if cut_short:
+        errors.append(f"raysweep: error: the sweep ended with {len(out.unsettled)} of {cells} cells unsettled "
+                      f"({_cells(out.unsettled)}) though nothing stopped it: its trials could not run to the end "
+                      f"(see the log above; is the Ray cluster still up?); {hint}")
+    if out.all_failed:
+        errors.append(f"raysweep: error: every trial of {len(out.all_failed)} cell(s) failed ({_cells(out.all_failed)}): "
+                      "nothing trained there and no LR was judged; see the failed trials' errors in the log above "
+                      "and in MLflow, fix the cause, then run the sweep again")
     if out.unsent is not None:
         print(unsent_line(out.unsent, spec.tracking.flush_timeout_s), file=sys.stderr)
         return 2
@@ -74,7 +92,15 @@ def run(args: argparse.Namespace) -> int:
 
         print(interrupted_line(out.interrupted_by), file=sys.stderr)
         return exit_code(out.interrupted_by)
-    return 0
+    for line in errors:
+        print(line, file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _cells(names: tuple[str, ...], shown: int = 6) -> str:
+    """Cell names for a one-line message: the first few, then how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def browse_line(uri: str, experiment: str) -> str:

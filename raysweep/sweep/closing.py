@@ -40,6 +40,9 @@ class SweepOutcome:
     interrupted_by: int = signal.SIGINT  # which of the two, when interrupted (exit code 128 + it)
     unsent: Backlog | None = None  # tracking records MLflow did not take in time: they wait in the journal
     grid_edge: str | None = None  # `grid_edge_line`: the LR grid cut some cells' search short
+    unsettled: tuple[str, ...] = ()  # cells the searcher has not settled (a stop, an interrupt, or a sweep cut short)
+    # settled cells whose every trial failed (an error, not a diverged loss): nothing trained there
+    all_failed: tuple[str, ...] = ()
 
 
 _BOUNDS = (("high", "lr.high", "raise it above"), ("low", "lr.low", "lower it below"))
@@ -159,8 +162,12 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
         png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
                           tags=tags, artifacts=[txt, csv, png], failed=failed)
+    done = set(searcher.settled())
     return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal,
-                        grid_edge=grid_edge_line(blocked, lattice.lrs))
+                        grid_edge=grid_edge_line(blocked, lattice.lrs),
+                        unsettled=tuple(lattice.name(c) for c in lattice.cells() if c not in done),
+                        all_failed=tuple(row.cell for row in rows if row.best_lr is None and row.trials > 0
+                                         and row.failed == row.trials))
 
 
 def _untag_overtaken(tracker: SweepTracker, earlier: list[TrialRow], best: set[str]) -> None:

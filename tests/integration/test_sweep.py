@@ -146,3 +146,5 @@ def test_a_crashing_trial_is_failed_retried_and_the_sweep_ends(ray_cluster: None
     assert client.get_run(out.parent_run_id).info.status == "FINISHED"
     (row,) = out.rows
     assert row.best_lr is None and row.failed == 2
+    # settled (out of retries), and nothing trained: `raysweep run` ends with an error line, exit 1
+    assert out.unsettled == () and out.all_failed == ("nfnet_t0@1",)
