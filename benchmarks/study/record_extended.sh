@@ -14,7 +14,9 @@
 # benchmarks/study/analysis/{nfnet,vit}_extended/ and benchmarks/study/analysis/compare_extended/,
 # and re-runs the forecast check on the merged tables. The MLflow store and the Ray results stay
 # in benchmarks/record/study_extended/ (not committed).
-# ONLY=nfnet or ONLY=vit records one half.
+# ONLY=nfnet or ONLY=vit records one half. TABLES_ONLY=1 records nothing: it builds the tables and
+# analyses from whatever the record holds so far (a half that has started), for an interim look.
+# Where the NFNet half has not run, the NFNet side is benchmarks/study/nfnet_edges.csv.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RS=${RS:-.venv/bin/raysweep}
@@ -23,12 +25,12 @@ REC=benchmarks/record/study_extended
 URI="sqlite:///$PWD/$REC/mlflow.db"
 mkdir -p "$REC"
 . benchmarks/study/sweep.sh
-if [ "${ONLY:-nfnet}" = nfnet ]; then
+if [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-nfnet}" = nfnet ]; then
   sweep study_fashion_nfnet_up search_spaces/study/fashion_nfnet.yaml \
     --warm-start benchmarks/study/nfnet.csv --set tracking.experiment=study-fashion-nfnet-up \
     --set 'ladder.rungs=[nfnet_t3,nfnet_t4,nfnet_t5]' --set 'epochs=[2,4,8,16,32]'
 fi
-if [ "${ONLY:-vit}" = vit ]; then  # the cells the first study lacks, in two lattices (each a full product):
+if [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-vit}" = vit ]; then  # the cells the first study lacks, in two lattices (each a full product):
   # first the longer budgets of the measured rungs (the edge warning names vit_t0@4 and vit_t1@4),
   sweep study_fashion_vit_up search_spaces/study/fashion_vit.yaml \
     --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
@@ -38,20 +40,23 @@ if [ "${ONLY:-vit}" = vit ]; then  # the cells the first study lacks, in two lat
     --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
     --set 'ladder.rungs=[vit_t3]' --set 'epochs=[0.25,0.5,1,2,4,8,16]'
 fi
-for s in nfnet vit; do  # a half's table once its sweeps are done
-  [ -e "$REC/done-study_fashion_${s}_up" ] || continue
-  [ $s = nfnet ] || [ -e "$REC/done-study_fashion_vit_t3" ] || continue
+for s in nfnet vit; do  # a half's table once its sweeps are done (TABLES_ONLY: once it has started)
+  if [ -n "${TABLES_ONLY:-}" ]; then
+    [ -e "$REC/started-study_fashion_${s}_up" ] || continue
+  else
+    [ -e "$REC/done-study_fashion_${s}_up" ] || continue
+    [ $s = nfnet ] || [ -e "$REC/done-study_fashion_vit_t3" ] || continue
+  fi
   $RS table --tracking-uri "$URI" --experiment "study-fashion-$s-up" --out "$REC/${s}_up.csv"
   $PY benchmarks/study/merge_tables.py "benchmarks/study/$s.csv" "$REC/${s}_up.csv" \
     --out "benchmarks/study/${s}_extended.csv"
   $RS analyze --table "benchmarks/study/${s}_extended.csv" --out "benchmarks/study/analysis/${s}_extended"
 done
-if [ -e benchmarks/study/nfnet_extended.csv ] && [ -e benchmarks/study/vit_extended.csv ]; then
-  $RS analyze --table benchmarks/study/nfnet_extended.csv --table benchmarks/study/vit_extended.csv \
-    --out benchmarks/study/analysis/compare_extended
-fi
-tables=(benchmarks/study/*_extended.csv)
-if [ -e "${tables[0]}" ]; then
+nfnet=benchmarks/study/nfnet_extended.csv  # the NFNet side: the extended table, else the edges one
+[ -e $nfnet ] || nfnet=benchmarks/study/nfnet_edges.csv
+if [ -e benchmarks/study/vit_extended.csv ]; then
+  $RS analyze --table $nfnet --table benchmarks/study/vit_extended.csv --out benchmarks/study/analysis/compare_extended
+  tables=($nfnet benchmarks/study/vit_extended.csv)
   for law in chinchilla overfit; do  # today's L(N, D) and the law for repeated data that can turn over
     PYTHONPATH=. $PY benchmarks/validate_forecast.py "${tables[@]}" --law "$law" \
       --json "benchmarks/study/forecast_extended_$law.json" > "benchmarks/study/forecast_extended_$law.txt"
