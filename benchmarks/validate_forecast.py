@@ -28,6 +28,7 @@ import numpy as np
 
 from raysweep.analysis.frontier import frontier_points
 from raysweep.analysis.plan import Law, plan
+from raysweep.analysis.law_choice import choose_law
 from raysweep.analysis.repeated import FORMS, RepeatedFit, fit_repeated
 from raysweep.analysis.runs import ComputeAxis, Runs, load_csv
 from raysweep.analysis.stats import Resampler
@@ -46,6 +47,10 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
                  source=f"{path}, cells with compute <= {cut:.3g} FLOPs")
     fit = analyze(train, ComputeAxis.FLOPS, replicates=replicates)
     law: Law = fit.chinchilla
+    choice = None
+    if law_form == "auto":  # `plan --law auto`, chosen from the lower two thirds alone (no peeking above the cut)
+        choice = choose_law(fit.cells)
+        law_form = choice.form
     if law_form != "chinchilla":  # a law for repeated data, fitted on the same lower two thirds
         resampler = Resampler(train, ComputeAxis.FLOPS, replicates=replicates) if replicates else None
         law = fit_repeated(fit.cells, law_form, resampler, replicates=replicates)
@@ -67,7 +72,8 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
             "epochs_true": point.epochs, "epochs_pred": p.rung_epochs, "lr_true": point.best_lr, "lr_pred": p.lr_grid,
         })
     return {
-        "table": path, "law": law_form, "cut_flops": cut, "fit_cells": len(past), "all_cells": len(cells),
+        "table": path, "law": law_form, "law_auto": choice.to_json() if choice is not None else None,
+        "cut_flops": cut, "fit_cells": len(past), "all_cells": len(cells),
         "fit": {"frontier_slope": fit.power_law.slope, "frontier_r2": fit.power_law.r2,
                 "parametric_status": str(law.status), "parametric_converged": law.converged, **_constants(law)},
         "predictions": rows,
@@ -87,7 +93,11 @@ def _constants(law: Law) -> dict[str, float]:
 
 def format_result(res: dict[str, object]) -> str:
     fit = res["fit"]
-    lines = [(f"{res['table']}: fit on {res['fit_cells']} of {res['all_cells']} cells (compute <= "
+    auto = res.get("law_auto")
+    chosen = [] if not auto else [f"--law auto chose {auto['form']} on the fitted cells alone: " + (  # type: ignore[index]
+        auto["fallback"] or ", ".join(f"{f} {e:.1%}" if e is not None else f"{f} failed"  # type: ignore[index]
+                                      for f, e in auto["errors"].items()))]  # type: ignore[index]
+    lines = chosen + [(f"{res['table']}: fit on {res['fit_cells']} of {res['all_cells']} cells (compute <= "
              f"{res['cut_flops']:.3g} FLOPs); frontier slope {fit['frontier_slope']:.3f} (R^2 {fit['frontier_r2']:.2f}); "
              f"{'L(N, D)' if res['law'] == 'chinchilla' else 'law ' + res['law']} {fit['parametric_status']}, alpha {fit['alpha']:.3f}, beta {fit['beta']:.3f}, E {fit['E']:.3f}"),
              (f"{'top-third frontier cell':<24} {'FLOPs':>9} {'loss':>7} {'power law':>10} {'err':>7} {'in CI':>5} "
@@ -121,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="+")
     ap.add_argument("--bootstrap", type=int, default=100, help="replicates for the intervals (default: %(default)s)")
-    ap.add_argument("--law", choices=("chinchilla", *FORMS), default="chinchilla",
-                    help="the law that plans and predicts: L(N, D) (default) or a law for repeated data")
+    ap.add_argument("--law", choices=("chinchilla", *FORMS, "auto"), default="chinchilla",
+                    help="the law that plans and predicts: L(N, D) (default), a law for repeated data, or 'auto' "
+                         "(plan --law auto's choice, made on the fitted lower two thirds alone)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     results = [validate(t, args.bootstrap, args.law) for t in args.tables]

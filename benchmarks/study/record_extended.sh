@@ -57,7 +57,7 @@ nfnet=benchmarks/study/nfnet_extended.csv  # the NFNet side: the extended table,
 if [ -e benchmarks/study/vit_extended.csv ]; then
   $RS analyze --table $nfnet --table benchmarks/study/vit_extended.csv --out benchmarks/study/analysis/compare_extended
   tables=($nfnet benchmarks/study/vit_extended.csv)
-  for law in chinchilla overfit; do  # today's L(N, D) and the law for repeated data that can turn over
+  for law in chinchilla overfit auto; do  # L(N, D), the law for repeated data that can turn over, plan --law auto
     PYTHONPATH=. $PY benchmarks/validate_forecast.py "${tables[@]}" --law "$law" \
       --json "benchmarks/study/forecast_extended_$law.json" > "benchmarks/study/forecast_extended_$law.txt"
   done

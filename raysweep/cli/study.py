@@ -84,9 +84,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     pl.add_argument("--bootstrap", type=int, default=200, metavar="N",
                     help="bootstrap replicates for the intervals (default: %(default)s)")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
-    pl.add_argument("--law", choices=("chinchilla", "data_constrained", "overfit", "data_constrained_overfit"),
+    pl.add_argument("--law", choices=("chinchilla", "data_constrained", "overfit", "data_constrained_overfit", "auto"),
                     default="chinchilla", help="the law that ranks the runs and predicts their loss: L(N, D) "
-                    "(default), or a law for repeated data (raysweep.analysis.repeated; 'overfit' can turn over)")
+                    "(default), or a law for repeated data (raysweep.analysis.repeated; 'overfit' can turn over); "
+                    "'auto': the one that best predicts the study's top third of compute from the rest (printed)")
 
 
 def _sources(p: argparse.ArgumentParser, *, repeat: bool) -> None:
@@ -307,15 +308,24 @@ def run_plan(args: argparse.Namespace) -> int:
     axis = _axis("flops" if args.budget is not None else "core_hours", sources)
     fit = analyze(sources[0].runs, axis, replicates=args.bootstrap)
     law = None
-    if args.law != "chinchilla":
+    form, choice = args.law, None
+    if form == "auto":
+        from raysweep.analysis.law_choice import choose_law
+
+        choice = choose_law(fit.cells)
+        form = choice.form
+    if form != "chinchilla":
         from raysweep.analysis.repeated import fit_repeated
         from raysweep.analysis.stats import Resampler
 
         resampler = Resampler(sources[0].runs, axis, replicates=args.bootstrap) if args.bootstrap else None
-        law = fit_repeated(fit.cells, args.law, resampler, replicates=args.bootstrap)
+        law = fit_repeated(fit.cells, form, resampler, replicates=args.bootstrap)
     p = plan(fit, budget, law)
     if args.json:
-        print(json.dumps({"study": fit.name, **p.to_json()}, indent=2, default=str))
+        extra = {"law_choice": choice.to_json()} if choice is not None else {}
+        print(json.dumps({"study": fit.name, **p.to_json(), **extra}, indent=2, default=str))
     else:
+        if choice is not None:
+            print(choice.line())
         print(format_plan(p, fit.name))
     return p.exit_code
