@@ -21,25 +21,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from raysweep.analysis.law_choice import compute_cut
 from raysweep.analysis.repeated import FORMS, fit_repeated
 from raysweep.analysis.runs import ComputeAxis, load_csv
 
-FIT_SHARE = 2 / 3
 HELD_OUT_STARTS = 3  # grid starts of a held-out refit, besides the full fit's end point
 FASHION_TRAIN = 54_000  # U: the study's training split (6,000 of 60,000 held out); only rescales B in examples
 
 
 def compare(path: str) -> dict[str, object]:
     cells = load_csv(path).cells(ComputeAxis.FLOPS)
-    lo, hi = math.log10(min(c.compute for c in cells)), math.log10(max(c.compute for c in cells))
-    cut = 10 ** (lo + FIT_SHARE * (hi - lo))
+    cut = compute_cut([c.compute for c in cells])
     past = [c for c in cells if c.compute <= cut]
     future = [c for c in cells if c.compute > cut]
     by = {(c.model, c.epochs): c for c in cells}

@@ -27,21 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.analysis.frontier import frontier_points
+from raysweep.analysis.law_choice import choose_law, compute_cut
 from raysweep.analysis.plan import Law, plan
-from raysweep.analysis.law_choice import choose_law
 from raysweep.analysis.repeated import FORMS, RepeatedFit, fit_repeated
 from raysweep.analysis.runs import ComputeAxis, Runs, load_csv
 from raysweep.analysis.stats import Resampler
 from raysweep.analysis.study import analyze
 
-FIT_SHARE = 2 / 3  # of the log compute range
-
 
 def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[str, object]:
     runs = load_csv(path)
     cells = runs.cells(ComputeAxis.FLOPS)
-    lo, hi = math.log10(min(c.compute for c in cells)), math.log10(max(c.compute for c in cells))
-    cut = 10 ** (lo + FIT_SHARE * (hi - lo))
+    cut = compute_cut([c.compute for c in cells])
     past = {(c.model, c.epochs) for c in cells if c.compute <= cut}
     train = Runs(name=runs.name + "_lower2/3", runs=tuple(r for r in runs.runs if (r.model, r.epochs) in past),
                  source=f"{path}, cells with compute <= {cut:.3g} FLOPs")

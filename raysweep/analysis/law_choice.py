@@ -51,13 +51,19 @@ class LawChoice:
                 "held_out": self.held_out, "fallback": self.fallback or None}
 
 
+def compute_cut(computes: Sequence[float]) -> float:
+    """The compute at FIT_SHARE of the log range of `computes`: cells at or below it are fitted, those
+    above it predicted (the held-out split of `choose_law` and of the benchmarks' forecast checks)."""
+    lo, hi = math.log10(min(computes)), math.log10(max(computes))
+    return float(10 ** (lo + FIT_SHARE * (hi - lo)))
+
+
 def choose_law(cells: Sequence[CellBest], forms: Sequence[str] = FORMS) -> LawChoice:
     """The form (of `forms`, simplest first) that best predicts the cells above the compute cut."""
     pts = [c for c in cells if c.loss > 0 and math.isfinite(c.loss) and c.compute > 0]
     if not pts:
         return LawChoice("chinchilla", {}, math.nan, 0, 0, fallback="no cell with a loss and a compute")
-    lo, hi = math.log10(min(c.compute for c in pts)), math.log10(max(c.compute for c in pts))
-    cut = 10 ** (lo + FIT_SHARE * (hi - lo))
+    cut = compute_cut([c.compute for c in pts])
     past = [c for c in pts if c.compute <= cut]
     future = [c for c in pts if c.compute > cut]
     if len(future) < MIN_HELD_OUT:

@@ -155,18 +155,19 @@ class MlflowTrialCallback(Callback):
         rec.wall_s = time.monotonic() - rec.started
         rec.status = status
         extra = {M.TRIAL_WALL_S: rec.wall_s}
+        tags: dict[str, str] = {}
         if math.isfinite(rec.loop_s):
             extra[M.OVERHEAD_S] = rec.overhead_s
         if status == TrialStatus.DIVERGED:
             extra[M.VAL_LOSS] = math.inf
         if rec.early_stop is not None:
             extra[M.SAVED_FLOPS] = rec.early_stop.saved_flops
-            self.tracker.set_tags(rec.run_id, {Tag.EARLY_STOP: rec.early_stop.reason()})
+            tags[Tag.EARLY_STOP] = rec.early_stop.reason()  # in the closing batch: a kill never splits the two
         if status == TrialStatus.OK and self.train_storage is not None and rec.train_run:
             kept = final_checkpoint(f"{self.train_storage}/{rec.train_run}")
             if kept is not None:
-                self.tracker.set_tags(rec.run_id, kept.tags())
-        self.tracker.end_trial(rec.run_id, status=status, metrics=extra)
+                tags.update(kept.tags())
+        self.tracker.end_trial(rec.run_id, status=status, metrics=extra, tags=tags)
         if self.progress is not None:
             self.progress(self._line(rec))
 

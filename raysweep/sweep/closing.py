@@ -102,10 +102,9 @@ def _reconcile_leftovers(tracker: SweepTracker, callback: Any, searcher: Any = N
     for key, run in callback.earlier_runs.items():
         if run.mlflow_status == TrialStatus.RUNNING.mlflow_status:
             stop = stops.get(key)
-            if stop is not None:
-                tracker.set_tags(run.run_id, {Tag.EARLY_STOP: stop.reason()})
             tracker.end_trial(run.run_id, status=TrialStatus.STOPPED,
-                              metrics={M.SAVED_FLOPS: stop.saved_flops} if stop is not None else None)
+                              metrics={M.SAVED_FLOPS: stop.saved_flops} if stop is not None else None,
+                              tags={Tag.EARLY_STOP: stop.reason()} if stop is not None else None)
             n += 1
     return n
 
@@ -125,7 +124,8 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
     if searcher_row(spec.search.searcher).resumable:  # a resumed study: earlier sessions' trials belong to this sweep
         earlier = earlier_trials(tracker, study, exclude_runs={r.run_id for r in records})
         trials += earlier
-    settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in searcher.settled().items()}
+    by_cell = searcher.settled()  # the prior searchers derive it from the whole study: once
+    settled = {(lattice.models[c.m], lattice.epochs[c.e]): lr for c, lr in by_cell.items()}
     rows = summarize(trials, models=lattice.models, epochs=lattice.epochs, settled=settled)
     for row in rows:
         if row.best_run_id:
@@ -162,10 +162,9 @@ def close_sweep(spec: SweepSpec, lattice: Lattice, tracker: SweepTracker, parent
         png = plot_lr_curves(trials, rows, models=lattice.models, epochs=lattice.epochs, path=Path(d) / "lr_curves.png")
         tracker.end_sweep(parent, summary_rows=[_jsonable(dataclasses.asdict(r)) for r in rows], metrics=metrics,
                           tags=tags, artifacts=[txt, csv, png], failed=failed)
-    done = set(searcher.settled())
     return SweepOutcome(parent, tracking_uri, rows, len(records), wall, med_wall, med_loop, med_over, ideal,
                         grid_edge=grid_edge_line(blocked, lattice.lrs),
-                        unsettled=tuple(lattice.name(c) for c in lattice.cells() if c not in done),
+                        unsettled=tuple(lattice.name(c) for c in lattice.cells() if c not in by_cell),
                         all_failed=tuple(row.cell for row in rows if row.best_lr is None and row.trials > 0
                                          and row.failed == row.trials))
 

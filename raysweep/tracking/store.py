@@ -237,10 +237,12 @@ class SweepTracker:
         if metrics or params:  # one entry; MLflow's log_batch splits it to its own limits on replay
             self._log_batch(run_id, metrics=metrics, params=params)
 
-    def end_trial(self, run_id: str, *, status: str, metrics: Mapping[str, float] | None = None) -> None:
+    def end_trial(self, run_id: str, *, status: str, metrics: Mapping[str, float] | None = None,
+                  tags: Mapping[str, str] | None = None) -> None:
+        """Close a child run: its last metrics, its tags and its status in one batch, then its end time."""
         ts = _now()
         self._log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
-                        tags=[RunTag(Tag.STATUS, str(status))])
+                        tags=[*(RunTag(k, str(v)) for k, v in (tags or {}).items()), RunTag(Tag.STATUS, str(status))])
         self._append("set_terminated", run=run_id, status=TrialStatus(status).mlflow_status, end_time=ts)
 
     # Resuming a sweep whose driver died -----------------------------------------------------------

@@ -54,7 +54,8 @@ def test_a_killed_driver_resumes_with_every_early_stop_decision_kept(tmp_path: P
             raise AssertionError("the sweep ended before a trial was stopped early while the first ran:\n"
                                  + (tmp_path / "first.log").read_text()[-3000:])
         runs = {float(r.data.params["lr"]): r for r in child_runs(uri, "estop-kill") if "lr" in r.data.params}
-        return (BAD in runs and Tag.EARLY_STOP in runs[BAD].data.tags and GOOD in runs
+        # the stopped run closed (KILLED is the close's last write, after its reason and status batch)
+        return (BAD in runs and runs[BAD].info.status == "KILLED" and GOOD in runs
                 and runs[GOOD].info.status == "RUNNING")
 
     try:
