@@ -7,16 +7,22 @@
 # monotone searcher with in-cell early stopping (search.early_stop margin auto), checkpoints kept
 # (the fine-tuning stage can start from them), one seed as in the first study.
 #
-# Hours on 2 cores (about 7 for the NFNets, 2 for the ViTs). Resumable: run it again after any
+# Hours on 2 cores (about 4 for the NFNets, 2 for the ViTs). Resumable: run it again after any
 # interruption and each sweep continues with --resume; a finished one is skipped.
-# Writes benchmarks/study/{nfnet,vit}_extended.csv (the new sweep's trials merged with the first
-# study's, the newer run of a repeated (model, epochs, LR, seed) kept), analyses them into
-# benchmarks/study/analysis/{nfnet,vit}_extended/ and benchmarks/study/analysis/compare_extended/,
-# and re-runs the forecast check on the merged tables. The MLflow store and the Ray results stay
-# in benchmarks/record/study_extended/ (not committed).
-# ONLY=nfnet or ONLY=vit records one half. TABLES_ONLY=1 records nothing: it builds the tables and
-# analyses from whatever the record holds so far (a half that has started), for an interim look.
-# Where the NFNet half has not run, the NFNet side is benchmarks/study/nfnet_edges.csv.
+# The NFNet half runs as pieces, one rung (or one rung's longest budget) each, every one a sweep of
+# its own: warm-started cells do not wait for their lattice neighbours, so a piece is the same
+# sweep the full lattice would run for those cells. A finished piece writes its table to
+# benchmarks/study/extended/<piece>.csv, which is committed; a piece whose table is there is
+# skipped, so the half carries across machines, not only across interruptions. nfnet_t3 at 2-16
+# epochs is not run again: the first study measured it.
+# Writes benchmarks/study/{nfnet,vit}_extended.csv (the NFNet pieces merged with
+# benchmarks/study/nfnet_edges.csv, the ViT sweeps with vit.csv; the newer run of a repeated
+# (model, epochs, LR, seed) kept), analyses them into benchmarks/study/analysis/{nfnet,vit}_extended/
+# and benchmarks/study/analysis/compare_extended/, and re-runs the forecast check on the merged
+# tables. The MLflow store, the Ray results and the kept checkpoints stay in
+# benchmarks/record/study_extended/ (not committed).
+# ONLY=nfnet or ONLY=vit records one half; PIECES="t4 t3_32" records only those NFNet pieces.
+# TABLES_ONLY=1 records nothing: it builds the tables and analyses from what is recorded so far.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RS=${RS:-.venv/bin/raysweep}
@@ -25,12 +31,29 @@ REC=benchmarks/record/study_extended
 URI="sqlite:///$PWD/$REC/mlflow.db"
 mkdir -p "$REC"
 . benchmarks/study/sweep.sh
-if [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-nfnet}" = nfnet ]; then
-  sweep study_fashion_nfnet_up search_spaces/study/fashion_nfnet.yaml \
-    --warm-start benchmarks/study/nfnet.csv --set tracking.experiment=study-fashion-nfnet-up \
-    --set 'ladder.rungs=[nfnet_t3,nfnet_t4,nfnet_t5]' --set 'epochs=[2,4,8,16,32]'
+PARTS=benchmarks/study/extended
+mkdir -p "$PARTS"
+piece() {  # piece NAME RUNGS EPOCHS: one NFNet sweep, its table committed once it is done
+  local name=$1
+  [ -e "$PARTS/nfnet_$name.csv" ] && { echo "nfnet piece $name: recorded ($PARTS/nfnet_$name.csv)"; return; }
+  [ -n "${TABLES_ONLY:-}" ] && return
+  case " ${PIECES:-$name} " in *" $name "*) ;; *) return ;; esac
+  sweep "study_fashion_nfnet_$name" search_spaces/study/fashion_nfnet.yaml \
+    --warm-start benchmarks/study/nfnet.csv --set "tracking.experiment=study-fashion-nfnet-$name" \
+    --set "ladder.rungs=$2" --set "epochs=$3"
+  $RS table --tracking-uri "$URI" --experiment "study-fashion-nfnet-$name" --out "$PARTS/nfnet_$name.csv"
+}
+if [ "${ONLY:-nfnet}" = nfnet ]; then  # cheapest first: each piece is about 1 h on 2 cores
+  piece t4 '[nfnet_t4]' '[2,4,8,16,32]'
+  piece t3_32 '[nfnet_t3]' '[32]'
+  piece t5 '[nfnet_t5]' '[2,4,8,16]'
+  piece t5_32 '[nfnet_t5]' '[32]'
 fi
-if [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-vit}" = vit ]; then  # the cells the first study lacks, in two lattices (each a full product):
+vit_due() {  # the ViT half runs unless it is recorded (vit_extended.csv committed) or not asked for
+  [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-vit}" = vit ] \
+    && { [ "${ONLY:-}" = vit ] || [ ! -e benchmarks/study/vit_extended.csv ] || [ -e "$REC/started-study_fashion_vit_up" ]; }
+}
+if vit_due; then  # the cells the first study lacks, in two lattices (each a full product):
   # first the longer budgets of the measured rungs (the edge warning names vit_t0@4 and vit_t1@4),
   sweep study_fashion_vit_up search_spaces/study/fashion_vit.yaml \
     --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
@@ -40,18 +63,17 @@ if [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-vit}" = vit ]; then  # the cells the 
     --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
     --set 'ladder.rungs=[vit_t3]' --set 'epochs=[0.25,0.5,1,2,4,8,16]'
 fi
-for s in nfnet vit; do  # a half's table once its sweeps are done (TABLES_ONLY: once it has started)
-  if [ -n "${TABLES_ONLY:-}" ]; then
-    [ -e "$REC/started-study_fashion_${s}_up" ] || continue
-  else
-    [ -e "$REC/done-study_fashion_${s}_up" ] || continue
-    [ $s = nfnet ] || [ -e "$REC/done-study_fashion_vit_t3" ] || continue
-  fi
-  $RS table --tracking-uri "$URI" --experiment "study-fashion-$s-up" --out "$REC/${s}_up.csv"
-  $PY benchmarks/study/merge_tables.py "benchmarks/study/$s.csv" "$REC/${s}_up.csv" \
-    --out "benchmarks/study/${s}_extended.csv"
-  $RS analyze --table "benchmarks/study/${s}_extended.csv" --out "benchmarks/study/analysis/${s}_extended"
-done
+parts=("$PARTS"/nfnet_*.csv)  # the NFNet side: the first study with its edges, then every piece recorded
+if [ -e "${parts[0]}" ]; then
+  $PY benchmarks/study/merge_tables.py benchmarks/study/nfnet_edges.csv "${parts[@]}" \
+    --out benchmarks/study/nfnet_extended.csv
+  $RS analyze --table benchmarks/study/nfnet_extended.csv --out benchmarks/study/analysis/nfnet_extended
+fi
+if [ -e "$REC/done-study_fashion_vit_t3" ] || { [ -n "${TABLES_ONLY:-}" ] && [ -e "$REC/started-study_fashion_vit_up" ]; }; then
+  $RS table --tracking-uri "$URI" --experiment study-fashion-vit-up --out "$REC/vit_up.csv"
+  $PY benchmarks/study/merge_tables.py benchmarks/study/vit.csv "$REC/vit_up.csv" --out benchmarks/study/vit_extended.csv
+  $RS analyze --table benchmarks/study/vit_extended.csv --out benchmarks/study/analysis/vit_extended
+fi
 nfnet=benchmarks/study/nfnet_extended.csv  # the NFNet side: the extended table, else the edges one
 [ -e $nfnet ] || nfnet=benchmarks/study/nfnet_edges.csv
 if [ -e benchmarks/study/vit_extended.csv ]; then
