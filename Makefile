@@ -7,7 +7,7 @@ STAMP := $(VENV)/.raysweep-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast env data services lint bench clean
+.PHONY: demo test test-fast env neps-env data services lint bench clean
 
 env: $(STAMP)
 
@@ -16,6 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# NePS (PriorBand, a peer of `raysweep bench searcher`) pins pandas<3 and networkx<3, which .venv
+# cannot hold: it gets an environment of its own, used as a child process. Its tests skip without it.
+NEPS_VENV := .venv-neps
+neps-env: $(NEPS_VENV)/.installed
+$(NEPS_VENV)/.installed:
+	@( test -x $(NEPS_VENV)/bin/python || $(PYTHON) -m venv $(NEPS_VENV) ) \
+	  && $(NEPS_VENV)/bin/pip install -q 'neural-pipeline-search==0.17.0' && touch $@ \
+	  || echo "make: could not build $(NEPS_VENV); the PriorBand peers and their tests will be skipped"
 
 # Fashion-MNIST comes from Debian (offline-safe): installed when we may, skipped tests say why otherwise.
 data:
@@ -40,7 +49,7 @@ services:
 demo: env
 	$(BIN)/raysweep run search_spaces/demo.yaml
 
-test: env data services
+test: env neps-env data services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The quick part (no Ray cluster, server or fault test): minutes, for the edit-test loop

@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from raysweep.bench.peers import PEERS, replay_peer
+from raysweep.bench.peers import PEERS, replay_peer_runs
 from raysweep.bench.scores import prior_checks, summarise
 from raysweep.bench.table import Table, load_table
 from raysweep.config import LrSpec, SearchSpec
@@ -104,9 +104,9 @@ def run_replay(
         for name in order:
             if name in PEERS:
                 reps = 1 if PEERS[name].library == "tune" and not sample_seeds else repetitions
-                peer_runs = [replay_peer(table, name, concurrency=concurrency, seed=seed + rep,
-                                         sample_seeds=sample_seeds, trials_per_cell=peer_trials)
-                             for rep in range(reps)]
+                peer_runs = replay_peer_runs(table, name, [seed + rep for rep in range(reps)],
+                                             concurrency=concurrency, sample_seeds=sample_seeds,
+                                             trials_per_cell=peer_trials, start_lr=start)
                 entries[name] = summarise(table, best, peer_runs)
                 entries[name]["peer"] = PEERS[name].note
                 continue

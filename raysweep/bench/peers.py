@@ -1,6 +1,7 @@
 """The peers a Ray Tune user would pick instead of raysweep's searcher, run as their own code over a
 results table with curves (issue 16): Tune's `ASHAScheduler` and `HyperBandScheduler`, Optuna's TPE
-with `HyperbandPruner` or `SuccessiveHalvingPruner`.
+with `HyperbandPruner` or `SuccessiveHalvingPruner`, and NePS's PriorBand (`raysweep.bench.priorband`,
+run in NePS's own environment).
 
 Each peer searches every cell on its own over the cell's LR grid (a Tune user's `grid_search` over the
 LRs, or an Optuna study), as one experiment per cell, one cell after another. Training is replayed:
@@ -46,8 +47,8 @@ class Peer:
     """One peer method: its library, the scheduler or pruner and its options (empty: the defaults)."""
 
     name: str
-    library: str  # "tune" | "optuna"
-    kind: str  # tune: "asha" | "hyperband"; optuna: "hyperband" | "sh"
+    library: str  # "tune" | "optuna" | "neps"
+    kind: str  # tune: "asha" | "hyperband"; optuna: "hyperband" | "sh"; neps: "priorband"
     options: tuple[tuple[str, Any], ...] = ()
     note: str = ""
 
@@ -63,6 +64,11 @@ PEER_TABLE: tuple[Peer, ...] = (
     Peer("tpe-sh", "optuna", "sh", note="Optuna TPE + SuccessiveHalvingPruner, defaults"),
     Peer("tpe-sh-rf2", "optuna", "sh", (("reduction_factor", 2),),
          note="Optuna TPE + SuccessiveHalvingPruner, reduction_factor 2"),
+    Peer("priorband", "neps", "priorband", (("budget", 2.0), ("eta", 3)),
+         note="NePS PriorBand (hyperband base, eta 3, default prior confidence), prior at the monotone "
+              "bound, 2 full trials per cell"),
+    Peer("priorband-4", "neps", "priorband", (("budget", 4.0), ("eta", 3)),
+         note="NePS PriorBand as `priorband`, 4 full trials per cell"),
 )
 PEERS = {p.name: p for p in PEER_TABLE}
 
@@ -81,19 +87,46 @@ class CellRun:
     stops: list[tuple[int, float]]  # (LR index, fraction of the budget it ran) per trial, in start order
 
 
+def draw_rows(table: Table, name: str, seed: int, sample_seeds: bool) -> dict[Cell, dict[int, int | None]]:
+    """Per cell, the seed row each LR's losses come from in one replay (None: the mean over seeds)."""
+    rng = random.Random(f"{seed}/{name}")
+    lat = table.lattice
+    return {cell: {i: (rng.randrange(len(table.runs[(cell, i)])) if sample_seeds else None)
+                   for i in range(len(lat.lrs)) if (cell, i) in table.runs} for cell in lat.cells()}
+
+
+def replay_peer_runs(table: Table, name: str, seeds: list[int], *, concurrency: int = 2, sample_seeds: bool = False,
+                     trials_per_cell: int | None = None, start_lr: float | None = None) -> list[dict[str, Any]]:
+    """`replay_peer` once per seed; PriorBand's replays go to NePS's environment in one batch, with the
+    monotone rule's prior (`start_lr` for the first cell, default the grid's middle)."""
+    peer = PEERS[name]
+    if peer.library != "neps":
+        return [replay_peer(table, name, concurrency=concurrency, seed=s, sample_seeds=sample_seeds,
+                            trials_per_cell=trials_per_cell) for s in seeds]
+    from raysweep.bench.priorband import replay_priorband
+
+    lrs = table.lattice.lrs
+    opts = dict(peer.options)
+    return replay_priorband(table, [(s, draw_rows(table, name, s, sample_seeds)) for s in seeds],
+                            budget=float(opts["budget"]), eta=int(opts["eta"]),
+                            start_lr=start_lr if start_lr is not None else lrs[len(lrs) // 2])
+
+
 def replay_peer(table: Table, name: str, *, concurrency: int = 2, seed: int = 0, sample_seeds: bool = False,
                 trials_per_cell: int | None = None) -> dict[str, Any]:
     """One replay of peer `name` over every cell of the table, in the shape `scores.summarise` reads
     (`trials`, `flops`, `full_trials`, `makespan`, `missing`, `settled`). With `sample_seeds`, each
-    run's losses are one seed's (drawn once per run), else the mean over seeds."""
+    run's losses are one seed's (drawn once per run), else the mean over seeds. Tune and Optuna
+    peers only (PriorBand: `replay_peer_runs`)."""
     peer = PEERS[name]
-    rng = random.Random(f"{seed}/{name}")
+    if peer.library == "neps":
+        return replay_peer_runs(table, name, [seed], sample_seeds=sample_seeds)[0]
     lat = table.lattice
+    drawn = draw_rows(table, name, seed, sample_seeds)
     out: dict[str, Any] = {"trials": 0, "flops": 0.0, "full_trials": 0.0, "makespan": 0.0, "missing": 0,
                            "settled": {}}
     for cell in lat.cells():
-        rows = {i: (rng.randrange(len(table.runs[(cell, i)])) if sample_seeds else None)
-                for i in range(len(lat.lrs)) if (cell, i) in table.runs}
+        rows = drawn[cell]
         if peer.library == "tune":
             run = tune_cell(table, cell, peer, concurrency=concurrency, rows=rows)
         else:

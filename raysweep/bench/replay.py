@@ -3,7 +3,7 @@
 The command line only: the engine is `raysweep.bench.engine`, the scores `raysweep.bench.scores`,
 the text `raysweep.bench.report`. The score of a searcher is how many trials it spent per cell and
 how often it settled on the table's best LR; on a table with curves the peers (Tune's schedulers,
-Optuna's pruners: `raysweep.bench.peers`) are replayed beside them, and every method's FLOPs per cell
+Optuna's pruners, NePS's PriorBand: `raysweep.bench.peers`) are replayed beside them, and every method's FLOPs per cell
 (in full trials) can be drawn against its regret (`--figure`).
 
 Example:
@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from raysweep.bench import priorband
 from raysweep.bench.engine import ALL, VARIANTS, run_replay, variants_for
 from raysweep.bench.peers import PEERS
 from raysweep.bench.report import format_table
@@ -126,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         bad = [s for s in peers if s not in PEERS]
         if bad:
             parser.error(f"unknown peer(s) {bad}; expected some of {list(PEERS)}, all, none or auto")
+        if any(PEERS[p].library == "neps" for p in peers) and not priorband.available():
+            parser.error(f"--peers: the PriorBand peers need NePS's environment at {priorband.neps_python()}: "
+                         f"build it with `make neps-env` or set {priorband.ENV}")
+    if args.peers in ("auto", "all") and not priorband.available():
+        skipped = [p for p in peers if PEERS[p].library == "neps"]
+        peers = [p for p in peers if p not in skipped]
+        if skipped:
+            print(f"raysweep: {', '.join(skipped)} skipped: NePS's environment ({priorband.neps_python()}) is not "
+                  "built; `make neps-env` builds it")
     allowed = variants_for(curves=load_table(args.table).has_curves, warm=args.warm_start is not None)
     if args.variants == "auto":
         variants = allowed
