@@ -47,7 +47,7 @@ def plot_pareto(result: dict[str, Any], path: Path) -> list[str]:
         ax.plot([points[n][0] for n in front], [points[n][1] for n in front], color="grey", lw=1, ls="--",
                 zorder=1, label="Pareto front")
     ax.scatter([], [], color="tab:blue", marker="o", label="raysweep searchers")
-    ax.scatter([], [], color="tab:orange", marker="s", label="peers (Tune, Optuna)")
+    ax.scatter([], [], color="tab:orange", marker="s", label="peers (Tune, Optuna, NePS)")
     ax.set_xlabel("FLOPs per settled cell (full trials)")
     ax.set_ylabel("mean regret (%)")
     ax.set_title(Path(result["table"]["path"]).name, fontsize=9)
