@@ -23,7 +23,7 @@ NEPS_VENV := .venv-neps
 neps-env: $(NEPS_VENV)/.installed
 $(NEPS_VENV)/.installed:
 	@( test -x $(NEPS_VENV)/bin/python || $(PYTHON) -m venv $(NEPS_VENV) ) \
-	  && $(NEPS_VENV)/bin/pip install -q 'neural-pipeline-search==0.17.0' && touch $@ \
+	  && $(NEPS_VENV)/bin/pip install -q 'neural-pipeline-search==0.17.0' 'torch==2.9.0' 'torchvision==0.24.0' && touch $@ \
 	  || echo "make: could not build $(NEPS_VENV); the PriorBand peers and their tests will be skipped"
 
 # Fashion-MNIST comes from Debian (offline-safe): installed when we may, skipped tests say why otherwise.
