@@ -89,7 +89,9 @@ class DataSpec:
     # `shards`: decoding processes per trial, off the step (0: in the step's process); 'auto': 0 for
     # decoded pixels (nothing to decode: workers only take the step's CPU), 2 for encoded images
     loader_workers: Literal["auto"] | int = "auto"
-    shard_window: int = 0  # `shards`: 0 = one permutation of all examples (as in memory); k = within k shards
+    # `shards`: 0 = one permutation of all examples (as in memory); k = within windows of k shards;
+    # 'auto': 0 when the split fits a process's shard cache, else the most shards that fit it
+    shard_window: Literal["auto"] | int = "auto"
     skip_corrupt_shards: bool = False  # `shards`: drop, count and log a shard failing its SHA-256, not fail
 
     def validate(self) -> None:
@@ -101,8 +103,9 @@ class DataSpec:
         if self.loader_workers != "auto" and (isinstance(self.loader_workers, bool)
                                               or not isinstance(self.loader_workers, int) or self.loader_workers < 0):
             raise SpecError(f"expected 'auto' or an integer >= 0, got {_show(self.loader_workers)}", key="loader_workers")
-        if self.shard_window < 0:
-            raise SpecError(f"expected shard_window >= 0, got {self.shard_window}", key="shard_window")
+        if self.shard_window != "auto" and (isinstance(self.shard_window, bool)
+                                            or not isinstance(self.shard_window, int) or self.shard_window < 0):
+            raise SpecError(f"expected 'auto' or an integer >= 0, got {_show(self.shard_window)}", key="shard_window")
         if not 0 < self.val_fraction < 1:
             raise SpecError(f"expected a fraction in (0, 1), got {self.val_fraction!r}", key="val_fraction")
         _positive(self.image_size, "image_size")

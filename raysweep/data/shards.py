@@ -16,7 +16,11 @@ random access to records (ArrayRecord), which an object store gives only per byt
 - Order: the global order of an epoch is `epoch_order(len, seed, epoch)`, the in-memory loader's
   own function, so a dataset read from shards gives the same batches, step by step, as in memory.
   `shard_window=k` orders shards by (seed, epoch) and examples within windows of k shards, so
-  each process holds at most k shards at a time (for data far larger than memory).
+  each process holds at most k shards at a time (for data far larger than memory). A global order
+  touches nearly every shard each step, so it reads well only while the split fits the process's
+  shard cache (`CACHE_BYTES`); beyond it each step would fetch shards again. `shard_window: auto`
+  (the default) keeps the global order where the split fits and reads windows of as many shards as
+  the cache holds where it does not (`window_for`, which also warns of a setting that thrashes).
 - Shares: each process reads only its share (`batch_share`) of every global batch, keyed by
   (data_rank, data_world): the XLA process index on a TPU slice, the Train rank elsewhere.
 - Workers: with `loader_workers > 0`, a torch DataLoader decodes whole steps in worker processes
@@ -218,6 +222,32 @@ def loader_workers(setting: str | int, payload: str) -> int:
     return AUTO_WORKERS[payload] if setting == "auto" else int(setting)
 
 
+def window_for(setting: str | int, shards: Sequence[ShardInfo], *, url: str = "") -> int:
+    """The shard window a split is read with: the setting, or for 'auto' 0 (the global order, as in
+    memory) when the split's shards fit one process's shard cache, else the most shards that fit it.
+    A setting whose window does not fit the cache is kept, with a one-line warning: each step would
+    fetch shards the cache has just dropped."""
+    if not shards:
+        return 0 if setting == "auto" else int(setting)
+    total, largest = sum(s.bytes for s in shards), max(s.bytes for s in shards)
+    fits = max(1, CACHE_BYTES // largest)
+    if setting == "auto":
+        return 0 if total <= CACHE_BYTES else fits
+    window = int(setting)
+    held = total if window == 0 or window >= len(shards) else window * largest
+    if held > CACHE_BYTES:
+        log.warning("raysweep: data.shard_window %d%s: %s does not fit a process's %s shard cache, so each "
+                    "step re-fetches shards; use shard_window auto (here %d) or at most %d",
+                    window, f" for {url}" if url else "",
+                    f"the split's {_size(total)}" if not window else f"a window of {window} shards of up to {_size(largest)}",
+                    _size(CACHE_BYTES), fits, fits)
+    return window
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def _window_generator(seed: int, epoch: int, window: int) -> torch.Generator:
     state = np.random.SeedSequence([seed, epoch, window + 1]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
@@ -254,9 +284,11 @@ class ShardSource(Source):
             raise SpecError(str(err), key="url") from None
         train_ids, val_ids = split_indices(index.examples("train"), spec)
 
+        window = window_for(spec.shard_window, index.splits["train"], url=spec.url)
+
         def view(ids: Tensor, split: str = "train") -> ShardImageSet:
             return ShardImageSet(index, ids, split=split, image_size=spec.image_size,
-                                 workers=loader_workers(spec.loader_workers, index.payload), window=spec.shard_window,
+                                 workers=loader_workers(spec.loader_workers, index.payload), window=window,
                                  skip_corrupt=spec.skip_corrupt_shards)
 
         test = view(torch.arange(index.examples("test")), "test") if index.examples("test") else None
@@ -268,9 +300,11 @@ class ShardSource(Source):
         """The index agrees with the shard files' names and sizes (one listing; checksums are read with
         the shards, or all at once by `raysweep data inspect --verify`)."""
         try:
-            check_shards(read_index(spec.url or ""))
+            index = read_index(spec.url or "")
+            check_shards(index)
         except OSError as err:
             raise SpecError(str(err), key="url") from None
+        window_for(spec.shard_window, index.splits["train"], url=spec.url or "")  # warns, before launch, of one that thrashes
 
 
 def example_ids(images: ShardImageSet, positions: Sequence[int] | Tensor) -> list[int]:

@@ -124,6 +124,7 @@ SPEC_CASES = [
     spec_case("data.train_subset=10**12", {"data.train_subset": 10**12}, "data.train_subset: expected at most"),
     spec_case("data.val_fraction=1", {"data.val_fraction": 1}, "data.val_fraction: expected a fraction"),
     spec_case("data.dataset unknown", {"data.dataset": "imagenet"}, "data.dataset: expected one of"),
+    spec_case("data.shard_window='global'", {"data.shard_window": "global"}, "data.shard_window: expected one of ['auto'] or an integer"),
     spec_case("resources.concurrent_trials=0", {"resources.concurrent_trials": 0}, "resources.concurrent_trials"),
     spec_case("resources.workers_per_trial=-1", {"resources.workers_per_trial": -1}, "resources.workers_per_trial"),
     spec_case("resources.cpus_per_worker='two'", {"resources.cpus_per_worker": "two"},

@@ -263,8 +263,33 @@ def test_the_dataset_spec_wants_a_url_exactly_with_shards() -> None:
         DataSpec(dataset="shards").validate()
     with pytest.raises(SpecError, match="url"):
         DataSpec(dataset="digits", url="/x").validate()
-    with pytest.raises(SpecError, match="shard_window"):
-        DataSpec(dataset="shards", url="/x", shard_window=-1).validate()
+    for bad in (-1, "big", True, 1.5):
+        with pytest.raises(SpecError, match="shard_window: expected 'auto' or an integer >= 0"):
+            DataSpec(dataset="shards", url="/x", shard_window=bad).validate()  # type: ignore[arg-type]
+    DataSpec(dataset="shards", url="/x", shard_window="auto").validate()
+
+
+def test_auto_reads_the_global_order_while_the_split_fits_the_cache_and_windows_beyond(
+        digits: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    shards = read_index(digits).splits["train"]
+    largest = max(s.bytes for s in shards)
+    assert _shards(digits).train.window == 0  # the default: it fits, so the in-memory order
+    monkeypatch.setattr(shards_module, "CACHE_BYTES", int(2.5 * largest))  # two shards fit, nine do not
+    train = _shards(digits).train
+    assert train.window == 2
+    for epoch in (0, 1):  # still every example once an epoch, holding two shards at a time
+        order = train.order(seed=4, epoch=epoch)
+        assert sorted(order.tolist()) == list(range(len(train)))
+    got = [y for _, y in train.batches(BATCH, seed=4, epoch=0)]
+    assert len(got) == len(train) // BATCH and len(train._cache) <= 2
+    # a setting that cannot fit warns in one line with what to set; it is still obeyed
+    with caplog.at_level("WARNING", logger="raysweep.data.shards"):
+        assert _shards(digits, shard_window=0).train.window == 0
+        assert _shards(digits, shard_window=5).train.window == 5
+        assert _shards(digits, shard_window=2).train.window == 2
+    lines = [r.getMessage() for r in caplog.records if "shard_window" in r.getMessage()]
+    assert len(lines) == 2 and all("\n" not in m and "use shard_window auto (here 2) or at most 2" in m for m in lines)
+    assert "the split's" in lines[0] and "a window of 5 shards" in lines[1]
 
 
 # The CLI ----------------------------------------------------------------------------------------
