@@ -92,6 +92,7 @@ class DataSpec:
     # `shards`: 0 = one permutation of all examples (as in memory); k = within windows of k shards;
     # 'auto': 0 when the split fits a process's shard cache, else the most shards that fit it
     shard_window: Literal["auto"] | int = "auto"
+    shard_cache_mb: int | None = None  # `shards`: decoded shards one process keeps, in MiB (None: 1024)
     skip_corrupt_shards: bool = False  # `shards`: drop, count and log a shard failing its SHA-256, not fail
 
     def validate(self) -> None:
@@ -106,6 +107,8 @@ class DataSpec:
         if self.shard_window != "auto" and (isinstance(self.shard_window, bool)
                                             or not isinstance(self.shard_window, int) or self.shard_window < 0):
             raise SpecError(f"expected 'auto' or an integer >= 0, got {_show(self.shard_window)}", key="shard_window")
+        if self.shard_cache_mb is not None:
+            _positive(self.shard_cache_mb, "shard_cache_mb")
         if not 0 < self.val_fraction < 1:
             raise SpecError(f"expected a fraction in (0, 1), got {self.val_fraction!r}", key="val_fraction")
         _positive(self.image_size, "image_size")

@@ -18,7 +18,7 @@ random access to records (ArrayRecord), which an object store gives only per byt
   `shard_window=k` orders shards by (seed, epoch) and examples within windows of k shards, so
   each process holds at most k shards at a time (for data far larger than memory). A global order
   touches nearly every shard each step, so it reads well only while the split fits the process's
-  shard cache (`CACHE_BYTES`); beyond it each step would fetch shards again. `shard_window: auto`
+  shard cache (`data.shard_cache_mb`, default `CACHE_BYTES`); beyond it each step would fetch shards again. `shard_window: auto`
   (the default) keeps the global order where the split fits and reads windows of as many shards as
   the cache holds where it does not (`window_for`, which also warns of a setting that thrashes).
 - Shares: each process reads only its share (`batch_share`) of every global batch, keyed by
@@ -63,7 +63,7 @@ from raysweep.data.shard_files import (  # noqa: F401 - re-exported for the data
 from raysweep.data.sources import Source, Splits, _fit, split_indices
 
 log = logging.getLogger(__name__)
-CACHE_BYTES = 1 << 30  # decoded shards one process keeps (LRU): Fashion-MNIST's 47 MB fit many times over
+CACHE_BYTES = 1 << 30  # decoded shards one process keeps (LRU) unless data.shard_cache_mb says: Fashion-MNIST's 47 MB fit many times over
 PREFETCH = 4  # steps each loader worker decodes ahead
 
 
@@ -74,7 +74,7 @@ class ShardImageSet(_Normalised):
     """The examples `ids` of one split of a shard dataset, normalised like the in-memory sets."""
 
     def __init__(self, index: ShardIndex, ids: Tensor, *, split: str = "train", image_size: int,
-                 workers: int = 0, window: int = 0, skip_corrupt: bool = False) -> None:
+                 workers: int = 0, window: int = 0, skip_corrupt: bool = False, cache_bytes: int | None = None) -> None:
         super().__init__(index.mean, index.std, in_chans=index.in_chans, image_size=image_size)
         self.index = index
         self.split = split
@@ -86,6 +86,7 @@ class ShardImageSet(_Normalised):
         self._starts = np.array([s.first_id for s in self.shards], dtype=np.int64)
         self._cache: OrderedDict[int, LoadedShard | None] = OrderedDict()
         self._cached_bytes = 0
+        self.cache_bytes = cache_bytes if cache_bytes is not None else CACHE_BYTES
         self.skipped: dict[str, int] = {}  # corrupt shard -> examples dropped (this process)
 
     def __len__(self) -> int:
@@ -132,7 +133,7 @@ class ShardImageSet(_Normalised):
         which = np.searchsorted(self._starts, self.ids[full[:, rank * share : (rank + 1) * share]].numpy().ravel(),
                                 side="right") - 1
         _, first = np.unique(which, return_index=True)
-        wanted, room = [], CACHE_BYTES - self._cached_bytes
+        wanted, room = [], self.cache_bytes - self._cached_bytes
         for k in which[np.sort(first)].tolist()[: self.window or None]:
             if k not in self._cache:
                 room -= self.shards[k].bytes
@@ -206,7 +207,7 @@ class ShardImageSet(_Normalised):
         kept = loaded if isinstance(loaded, LoadedShard) else None
         self._cache[k] = kept
         self._cached_bytes += kept.nbytes if kept is not None else 0
-        while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= old.nbytes if old is not None else 0
         return kept
@@ -222,25 +223,31 @@ def loader_workers(setting: str | int, payload: str) -> int:
     return AUTO_WORKERS[payload] if setting == "auto" else int(setting)
 
 
-def window_for(setting: str | int, shards: Sequence[ShardInfo], *, url: str = "") -> int:
+def cache_bytes(spec: DataSpec) -> int:
+    """A process's shard cache: data.shard_cache_mb, else `CACHE_BYTES`."""
+    return spec.shard_cache_mb << 20 if spec.shard_cache_mb is not None else CACHE_BYTES
+
+
+def window_for(setting: str | int, shards: Sequence[ShardInfo], *, url: str = "", cache: int | None = None) -> int:
     """The shard window a split is read with: the setting, or for 'auto' 0 (the global order, as in
     memory) when the split's shards fit one process's shard cache, else the most shards that fit it.
     A setting whose window does not fit the cache is kept, with a one-line warning: each step would
     fetch shards the cache has just dropped."""
     if not shards:
         return 0 if setting == "auto" else int(setting)
+    cache = cache if cache is not None else CACHE_BYTES
     total, largest = sum(s.bytes for s in shards), max(s.bytes for s in shards)
-    fits = max(1, CACHE_BYTES // largest)
+    fits = max(1, cache // largest)
     if setting == "auto":
-        return 0 if total <= CACHE_BYTES else fits
+        return 0 if total <= cache else fits
     window = int(setting)
     held = total if window == 0 or window >= len(shards) else window * largest
-    if held > CACHE_BYTES:
+    if held > cache:
         log.warning("raysweep: data.shard_window %d%s: %s does not fit a process's %s shard cache, so each "
                     "step re-fetches shards; use shard_window auto (here %d) or at most %d",
                     window, f" for {url}" if url else "",
                     f"the split's {_size(total)}" if not window else f"a window of {window} shards of up to {_size(largest)}",
-                    _size(CACHE_BYTES), fits, fits)
+                    _size(cache), fits, fits)
     return window
 
 
@@ -284,12 +291,12 @@ class ShardSource(Source):
             raise SpecError(str(err), key="url") from None
         train_ids, val_ids = split_indices(index.examples("train"), spec)
 
-        window = window_for(spec.shard_window, index.splits["train"], url=spec.url)
+        window = window_for(spec.shard_window, index.splits["train"], url=spec.url, cache=cache_bytes(spec))
 
         def view(ids: Tensor, split: str = "train") -> ShardImageSet:
             return ShardImageSet(index, ids, split=split, image_size=spec.image_size,
                                  workers=loader_workers(spec.loader_workers, index.payload), window=window,
-                                 skip_corrupt=spec.skip_corrupt_shards)
+                                 skip_corrupt=spec.skip_corrupt_shards, cache_bytes=cache_bytes(spec))
 
         test = view(torch.arange(index.examples("test")), "test") if index.examples("test") else None
         return Splits(name=index.name, train=view(train_ids), val=view(val_ids), num_classes=index.num_classes,
@@ -304,7 +311,7 @@ class ShardSource(Source):
             check_shards(index)
         except OSError as err:
             raise SpecError(str(err), key="url") from None
-        window_for(spec.shard_window, index.splits["train"], url=spec.url or "")  # warns, before launch, of one that thrashes
+        window_for(spec.shard_window, index.splits["train"], url=spec.url or "", cache=cache_bytes(spec))  # warns, before launch, of one that thrashes
 
 
 def example_ids(images: ShardImageSet, positions: Sequence[int] | Tensor) -> list[int]:

@@ -292,6 +292,19 @@ def test_auto_reads_the_global_order_while_the_split_fits_the_cache_and_windows_
     assert "the split's" in lines[0] and "a window of 5 shards" in lines[1]
 
 
+def test_the_window_follows_the_cache_a_host_is_given() -> None:
+    from raysweep.data.shard_files import ShardInfo
+    from raysweep.data.shards import cache_bytes, window_for
+
+    imagenet = [ShardInfo(f"train-{k:05d}.npz", 1281, k * 1281, (1,), 140 << 20, "") for k in range(1000)]  # 137 GiB
+    for mb, want in ((None, 7), (16 << 10, 117), (200 << 10, 0)):  # 1 GiB (default), 16 GiB, 200 GiB
+        spec = DataSpec(dataset="shards", url="/x", shard_cache_mb=mb)
+        spec.validate()
+        assert window_for("auto", imagenet, cache=cache_bytes(spec)) == want, mb
+    with pytest.raises(SpecError, match="shard_cache_mb: expected a number > 0"):
+        DataSpec(dataset="shards", url="/x", shard_cache_mb=0).validate()
+
+
 # The CLI ----------------------------------------------------------------------------------------
 
 
