@@ -27,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RS=${RS:-.venv/bin/raysweep}
 PY=${PY:-.venv/bin/python}
-REC=benchmarks/record/study_extended
+REC=${REC:-benchmarks/record/study_extended}  # REC=... records into another store (two pieces at once)
 URI="sqlite:///$PWD/$REC/mlflow.db"
 mkdir -p "$REC"
 . benchmarks/study/sweep.sh
