@@ -35,9 +35,9 @@ PARTS=benchmarks/study/extended
 mkdir -p "$PARTS"
 piece() {  # piece NAME RUNGS EPOCHS: one NFNet sweep, its table committed once it is done
   local name=$1
-  [ -e "$PARTS/nfnet_$name.csv" ] && { echo "nfnet piece $name: recorded ($PARTS/nfnet_$name.csv)"; return; }
-  [ -n "${TABLES_ONLY:-}" ] && return
-  case " ${PIECES:-$name} " in *" $name "*) ;; *) return ;; esac
+  [ -e "$PARTS/nfnet_$name.csv" ] && { echo "nfnet piece $name: recorded ($PARTS/nfnet_$name.csv)"; return 0; }
+  [ -n "${TABLES_ONLY:-}" ] && return 0
+  case " ${PIECES:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   sweep "study_fashion_nfnet_$name" search_spaces/study/fashion_nfnet.yaml \
     --warm-start benchmarks/study/nfnet.csv --set "tracking.experiment=study-fashion-nfnet-$name" \
     --set "ladder.rungs=$2" --set "epochs=$3"
