@@ -10,6 +10,12 @@ frontier cell itself: the law's error without the allocation's. Where the lattic
 before the forecast optimum (a plan of 8+ epochs on a grid that stops at 4), the measured frontier
 is censored, and the rung comparison says more about the grid than about the forecast.
 
+Past a frontier that turns over, the top third holds few frontier points, so a second judge asks
+the plan at every held-out cell's compute C what to run within C: its answer is the run it names
+to spend less (`Plan.cheaper`, a law for repeated data past its turnover) or else its first run;
+it is right when that is the lattice's best measured cell among those costing at most C, and its
+regret is that run's measured loss over the best's (where the answer was measured).
+
 Run:
     PYTHONPATH=. .venv/bin/python benchmarks/validate_forecast.py \
         benchmarks/fashion_grid_agc0.16.csv benchmarks/mnist5k_grid_agc0.16.csv \
@@ -68,7 +74,29 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
             "rung_true": point.model, "rung_pred": p.rung, "rung_off": order[p.rung] - order[point.model],
             "epochs_true": point.epochs, "epochs_pred": p.rung_epochs, "lr_true": point.best_lr, "lr_pred": p.lr_grid,
         })
+    measured = {(c.model, c.epochs): c for c in cells}
+    within = []
+    for cell in sorted((c for c in cells if c.compute > cut), key=lambda c: c.compute):
+        p = plan(fit, cell.compute, law)
+        answer = p.cheaper or p.runs[0]
+        best = min((c for c in cells if c.compute <= cell.compute * (1 + 1e-9)), key=lambda c: c.loss)
+        got = next((m for (rung, e), m in measured.items() if rung == answer.rung and math.isclose(e, answer.epochs,
+                                                                                                  rel_tol=1e-6)), None)
+        within.append({"budget_cell": cell.name, "compute": cell.compute, "best": best.name, "best_loss": best.loss,
+                       "answer": f"{answer.rung}@{answer.epochs:.3g}", "spend_less": p.cheaper is not None,
+                       "predicted": answer.loss, "predicted_err": answer.loss / best.loss - 1,
+                       "answer_loss": got.loss if got is not None else math.nan,
+                       "regret": got.loss / best.loss - 1 if got is not None else math.nan,
+                       "right": got is not None and got.name == best.name, "rung_right": answer.rung == best.model})
+    regrets = [w["regret"] for w in within if math.isfinite(w["regret"])]
     return {
+        "within_budget": within,
+        "within_budget_summary": {"budgets": len(within), "right": sum(w["right"] for w in within),
+                                  "rung_right": sum(w["rung_right"] for w in within),
+                                  "measured_answers": len(regrets),
+                                  "mean_regret": float(np.mean(regrets)) if regrets else None,
+                                  "mean_abs_predicted_err": float(np.mean([abs(w["predicted_err"]) for w in within]))
+                                  if within else None},
         "table": path, "law": law_form, "law_auto": choice.to_json() if choice is not None else None,
         "cut_flops": cut, "fit_cells": len(past), "all_cells": len(cells),
         "fit": {"frontier_slope": fit.power_law.slope, "frontier_r2": fit.power_law.r2,
@@ -110,6 +138,19 @@ def format_result(res: dict[str, object]) -> str:
     lines.append(f"mean |error|: power law {err['power_law']:.1%}, L(N, D) at the planned rung "
                  f"{err['parametric']:.1%}, L(N, D) at the measured cell {err['parametric_at_cell']:.1%}; optimal rung "
                  f"right at {res['rung_hits']} of {res['points']} points")
+    lines.append(f"{'held-out budget (cell)':<24} {'FLOPs':>9} {'best within it':>18} {'loss':>7} {'plan answers':>18} "
+                 f"{'spend less':>10} {'predicted':>9} {'err':>7} {'measured':>8} {'regret':>7}")
+    for w in res["within_budget"]:  # type: ignore[attr-defined]
+        lines.append(f"{w['budget_cell']:<24} {w['compute']:>9.3g} {w['best']:>18} {w['best_loss']:>7.4f} "
+                     f"{w['answer']:>18} {'yes' if w['spend_less'] else 'no':>10} {w['predicted']:>9.4f} "
+                     f"{w['predicted_err']:>+7.1%} {w['answer_loss']:>8.4f} {w['regret']:>+7.1%}")
+    ws = res["within_budget_summary"]
+    mr = ws["mean_regret"]  # type: ignore[index]
+    lines.append(f"within each held-out budget: the best measured run named at {ws['right']} of {ws['budgets']} "  # type: ignore[index]
+                 f"budgets, its rung at {ws['rung_right']}; "  # type: ignore[index]
+                 f"mean |error| of the predicted loss against the best {ws['mean_abs_predicted_err']:.1%}; "  # type: ignore[index]
+                 f"mean regret {'n/a' if mr is None else f'{mr:.1%}'} over the {ws['measured_answers']} answers "  # type: ignore[index]
+                 f"the lattice measured")
     return "\n".join(lines)
 
 

@@ -83,6 +83,9 @@ class Plan:
     loss_bound: float = math.nan  # under `bound`: the loss no run can beat (the floor's lower 95% end)
     runs: tuple[RunOption, ...] = ()  # ranked, best first; runs[0] is the headline (rung, rung_epochs)
     region: Region | None = None
+    # a measured-budget run costing less than the budget that the law predicts lower than every run
+    # spending it (a law for repeated data past its turnover), else None
+    cheaper: RunOption | None = None
 
     @property
     def exit_code(self) -> int:
@@ -94,7 +97,7 @@ class Plan:
         out: dict[str, object] = {}
         shown = self.verdict == FORECAST
         for k, v in self.__dict__.items():
-            if k in ("runs", "region"):
+            if k in ("runs", "region", "cheaper"):
                 continue
             if k in ("loss_parametric", "loss_frontier", "loss_parametric_ci", "loss_frontier_ci") and not shown:
                 v = NO_INTERVAL if isinstance(v, Interval) else math.nan
@@ -103,6 +106,7 @@ class Plan:
         out["exit_code"] = self.exit_code
         out["runs"] = [r.to_json(self.loss_bound) for r in self.runs]
         out["region"] = self.region.to_json() if self.region is not None else None
+        out["cheaper_run"] = self.cheaper.to_json(self.loss_bound) if self.cheaper is not None else None
         return out
 
 
@@ -146,6 +150,11 @@ def plan(fit: StudyFit, budget: float, law: Law | None = None) -> Plan:
     else:
         options.sort(key=lambda o: (not inside(o), abs(math.log(o.params / n_opt))))
     head = options[0]
+    cheaper = _cheaper(fit, law, where, costed, budget, head) if law.ok else None
+    if cheaper is not None:
+        notes.append(f"the law turns over before this budget: {cheaper.rung}@{cheaper.epochs:g} epochs, "
+                     f"{cheaper.cost / budget:.0%} of the budget, is predicted lower ({cheaper.loss:.4f}) than every "
+                     f"run that spends it ({head.loss:.4f}); more compute buys nothing here")
     loss_f = fit.power_law.predict(budget) if fit.power_law.ok else math.nan
     loss_f_ci = fit.power_law.predict_interval(budget) if fit.power_law.ok else NO_INTERVAL
     top = max(c.compute for c in fit.cells)
@@ -163,7 +172,26 @@ def plan(fit: StudyFit, budget: float, law: Law | None = None) -> Plan:
                 lr_interval=_lr_interval(fit, head.params, head.epochs), loss_parametric=head.loss,
                 loss_parametric_ci=head.loss_ci, loss_frontier=loss_f, loss_frontier_ci=loss_f_ci,
                 extrapolation=extrapolation, notes=tuple(notes), verdict=head.verdict, reasons=head.reasons,
-                loss_bound=bound, runs=tuple(options[:SHORT_LIST]), region=where)
+                loss_bound=bound, runs=tuple(options[:SHORT_LIST]), region=where, cheaper=cheaper)
+
+
+SPEND_LESS: Final = 0.005  # how much lower (relative) a cheaper run must be predicted to be named
+
+
+def _cheaper(fit: StudyFit, law: Law, where: Region, rungs: list[str], budget: float,
+             head: RunOption) -> RunOption | None:
+    """The best run at a budget the study measured, costing less than `budget`, if the law predicts it
+    lower than the best run that spends the budget by more than `SPEND_LESS`: only a law that turns
+    over (more epochs, a higher loss) can. Only runs inside the data are named; the runs that spend
+    the budget are compared by the law's values even where those are extrapolated (the budget past
+    the data is where spending less matters most)."""
+    if not math.isfinite(head.loss):
+        return None
+    budgets = sorted({c.epochs for c in fit.cells})
+    found = [o for m in rungs for e in budgets if fit.cost.per_epoch[m] * e < budget * (1 - 1e-9)
+             for o in [_option(fit, law, where, m, fit.cost.per_epoch[m] * e)] if o.verdict == FORECAST]
+    best = min(found, key=lambda o: o.loss, default=None)
+    return best if best is not None and best.loss < head.loss * (1 - SPEND_LESS) else None
 
 
 def _option(fit: StudyFit, law: Law, where: Region, rung: str, budget: float) -> RunOption:
@@ -209,6 +237,10 @@ def format_plan(p: Plan, study: str) -> str:
         lines.append("  predicted val loss         withheld")
     lines.append(f"  continuous optimum         N* = {p.n_opt:,.0f} parameters for {p.epochs_opt:.3g} epochs "
                  f"(no rung need have it)")
+    if p.cheaper is not None:
+        c = p.cheaper
+        lines.append(f"  spend less: {c.rung} for {c.epochs:g} epochs (LR {c.lr_grid:g}, {c.cost:.4g} {p.axis_short}, "
+                     f"{c.cost / p.budget:.0%} of the budget) is predicted {_loss_cell(c, p.loss_bound)}, below run 1")
     lines += [f"  note: {n}" for n in p.notes]
     return "\n".join(lines)
 

@@ -32,9 +32,13 @@ class Surface:
     k: float = 6e4  # FLOPs per epoch = k N^gamma
     gamma: float = 1.0
     hours_per_flop: float = 1e-13
+    penalty: float = 0.0  # a repetition penalty P N^kappa (epochs - 1)^rho: with P > 0 the loss turns over
+    kappa: float = 0.5
+    rho: float = 1.5
 
     def loss(self, n: float, d: float) -> float:
-        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+        return (self.E + self.A / n**self.alpha + self.B / d**self.beta
+                + self.penalty * n**self.kappa * max(d - 1.0, 0.0) ** self.rho)
 
     def best_lr(self, n: float, d: float) -> float:
         return math.exp(self.c + self.p * math.log(n) + self.q * math.log(d))

@@ -127,3 +127,30 @@ def test_a_law_for_repeated_data_ranks_the_runs_and_brings_its_own_floor(good: S
                  "data_constrained", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == doc["exit_code"] and doc["runs"][0]["rung"] in good.models
+
+
+def test_past_the_turnover_the_plan_names_a_cheaper_run_the_law_predicts_lower(good: StudyFit) -> None:
+    """A study whose loss turns over (a planted repetition penalty: the largest rung is best near 5
+    epochs, worse at 16): at the top corner's budget every run that spends it is past the turnover,
+    so the plan names the measured-budget run the law for repeated data predicts lower, and the
+    planted surface agrees. L(N, D) cannot turn over, so it never names one."""
+    from raysweep.analysis.repeated import fit_repeated
+
+    surface = Surface(penalty=4e-5)
+    epochs = (0.5, 1, 2, 4, 8, 16)
+    fit = analyze(planted_runs(surface, params=PARAMS, epochs=epochs, lrs=LRS, seeds=2, noise=0.005), replicates=0)
+    law = fit_repeated(fit.cells, "overfit", starts=4)
+    top = surface.k * PARAMS[-1] * epochs[-1]
+    p = plan(fit, top, law)
+    _spend_the_budget(fit, p, top)
+    assert p.cheaper is not None and p.verdict == FORECAST
+    c = p.cheaper
+    assert c.cost < top and c.epochs in epochs and c.rung in fit.models and c.lr_grid in fit.lrs
+    assert c.loss < p.runs[0].loss * (1 - 0.005)
+    truth = min(surface.loss(r.params, r.epochs) for r in p.runs)
+    assert surface.loss(c.params, c.epochs) < truth  # the planted surface agrees: spending less is better
+    assert "spend less" in format_plan(p, "s") and any("turns over" in n for n in p.notes)
+    assert p.to_json()["cheaper_run"]["rung"] == c.rung  # type: ignore[index]
+    # inside the turnover's reach (a small budget) nothing cheaper is better, and L(N, D) never says so
+    assert plan(fit, surface.k * PARAMS[0] * 1, law).cheaper is None
+    assert plan(good, TOP).cheaper is None and plan(fit, top).cheaper is None
