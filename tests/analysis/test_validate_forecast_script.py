@@ -1,0 +1,53 @@
+"""benchmarks/validate_forecast.py's within-budget judge on planted studies: on a surface that turns
+over (a repetition penalty), the best measured run within each held-out budget is the lowest cell
+costing at most it, and the plan's answer is judged against that one; on a plain surface the best
+within a budget is the frontier's."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from raysweep.analysis.runs import ComputeAxis, load_csv
+from raysweep.analysis.testing import Surface, planted_runs, write_csv
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "validate_forecast.py"
+
+
+@pytest.fixture(scope="module")
+def vf() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("validate_forecast", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["validate_forecast"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("penalty", [0.0, 4e-5])
+def test_the_within_budget_judge_compares_with_the_best_cell_that_fits(vf: ModuleType, tmp_path: Path,
+                                                                       penalty: float) -> None:
+    runs = planted_runs(Surface(penalty=penalty), params=(10_000, 30_000, 100_000), epochs=(0.5, 1, 2, 4, 8, 16),
+                        lrs=(0.1, 0.2, 0.4, 0.8), seeds=1, noise=0.002)
+    path = write_csv(runs, tmp_path / "p.csv")
+    res = vf.validate(str(path), 0, "chinchilla")
+    cells = load_csv(str(path)).cells(ComputeAxis.FLOPS)
+    within = res["within_budget"]
+    assert within and len(within) == sum(c.compute > res["cut_flops"] for c in cells)
+    for w in within:
+        fits = [c for c in cells if c.compute <= w["compute"] * (1 + 1e-9)]
+        best = min(fits, key=lambda c: c.loss)
+        assert (w["best"], w["best_loss"]) == (best.name, best.loss)
+        assert w["predicted_err"] == pytest.approx(w["predicted"] / best.loss - 1)
+        if math.isfinite(w["regret"]):  # the answer was measured: its regret is its loss over the best's
+            assert w["regret"] >= -1e-12 and w["right"] == (w["answer_loss"] == best.loss)
+    summary = res["within_budget_summary"]
+    assert summary["budgets"] == len(within) and summary["right"] == sum(w["right"] for w in within)
+    if penalty:  # the planted turnover: some held-out budget's best cell costs less than the budget
+        assert any(w["best"] != w["budget_cell"] for w in within)
+    assert "within each held-out budget" in vf.format_result(res)
