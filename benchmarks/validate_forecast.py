@@ -74,14 +74,13 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
             "rung_true": point.model, "rung_pred": p.rung, "rung_off": order[p.rung] - order[point.model],
             "epochs_true": point.epochs, "epochs_pred": p.rung_epochs, "lr_true": point.best_lr, "lr_pred": p.lr_grid,
         })
-    measured = {(c.model, c.epochs): c for c in cells}
     within = []
     for cell in sorted((c for c in cells if c.compute > cut), key=lambda c: c.compute):
         p = plan(fit, cell.compute, law)
         answer = p.cheaper or p.runs[0]
         best = min((c for c in cells if c.compute <= cell.compute * (1 + 1e-9)), key=lambda c: c.loss)
-        got = next((m for (rung, e), m in measured.items() if rung == answer.rung and math.isclose(e, answer.epochs,
-                                                                                                  rel_tol=0.02)), None)
+        got = next((c for c in cells if c.model == answer.rung and math.isclose(c.epochs, answer.epochs, rel_tol=0.02)),
+                   None)
         within.append({"budget_cell": cell.name, "compute": cell.compute, "best": best.name, "best_loss": best.loss,
                        "answer": f"{answer.rung}@{answer.epochs:.3g}", "spend_less": p.cheaper is not None,
                        "predicted": answer.loss, "predicted_err": answer.loss / best.loss - 1,

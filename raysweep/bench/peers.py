@@ -116,8 +116,8 @@ def replay_peer(table: Table, name: str, *, concurrency: int = 2, seed: int = 0,
                 trials_per_cell: int | None = None) -> dict[str, Any]:
     """One replay of peer `name` over every cell of the table, in the shape `scores.summarise` reads
     (`trials`, `flops`, `full_trials`, `makespan`, `missing`, `settled`). With `sample_seeds`, each
-    run's losses are one seed's (drawn once per run), else the mean over seeds. Tune and Optuna
-    peers only (PriorBand: `replay_peer_runs`)."""
+    run's losses are one seed's (drawn once per run), else the mean over seeds. PriorBand goes
+    through `replay_peer_runs`, which batches its replays into one NePS process."""
     peer = PEERS[name]
     if peer.library == "neps":
         return replay_peer_runs(table, name, [seed], sample_seeds=sample_seeds)[0]

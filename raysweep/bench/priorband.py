@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from raysweep.bench.peers import _Meter, cell_fracs
 from raysweep.bench.table import Table
 from raysweep.core.errors import SpecError
 from raysweep.core.space import Cell
@@ -44,7 +45,7 @@ def available() -> bool:
 
 
 def job_of(table: Table, runs: list[tuple[int, dict[Cell, dict[int, int | None]]]], *, budget: float, eta: int,
-           start_lr: float, fracs_of: Any) -> dict[str, Any]:
+           start_lr: float) -> dict[str, Any]:
     """The child's job: per run (seed, rows drawn per cell) every cell's cost and loss at each of its
     evaluation points, for the LRs the table holds; cells in the lattice's row-major order."""
     lat = table.lattice
@@ -52,7 +53,7 @@ def job_of(table: Table, runs: list[tuple[int, dict[Cell, dict[int, int | None]]
     for seed, rows in runs:
         cells = []
         for cell in lat.cells():
-            fracs = fracs_of(table, cell)
+            fracs = cell_fracs(table, cell)
             cost, loss = {}, {}
             for i, row in rows[cell].items():
                 cost[str(i)] = [table.cost(cell, i, f) for f in fracs]
@@ -82,9 +83,7 @@ def run_child(job: dict[str, Any], *, python: Path | None = None, timeout: float
 def replay_priorband(table: Table, runs: list[tuple[int, dict[Cell, dict[int, int | None]]]], *, budget: float,
                      eta: int, start_lr: float) -> list[dict[str, Any]]:
     """One replay per (seed, rows) run, in the shape `peers.replay_peer` returns."""
-    from raysweep.bench.peers import _Meter, cell_fracs
-
-    answer = run_child(job_of(table, runs, budget=budget, eta=eta, start_lr=start_lr, fracs_of=cell_fracs))
+    answer = run_child(job_of(table, runs, budget=budget, eta=eta, start_lr=start_lr))
     lat = table.lattice
     cells = {(c.m, c.e): c for c in lat.cells()}
     out = []

@@ -228,14 +228,13 @@ def cache_bytes(spec: DataSpec) -> int:
     return spec.shard_cache_mb << 20 if spec.shard_cache_mb is not None else CACHE_BYTES
 
 
-def window_for(setting: str | int, shards: Sequence[ShardInfo], *, url: str = "", cache: int | None = None) -> int:
+def window_for(setting: str | int, shards: Sequence[ShardInfo], *, cache: int, url: str = "") -> int:
     """The shard window a split is read with: the setting, or for 'auto' 0 (the global order, as in
     memory) when the split's shards fit one process's shard cache, else the most shards that fit it.
     A setting whose window does not fit the cache is kept, with a one-line warning: each step would
     fetch shards the cache has just dropped."""
     if not shards:
         return 0 if setting == "auto" else int(setting)
-    cache = cache if cache is not None else CACHE_BYTES
     total, largest = sum(s.bytes for s in shards), max(s.bytes for s in shards)
     fits = max(1, cache // largest)
     if setting == "auto":
@@ -291,12 +290,13 @@ class ShardSource(Source):
             raise SpecError(str(err), key="url") from None
         train_ids, val_ids = split_indices(index.examples("train"), spec)
 
-        window = window_for(spec.shard_window, index.splits["train"], url=spec.url, cache=cache_bytes(spec))
+        cache = cache_bytes(spec)
+        window = window_for(spec.shard_window, index.splits["train"], cache=cache, url=spec.url)
 
         def view(ids: Tensor, split: str = "train") -> ShardImageSet:
             return ShardImageSet(index, ids, split=split, image_size=spec.image_size,
                                  workers=loader_workers(spec.loader_workers, index.payload), window=window,
-                                 skip_corrupt=spec.skip_corrupt_shards, cache_bytes=cache_bytes(spec))
+                                 skip_corrupt=spec.skip_corrupt_shards, cache_bytes=cache)
 
         test = view(torch.arange(index.examples("test")), "test") if index.examples("test") else None
         return Splits(name=index.name, train=view(train_ids), val=view(val_ids), num_classes=index.num_classes,
@@ -311,7 +311,8 @@ class ShardSource(Source):
             check_shards(index)
         except OSError as err:
             raise SpecError(str(err), key="url") from None
-        window_for(spec.shard_window, index.splits["train"], url=spec.url or "", cache=cache_bytes(spec))  # warns, before launch, of one that thrashes
+        # warns, before launch, of a window that thrashes the cache
+        window_for(spec.shard_window, index.splits["train"], cache=cache_bytes(spec), url=spec.url or "")
 
 
 def example_ids(images: ShardImageSet, positions: Sequence[int] | Tensor) -> list[int]:

@@ -5,9 +5,7 @@ within a budget is the frontier's."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,18 +13,12 @@ import pytest
 
 from raysweep.analysis.runs import ComputeAxis, load_csv
 from raysweep.analysis.testing import Surface, planted_runs, write_csv
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "validate_forecast.py"
+from tests.benchmark_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def vf() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("validate_forecast", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["validate_forecast"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("validate_forecast")
 
 
 @pytest.mark.parametrize("penalty", [0.0, 4e-5])

@@ -3,25 +3,17 @@ the goals are judged from the right rows and numbers, and the tables print every
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "data_throughput.py"
+from tests.benchmark_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("data_throughput", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["data_throughput"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data_throughput")
 
 
 def _results(bench: ModuleType, *, shard_first: float, resume_worst: float, ratios: list[float]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def _table(tmp_path: Path) -> str:
 def test_the_job_holds_each_runs_cost_and_loss_at_every_point(tmp_path: Path) -> None:
     table = load_table(_table(tmp_path))
     job = priorband.job_of(table, [(7, draw_rows(table, "priorband", 7, False))], budget=2.0, eta=3,
-                           start_lr=0.4, fracs_of=cell_fracs)
+                           start_lr=0.4)
     assert job["lrs"] == [0.1, 0.2, 0.4, 0.8] and job["start_lr"] == 0.4 and job["runs"][0]["seed"] == 7
     first, second = job["runs"][0]["cells"]
     assert (first["m"], first["e"], second["m"], second["e"]) == (0, 0, 0, 1)
@@ -67,7 +67,7 @@ needs_neps = pytest.mark.skipif(not priorband.available(),
 def test_priorband_spends_its_budget_and_the_meter_charges_what_it_ran(tmp_path: Path) -> None:
     table = load_table(_table(tmp_path))
     runs = [(s, draw_rows(table, "priorband", s, False)) for s in (0, 1)]
-    job = priorband.job_of(table, runs, budget=2.0, eta=3, start_lr=0.4, fracs_of=cell_fracs)
+    job = priorband.job_of(table, runs, budget=2.0, eta=3, start_lr=0.4)
     answer = priorband.run_child(job)
     assert answer["neps"] == "0.17.0"
     assert priorband.run_child(job) == answer  # seeded: the same trials again
