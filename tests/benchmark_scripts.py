@@ -11,10 +11,12 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load_script(name: str) -> ModuleType:
-    """`benchmarks/<name>.py`, imported under `name` (registered in sys.modules, as its dataclasses need)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    """`benchmarks/<name>.py` (`study/seed_noise` for one in a folder), imported under its file's stem
+    (registered in sys.modules, as its dataclasses need)."""
+    stem = name.rsplit("/", 1)[-1]
+    spec = importlib.util.spec_from_file_location(stem, BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    sys.modules[stem] = module
     spec.loader.exec_module(module)
     return module

@@ -8,7 +8,9 @@
 #   cells: nfnet_t3@8 (the top of the fitted two thirds), nfnet_t5@4, @8, @16 (the top third).
 # About 1 h on 2 cores. A finished seed leaves its table at benchmarks/study/extended/seeds_s<N>.csv
 # (committed) and is skipped on the next run; an interrupted one starts again (grid is not resumable).
-# Then benchmarks/study/seed_noise.py prints the per-cell spread and the forecast check against it.
+# Then: benchmarks/study/nfnet_extended_seeds.csv (the study with the new seeds), the forecast check
+# on it (forecast_seeds_*.txt) and benchmarks/study/seed_noise.py's spread, rivals and forecast
+# misses in units of the seed noise (seed_noise.txt). TABLES=1 records nothing and only does this.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RS=${RS:-.venv/bin/raysweep}
@@ -29,9 +31,20 @@ one_seed() {  # one_seed N: the four cells with seed N, one trial at a time
   $RS table --tracking-uri "$uri" --experiment "study-fashion-nfnet-seeds-s$s" --out "$out"
 }
 if [ -n "${SEED:-}" ]; then one_seed "$SEED"; exit 0; fi  # SEED=N: one seed only (what each half below runs)
-SEED=1 bash "$0" & one=$!
-SEED=2 bash "$0" & two=$!
-wait $one; wait $two
-PYTHONPATH=. $PY benchmarks/study/seed_noise.py benchmarks/study/nfnet_extended.csv "$PARTS"/seeds_s*.csv \
-  --json benchmarks/study/seed_noise.json > benchmarks/study/seed_noise.txt
+if [ -z "${TABLES:-}" ]; then
+  SEED=1 bash "$0" & one=$!
+  SEED=2 bash "$0" & two=$!
+  wait $one; wait $two
+fi
+seeds=("$PARTS"/seeds_s*.csv)
+$PY benchmarks/study/merge_tables.py benchmarks/study/nfnet_extended.csv "${seeds[@]}" \
+  --out benchmarks/study/nfnet_extended_seeds.csv
+for law in chinchilla overfit auto; do  # the forecast check again, with the top cells' seed means
+  PYTHONPATH=. $PY benchmarks/validate_forecast.py benchmarks/study/nfnet_extended_seeds.csv --law "$law" \
+    --json "benchmarks/study/forecast_seeds_$law.json" > "benchmarks/study/forecast_seeds_$law.txt"
+done
+PYTHONPATH=. $PY benchmarks/study/seed_noise.py benchmarks/study/nfnet_extended_seeds.csv \
+  --forecast benchmarks/study/forecast_seeds_chinchilla.json --forecast benchmarks/study/forecast_seeds_overfit.json \
+  --forecast benchmarks/study/forecast_seeds_auto.json --json benchmarks/study/seed_noise.json \
+  > benchmarks/study/seed_noise.txt
 cat benchmarks/study/seed_noise.txt

@@ -135,9 +135,16 @@ class Runs:
         return "high" if lr >= lrs[-1] else "low" if lr <= lrs[0] else ""
 
     def has_seeds(self) -> bool:
-        """Whether some (model, budget, LR) was run with two or more seeds: then seeds can be resampled."""
-        groups = self.groups()
-        return any(len(v) >= 2 for v in groups.values())
+        """Whether every cell ran some LR with two or more seeds (the best, typically, run again):
+        then seeds can be resampled.
+
+        Where only some cells did (a few run again with new seeds), drawing seeds would hold every
+        other cell fixed and narrow each interval to the noise of those few, so cells are drawn instead.
+        """
+        seeded: dict[tuple[str, float], bool] = {}
+        for (model, epochs, _), rs in self.groups().items():
+            seeded[(model, epochs)] = seeded.get((model, epochs), False) or len(rs) >= 2
+        return all(seeded.values())
 
     def groups(self) -> dict[tuple[str, float, float], list[TrialRow]]:
         out: dict[tuple[str, float, float], list[TrialRow]] = {}

@@ -3,6 +3,7 @@ fires when the frontier reaches the largest budget or rung, and is silent when i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -104,6 +105,28 @@ def test_bootstrap_interval_on_a_planted_study_covers_its_slope() -> None:
     assert fit.bootstrap == "seeds" and fit.replicates == 60
     assert fit.slope_ci.lo <= fit.slope <= fit.slope_ci.hi
     assert fit.slope_ci.hi - fit.slope_ci.lo > 0
+
+
+def test_bootstrap_draws_seeds_only_where_every_cell_has_them() -> None:
+    # one seed a run, then a few cells run again with new seeds: drawing seeds would hold the other
+    # cells fixed (an interval as narrow as those few cells' noise), so cells are drawn
+    one = planted_runs(Surface(), seeds=1, noise=0.02)
+    again = planted_runs(Surface(), seeds=3, noise=0.02, seed=1)
+    top = {(c.model, c.epochs, c.best_lr) for c in one.cells()[-3:]}
+    extra = tuple(dataclasses.replace(r, seed=str(int(r.seed) + 1)) for r in again.runs
+                  if (r.model, r.epochs, r.lr) in top and r.seed != "0")
+    some = dataclasses.replace(one, runs=one.runs + extra)
+    assert one.has_seeds() is False and some.has_seeds() is False
+    assert Resampler(some, ComputeAxis.FLOPS, replicates=10).method == "cells"
+    some_cells = fit_frontier(some.cells(), Resampler(some, ComputeAxis.FLOPS, replicates=60))
+    assert some_cells.bootstrap == "cells" and some_cells.slope_ci.hi - some_cells.slope_ci.lo > 0
+    # new seeds at every cell's best LR only (the other LRs once): seeds are drawn
+    best = {(c.model, c.epochs, c.best_lr) for c in one.cells()}
+    extra = tuple(dataclasses.replace(r, seed=str(int(r.seed) + 1)) for r in again.runs
+                  if (r.model, r.epochs, r.lr) in best and r.seed != "0")
+    every = dataclasses.replace(one, runs=one.runs + extra)
+    assert every.has_seeds() is True
+    assert Resampler(every, ComputeAxis.FLOPS, replicates=10).method == "seeds"
 
 
 def test_cells_take_the_best_seed_mean_lr_and_the_compute_axis() -> None:
