@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Records issue 17's extended study: the lattice of benchmarks/study/record.sh pushed past its
 # edges, so that the frontier turns over inside it and NFNet and ViT cover the same compute.
-#   NFNet: rungs nfnet_t3-t5 x 2-32 epochs (1.3e14 FLOPs planned), the ladder above the old top;
+#   NFNet: rungs nfnet_t3-t5 x 2-32 epochs (1.3e14 FLOPs planned), the ladder above the old top,
+#          then nfnet_t6 x 2-16 epochs (the rung the edge warning named after them);
 #   ViT:   all 4 rungs x 0.25-16 epochs (6.2e14 FLOPs planned; the old lattice stopped at t2 and 4).
 # Both warm-started from the committed tables of the first study (benchmarks/study/{nfnet,vit}.csv),
 # monotone searcher with in-cell early stopping (search.early_stop margin auto), checkpoints kept
@@ -48,6 +49,9 @@ if [ "${ONLY:-nfnet}" = nfnet ]; then  # cheapest first: each piece is about 1 h
   piece t3_32 '[nfnet_t3]' '[32]'
   piece t5 '[nfnet_t5]' '[2,4,8,16]'
   piece t5_32 '[nfnet_t5]' '[32]'
+  # the rung above nfnet_t5, which the edge warning named once t5@16 held the frontier's top
+  # (1.08M parameters; no 32 epochs: every rung measured there was worse than at 16)
+  piece t6 '[nfnet_t6]' '[2,4,8,16]'
 fi
 vit_due() {  # the ViT half runs unless it is recorded (vit_extended.csv committed) or not asked for
   [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-vit}" = vit ] \
