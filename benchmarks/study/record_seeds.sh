@@ -8,7 +8,8 @@
 #   cells: nfnet_t3@8 (the top of the fitted two thirds), nfnet_t5@4, @8, @16 (the top third).
 # About 1 h on 2 cores. A finished seed leaves its table at benchmarks/study/extended/seeds_s<N>.csv
 # (committed) and is skipped on the next run; an interrupted one starts again (grid is not resumable).
-# Then: benchmarks/study/nfnet_extended_seeds.csv (the study with the new seeds), the forecast check
+# Then: benchmarks/study/nfnet_extended_seeds.csv (the study with the new seeds), its analysis
+# (benchmarks/study/analysis/nfnet_extended_seeds/), the forecast check
 # on it (forecast_seeds_*.txt) and benchmarks/study/seed_noise.py's spread, rivals and forecast
 # misses in units of the seed noise (seed_noise.txt). TABLES=1 records nothing and only does this.
 set -euo pipefail
@@ -39,6 +40,7 @@ fi
 seeds=("$PARTS"/seeds_s*.csv)
 $PY benchmarks/study/merge_tables.py benchmarks/study/nfnet_extended.csv "${seeds[@]}" \
   --out benchmarks/study/nfnet_extended_seeds.csv
+$RS analyze --table benchmarks/study/nfnet_extended_seeds.csv --out benchmarks/study/analysis/nfnet_extended_seeds
 for law in chinchilla overfit auto; do  # the forecast check again, with the top cells' seed means
   PYTHONPATH=. $PY benchmarks/validate_forecast.py benchmarks/study/nfnet_extended_seeds.csv --law "$law" \
     --json "benchmarks/study/forecast_seeds_$law.json" > "benchmarks/study/forecast_seeds_$law.txt"

@@ -132,7 +132,8 @@ def forecast_in_noise(path: Path, noise: float) -> list[dict[str, object]]:
     for table in json.loads(path.read_text()):
         for p in table["predictions"]:
             err = p["parametric_err"]
-            out.append({"table": table["table"], "law": table["law"], "cell": p["cell"], "err": err,
+            law = f"auto:{table['law']}" if table.get("law_auto") else table["law"]  # what --law auto chose
+            out.append({"table": table["table"], "law": law, "cell": p["cell"], "err": err,
                         "err_in_noise": math.log1p(err) / noise if err is not None else None,
                         "rung_right": p["rung_off"] == 0})
     return out
@@ -162,11 +163,14 @@ def report(path: str, forecasts: list[Path], draws: int) -> tuple[list[str], dic
     for r in rs:
         z = "" if math.isnan(r.z) else f"{r.z:.1f}"
         lines.append(f"{r.cell:<18} {r.loss:>7.4f} {r.seeds:>5} {r.diff:>+8.2%} {z:>6} {r.best_share:>10.1%}")
+    elsewhere = 1 - sum(r.best_share for r in rs)
+    if elsewhere > 0:
+        lines.append(f"best elsewhere (a cell beyond {NEAR:.0%}, or one run once at another LR): {elsewhere:.1%}")
     misses = [m for f in forecasts for m in forecast_in_noise(f, noise)]
     if misses:
         lines += ["", "forecast misses at the held-out frontier points, in units of the pooled seed noise"]
         for m in misses:
-            lines.append(f"{m['table']} {m['law']:<12} {m['cell']:<16} {m['err']:+.1%} = "
+            lines.append(f"{m['table']} {m['law']:<16} {m['cell']:<16} {m['err']:+.1%} = "
                          f"{m['err_in_noise']:+.1f} sd  rung {'right' if m['rung_right'] else 'wrong'}")
     out = {"table": path, "groups": [asdict(g) | {"mean": g.mean, "rel_sd": g.rel_sd, "pooled": g in pooled} for g in groups],
            "pooled_rel_sd": noise, "dof": dof, "rivals": [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(r).items()} for r in rs],
