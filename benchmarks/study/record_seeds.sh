@@ -5,7 +5,8 @@
 # forecast may miss it are questions of seed noise. Each cell is run again at the LR the study
 # settled on (0.1 for all four) with seeds 1 and 2 (the study ran seed 0): the grid searcher on a
 # one-point LR grid, one sweep per seed, the two seeds side by side (one core each).
-#   cells: nfnet_t3@8 (the top of the fitted two thirds), nfnet_t5@4, @8, @16 (the top third).
+#   cells: nfnet_t3@8 (the top of the fitted two thirds), nfnet_t5@4, @8, @16 (the top third), then
+#   nfnet_t6@4 and @8 (seeds_t6_s<N>.csv) once the t6 piece of record_extended.sh put t6@8 beside t5@8.
 # About 1 h on 2 cores. A finished seed leaves its table at benchmarks/study/extended/seeds_s<N>.csv
 # (committed) and is skipped on the next run; an interrupted one starts again (grid is not resumable).
 # Then: benchmarks/study/nfnet_extended_seeds.csv (the study with the new seeds), its analysis
@@ -19,17 +20,24 @@ PY=${PY:-.venv/bin/python}
 REC=${REC:-benchmarks/record/study_seeds}
 PARTS=benchmarks/study/extended
 mkdir -p "$REC" "$PARTS"
-one_seed() {  # one_seed N: the four cells with seed N, one trial at a time
-  local s=$1 out="$PARTS/seeds_s$1.csv" uri="sqlite:///$PWD/$REC/s$1/mlflow.db"  # a store each: two drivers at once
-  [ -e "$out" ] && { echo "seed $s: recorded ($out)"; return 0; }
+seed_piece() {  # seed_piece TAG N PART...: the cells of each PART (rung:[epochs]) with seed N, one trial at a time
+  local tag=$1 s=$2; shift 2
+  local out="$PARTS/seeds${tag:+_$tag}_s$s.csv" exp="study-fashion-nfnet-seeds${tag:+-$tag}-s$s"
+  local uri="sqlite:///$PWD/$REC/s$s/mlflow.db"  # a store each: two drivers at once
+  [ -e "$out" ] && { echo "seed $s${tag:+ ($tag)}: recorded ($out)"; return 0; }
   mkdir -p "$REC/s$s"
-  for part in "nfnet_t3:[8]" "nfnet_t5:[4,8,16]"; do
+  for part in "$@"; do
     $RS run search_spaces/study/fashion_nfnet.yaml --quiet --tracking-uri "$uri" --results "$REC/s$s/results" \
-      --set "name=study_fashion_nfnet_seeds_${part%%:*}_s$s" --set "tracking.experiment=study-fashion-nfnet-seeds-s$s" \
+      --set "name=study_fashion_nfnet_seeds_${part%%:*}_s$s" --set "tracking.experiment=$exp" \
       --set search.searcher=grid --set "ladder.rungs=[${part%%:*}]" --set "epochs=${part#*:}" \
       --set lr.base=0.1 --set lr.low=0.1 --set lr.high=0.1 --set "seed=$s" --set resources.concurrent_trials=1
   done
-  $RS table --tracking-uri "$uri" --experiment "study-fashion-nfnet-seeds-s$s" --out "$out"
+  $RS table --tracking-uri "$uri" --experiment "$exp" --out "$out"
+}
+one_seed() {  # one_seed N: every cell with seed N
+  seed_piece "" "$1" "nfnet_t3:[8]" "nfnet_t5:[4,8,16]"
+  # added once nfnet_t6 was recorded: its 8-epoch cell came within the noise of t5@8
+  seed_piece t6 "$1" "nfnet_t6:[4,8]"
 }
 if [ -n "${SEED:-}" ]; then one_seed "$SEED"; exit 0; fi  # SEED=N: one seed only (what each half below runs)
 if [ -z "${TABLES:-}" ]; then
@@ -37,7 +45,7 @@ if [ -z "${TABLES:-}" ]; then
   SEED=2 bash "$0" & two=$!
   wait $one; wait $two
 fi
-seeds=("$PARTS"/seeds_s*.csv)
+seeds=("$PARTS"/seeds_*s[0-9]*.csv)
 $PY benchmarks/study/merge_tables.py benchmarks/study/nfnet_extended.csv "${seeds[@]}" \
   --out benchmarks/study/nfnet_extended_seeds.csv
 $RS analyze --table benchmarks/study/nfnet_extended_seeds.csv --out benchmarks/study/analysis/nfnet_extended_seeds
