@@ -93,10 +93,10 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> Line | None:
 class Resampler:
     """Draws bootstrap replicates of a study's cells.
 
-    With two or more seeds at every cell's best LR, each (model, budget, LR) keeps its own seeds,
-    drawn with replacement, and every cell settles its best LR again: the interval then says how much
-    seed noise moves the result. Otherwise (one seed a run, or new seeds for only some cells) the
-    cells themselves are drawn with replacement.
+    Where every cell ran some LR with two or more seeds (`Runs.has_seeds`), each (model, budget, LR)
+    keeps its own seeds, drawn with replacement, and every cell settles its best LR again: the
+    interval then says how much seed noise moves the result. Otherwise (one seed a run, or new seeds
+    for only some cells) the cells themselves are drawn with replacement.
     """
 
     runs: Runs

@@ -16,7 +16,7 @@ from raysweep.analysis.frontier import (
     fit_frontier,
     frontier_points,
 )
-from raysweep.analysis.runs import CellBest, ComputeAxis
+from raysweep.analysis.runs import CellBest, ComputeAxis, Runs
 from raysweep.analysis.stats import FitStatus, Resampler
 from raysweep.analysis.testing import Surface, planted_runs
 
@@ -112,19 +112,20 @@ def test_bootstrap_draws_seeds_only_where_every_cell_has_them() -> None:
     # cells fixed (an interval as narrow as those few cells' noise), so cells are drawn
     one = planted_runs(Surface(), seeds=1, noise=0.02)
     again = planted_runs(Surface(), seeds=3, noise=0.02, seed=1)
-    top = {(c.model, c.epochs, c.best_lr) for c in one.cells()[-3:]}
-    extra = tuple(dataclasses.replace(r, seed=str(int(r.seed) + 1)) for r in again.runs
-                  if (r.model, r.epochs, r.lr) in top and r.seed != "0")
-    some = dataclasses.replace(one, runs=one.runs + extra)
+
+    def rerun(cells: list[CellBest]) -> Runs:  # `one` with seeds 1 and 2 added at these cells' best LR
+        keys = {(c.model, c.epochs, c.best_lr) for c in cells}
+        extra = tuple(dataclasses.replace(r, seed=str(int(r.seed) + 1)) for r in again.runs
+                      if (r.model, r.epochs, r.lr) in keys and r.seed != "0")
+        return dataclasses.replace(one, runs=one.runs + extra)
+
+    some = rerun(one.cells()[-3:])
     assert one.has_seeds() is False and some.has_seeds() is False
     assert Resampler(some, ComputeAxis.FLOPS, replicates=10).method == "cells"
     some_cells = fit_frontier(some.cells(), Resampler(some, ComputeAxis.FLOPS, replicates=60))
     assert some_cells.bootstrap == "cells" and some_cells.slope_ci.hi - some_cells.slope_ci.lo > 0
     # new seeds at every cell's best LR only (the other LRs once): seeds are drawn
-    best = {(c.model, c.epochs, c.best_lr) for c in one.cells()}
-    extra = tuple(dataclasses.replace(r, seed=str(int(r.seed) + 1)) for r in again.runs
-                  if (r.model, r.epochs, r.lr) in best and r.seed != "0")
-    every = dataclasses.replace(one, runs=one.runs + extra)
+    every = rerun(one.cells())
     assert every.has_seeds() is True
     assert Resampler(every, ComputeAxis.FLOPS, replicates=10).method == "seeds"
 
