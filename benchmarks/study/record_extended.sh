@@ -22,7 +22,8 @@
 # and benchmarks/study/analysis/compare_extended/, and re-runs the forecast check on the merged
 # tables. The MLflow store, the Ray results and the kept checkpoints stay in
 # benchmarks/record/study_extended/ (not committed).
-# ONLY=nfnet or ONLY=vit records one half; PIECES="t4 t3_32" records only those NFNet pieces.
+# ONLY=nfnet or ONLY=vit records one half; PIECES="t4 t3_32" records only those pieces (the ViT's
+# first extension is the piece "up").
 # TABLES_ONLY=1 records nothing: it builds the tables and analyses from what is recorded so far.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,38 +35,42 @@ mkdir -p "$REC"
 . benchmarks/study/sweep.sh
 PARTS=benchmarks/study/extended
 mkdir -p "$PARTS"
-piece() {  # piece NAME RUNGS EPOCHS: one NFNet sweep, its table committed once it is done
-  local name=$1
-  [ -e "$PARTS/nfnet_$name.csv" ] && { echo "nfnet piece $name: recorded ($PARTS/nfnet_$name.csv)"; return 0; }
+piece() {  # piece FAMILY NAME RUNGS EPOCHS: one sweep of search_spaces/study/fashion_FAMILY.yaml,
+  # warm-started from benchmarks/study/FAMILY.csv, its table committed once it is done
+  local family=$1 name=$2
+  [ -e "$PARTS/${family}_$name.csv" ] && { echo "$family piece $name: recorded ($PARTS/${family}_$name.csv)"; return 0; }
   [ -n "${TABLES_ONLY:-}" ] && return 0
   case " ${PIECES:-$name} " in *" $name "*) ;; *) return 0 ;; esac
-  sweep "study_fashion_nfnet_$name" search_spaces/study/fashion_nfnet.yaml \
-    --warm-start benchmarks/study/nfnet.csv --set "tracking.experiment=study-fashion-nfnet-$name" \
-    --set "ladder.rungs=$2" --set "epochs=$3"
-  $RS table --tracking-uri "$URI" --experiment "study-fashion-nfnet-$name" --out "$PARTS/nfnet_$name.csv"
+  sweep "study_fashion_${family}_$name" "search_spaces/study/fashion_$family.yaml" \
+    --warm-start "benchmarks/study/$family.csv" --set "tracking.experiment=study-fashion-$family-$name" \
+    --set "ladder.rungs=$3" --set "epochs=$4"
+  $RS table --tracking-uri "$URI" --experiment "study-fashion-$family-$name" --out "$PARTS/${family}_$name.csv"
 }
 if [ "${ONLY:-nfnet}" = nfnet ]; then  # cheapest first: each piece is about 1 h on 2 cores
-  piece t4 '[nfnet_t4]' '[2,4,8,16,32]'
-  piece t3_32 '[nfnet_t3]' '[32]'
-  piece t5 '[nfnet_t5]' '[2,4,8,16]'
-  piece t5_32 '[nfnet_t5]' '[32]'
+  piece nfnet t4 '[nfnet_t4]' '[2,4,8,16,32]'
+  piece nfnet t3_32 '[nfnet_t3]' '[32]'
+  piece nfnet t5 '[nfnet_t5]' '[2,4,8,16]'
+  piece nfnet t5_32 '[nfnet_t5]' '[32]'
   # the rung above nfnet_t5, which the edge warning named once t5@16 held the frontier's top
   # (1.08M parameters; no 32 epochs: every rung measured there was worse than at 16)
-  piece t6 '[nfnet_t6]' '[2,4,8,16]'
+  piece nfnet t6 '[nfnet_t6]' '[2,4,8,16]'
 fi
-vit_due() {  # the ViT half runs unless it is recorded (vit_extended.csv committed) or not asked for
-  [ -z "${TABLES_ONLY:-}" ] && [ "${ONLY:-vit}" = vit ] \
-    && { [ "${ONLY:-}" = vit ] || [ ! -e benchmarks/study/vit_extended.csv ] || [ -e "$REC/started-study_fashion_vit_up" ]; }
-}
-if vit_due; then  # the cells the first study lacks, in two lattices (each a full product):
-  # first the longer budgets of the measured rungs (the edge warning names vit_t0@4 and vit_t1@4),
-  sweep study_fashion_vit_up search_spaces/study/fashion_vit.yaml \
-    --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
-    --set 'ladder.rungs=[vit_t0,vit_t1,vit_t2]' --set 'epochs=[8,16]'
-  # then the fourth rung at every budget
-  sweep study_fashion_vit_t3 search_spaces/study/fashion_vit.yaml \
-    --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
-    --set 'ladder.rungs=[vit_t3]' --set 'epochs=[0.25,0.5,1,2,4,8,16]'
+if [ "${ONLY:-vit}" = vit ]; then
+  # the cells the first study lacks, in two lattices (each a full product) recorded into one table,
+  # $PARTS/vit_up.csv: first the longer budgets of the measured rungs (the edge warning named vit_t0@4
+  # and vit_t1@4), then the fourth rung at every budget
+  if [ ! -e "$PARTS/vit_up.csv" ] && [ -z "${TABLES_ONLY:-}" ] && case " ${PIECES:-up} " in *" up "*) true ;; *) false ;; esac; then
+    sweep study_fashion_vit_up search_spaces/study/fashion_vit.yaml \
+      --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
+      --set 'ladder.rungs=[vit_t0,vit_t1,vit_t2]' --set 'epochs=[8,16]'
+    sweep study_fashion_vit_t3 search_spaces/study/fashion_vit.yaml \
+      --warm-start benchmarks/study/vit.csv --set tracking.experiment=study-fashion-vit-up \
+      --set 'ladder.rungs=[vit_t3]' --set 'epochs=[0.25,0.5,1,2,4,8,16]'
+    $RS table --tracking-uri "$URI" --experiment study-fashion-vit-up --out "$PARTS/vit_up.csv"
+  fi
+  # the rung above vit_t3, which the edge warning named once vit_t3@16 held the frontier's top
+  # (depth 8 where t3 has 4: twice its FLOPs; the budgets where a larger ViT can reach the top)
+  piece vit t4 '[vit_t4]' '[4,8,16]'
 fi
 parts=("$PARTS"/nfnet_*.csv)  # the NFNet side: the first study with its edges, then every piece recorded
 if [ -e "${parts[0]}" ]; then
@@ -73,9 +78,10 @@ if [ -e "${parts[0]}" ]; then
     --out benchmarks/study/nfnet_extended.csv
   $RS analyze --table benchmarks/study/nfnet_extended.csv --out benchmarks/study/analysis/nfnet_extended
 fi
-if [ -e "$REC/done-study_fashion_vit_t3" ] || { [ -n "${TABLES_ONLY:-}" ] && [ -e "$REC/started-study_fashion_vit_up" ]; }; then
-  $RS table --tracking-uri "$URI" --experiment study-fashion-vit-up --out "$REC/vit_up.csv"
-  $PY benchmarks/study/merge_tables.py benchmarks/study/vit.csv "$REC/vit_up.csv" --out benchmarks/study/vit_extended.csv
+vparts=("$PARTS"/vit_*.csv)  # the ViT side: the first study, then vit_up, then every piece recorded
+if [ -e "${vparts[0]}" ]; then
+  vparts=("$PARTS/vit_up.csv" $(printf '%s\n' "${vparts[@]}" | grep -v '/vit_up.csv$' || true))
+  $PY benchmarks/study/merge_tables.py benchmarks/study/vit.csv "${vparts[@]}" --out benchmarks/study/vit_extended.csv
   $RS analyze --table benchmarks/study/vit_extended.csv --out benchmarks/study/analysis/vit_extended
 fi
 nfnet=benchmarks/study/nfnet_extended.csv  # the NFNet side: the extended table, else the edges one
