@@ -16,6 +16,13 @@ to spend less (`Plan.cheaper`, a law for repeated data past its turnover) or els
 it is right when that is the lattice's best measured cell among those costing at most C, and its
 regret is that run's measured loss over the best's (where the answer was measured).
 
+Each point is also scored as `raysweep plan` states it (raysweep.analysis.verdict): a `forecast`
+counts against GOAL (issue 17: within 3% of the measured loss), a `bound` holds when the measured
+loss is at or above it, and `withheld` asserts nothing. And the fitted cells are searched for the
+phenomenon that bends a frontier's top, a rung that is worse at a longer budget (overfitting on
+repeated data): where the lower two thirds hold none, no law fitted there can place the top third's
+turnover, and the check says so.
+
 Run:
     PYTHONPATH=. .venv/bin/python benchmarks/validate_forecast.py \
         benchmarks/fashion_grid_agc0.16.csv benchmarks/mnist5k_grid_agc0.16.csv \
@@ -36,9 +43,12 @@ from raysweep.analysis.frontier import frontier_points
 from raysweep.analysis.law_choice import choose_law, compute_cut
 from raysweep.analysis.plan import Law, plan
 from raysweep.analysis.repeated import FORMS, RepeatedFit, fit_repeated
-from raysweep.analysis.runs import ComputeAxis, Runs, load_csv
+from raysweep.analysis.runs import CellBest, ComputeAxis, Runs, load_csv
 from raysweep.analysis.stats import Resampler
 from raysweep.analysis.study import analyze
+from raysweep.analysis.verdict import BOUND, FORECAST
+
+GOAL = 0.03  # issue 17: a forecast within 3% of the measured loss at every held-out frontier point
 
 
 def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[str, object]:
@@ -73,8 +83,10 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
                                        if law.ok else math.nan),
             "rung_true": point.model, "rung_pred": p.rung, "rung_off": order[p.rung] - order[point.model],
             "epochs_true": point.epochs, "epochs_pred": p.rung_epochs, "lr_true": point.best_lr, "lr_pred": p.lr_grid,
+            "verdict": p.verdict, "reasons": list(p.reasons), "bound": p.loss_bound if p.verdict == BOUND else math.nan,
         })
     within = []
+    incumbent = min((c for c in cells if c.compute <= cut), key=lambda c: c.loss)  # the best run fitted
     for cell in sorted((c for c in cells if c.compute > cut), key=lambda c: c.compute):
         p = plan(fit, cell.compute, law)
         answer = p.cheaper or p.runs[0]
@@ -86,14 +98,24 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
                        "predicted": answer.loss, "predicted_err": answer.loss / best.loss - 1,
                        "answer_loss": got.loss if got is not None else math.nan,
                        "regret": got.loss / best.loss - 1 if got is not None else math.nan,
-                       "right": got is not None and got.name == best.name, "rung_right": answer.rung == best.model})
+                       "right": got is not None and got.name == best.name, "rung_right": answer.rung == best.model,
+                       "incumbent_regret": incumbent.loss / best.loss - 1})
     regrets = [w["regret"] for w in within if math.isfinite(w["regret"])]
     return {
+        "as_stated": as_stated(rows), "turnover": turnover([c for c in cells if c.compute <= cut], cells),
         "within_budget": within,
         "within_budget_summary": {"budgets": len(within), "right": sum(w["right"] for w in within),
                                   "rung_right": sum(w["rung_right"] for w in within),
                                   "measured_answers": len(regrets),
                                   "mean_regret": float(np.mean(regrets)) if regrets else None,
+                                  # the same budgets' regret had the plan named the best fitted run again
+                                  # (over the budgets whose answer was measured, and over all)
+                                  "incumbent": incumbent.name,
+                                  "incumbent_regret_measured": float(np.mean(
+                                      [w["incumbent_regret"] for w in within if math.isfinite(w["regret"])]))
+                                  if regrets else None,
+                                  "incumbent_regret": float(np.mean([w["incumbent_regret"] for w in within]))
+                                  if within else None,
                                   "mean_abs_predicted_err": float(np.mean([abs(w["predicted_err"]) for w in within]))
                                   if within else None},
         "table": path, "law": law_form, "law_auto": choice.to_json() if choice is not None else None,
@@ -105,6 +127,30 @@ def validate(path: str, replicates: int, law_form: str = "chinchilla") -> dict[s
                          for k in ("power_law", "parametric", "parametric_at_cell")},
         "rung_hits": sum(r["rung_off"] == 0 for r in rows), "points": len(rows),
     }
+
+
+def as_stated(rows: list[dict[str, object]]) -> dict[str, object]:
+    """The held-out points scored as `plan` states them: forecasts against GOAL, bounds held or not."""
+    fc = [r for r in rows if r["verdict"] == FORECAST]
+    bd = [r for r in rows if r["verdict"] == BOUND]
+    return {"goal": GOAL, "forecasts": len(fc),
+            "within_goal": sum(abs(r["parametric_err"]) <= GOAL for r in fc),  # type: ignore[arg-type]
+            "rung_right": sum(r["rung_off"] == 0 for r in fc),
+            "bounds": len(bd), "bounds_held": sum(r["loss"] >= r["bound"] for r in bd),  # type: ignore[operator]
+            "withheld": len(rows) - len(fc) - len(bd)}
+
+
+def turnover(fitted: list[CellBest], every: list[CellBest]) -> dict[str, object]:
+    """Rungs worse at a longer budget than at a shorter one: among the fitted cells, and in the whole lattice."""
+    def worse(cells: list[CellBest]) -> list[str]:
+        out = []
+        for model in dict.fromkeys(c.model for c in cells):
+            mine = sorted((c for c in cells if c.model == model), key=lambda c: c.epochs)
+            best = min(mine, key=lambda c: c.loss)
+            if best is not mine[-1]:
+                out.append(f"{best.name} < {mine[-1].name}")
+        return out
+    return {"fitted": worse(fitted), "all": worse(every)}
 
 
 def _constants(law: Law) -> dict[str, float]:
@@ -137,6 +183,18 @@ def format_result(res: dict[str, object]) -> str:
     lines.append(f"mean |error|: power law {err['power_law']:.1%}, L(N, D) at the planned rung "
                  f"{err['parametric']:.1%}, L(N, D) at the measured cell {err['parametric_at_cell']:.1%}; optimal rung "
                  f"right at {res['rung_hits']} of {res['points']} points")
+    st = res["as_stated"]
+    lines.append(f"as plan states them: {st['forecasts']} forecast(s), {st['within_goal']} within {st['goal']:.0%}, "  # type: ignore[index]
+                 f"rung right at {st['rung_right']}; {st['bounds']} bound(s), {st['bounds_held']} held; "  # type: ignore[index]
+                 f"{st['withheld']} withheld" + "".join(  # type: ignore[index]
+                     f"; {r['cell']} {r['verdict']}" + (f" ({r['reasons'][0]})" if r["reasons"] else "")
+                     for r in res["predictions"] if r["verdict"] != FORECAST))  # type: ignore[attr-defined]
+    to = res["turnover"]
+    lines.append("turnover (a rung worse at its longest budget than at a shorter one): in the fitted cells "  # type: ignore[index]
+                 + (", ".join(to["fitted"]) or "none") + "; in the whole lattice "  # type: ignore[index]
+                 + (", ".join(to["all"]) or "none")  # type: ignore[index]
+                 + ("" if to["fitted"] or not to["all"] else  # type: ignore[index]
+                    ": the lower two thirds show no overfitting, so no law fitted there can place the top third's turnover"))
     lines.append(f"{'held-out budget (cell)':<24} {'FLOPs':>9} {'best within it':>18} {'loss':>7} {'plan answers':>18} "
                  f"{'spend less':>10} {'predicted':>9} {'err':>7} {'measured':>8} {'regret':>7}")
     for w in res["within_budget"]:  # type: ignore[attr-defined]
@@ -149,8 +207,14 @@ def format_result(res: dict[str, object]) -> str:
                  f"budgets, its rung at {ws['rung_right']}; "  # type: ignore[index]
                  f"mean |error| of the predicted loss against the best {ws['mean_abs_predicted_err']:.1%}; "  # type: ignore[index]
                  f"mean regret {'n/a' if mr is None else f'{mr:.1%}'} over the {ws['measured_answers']} answers "  # type: ignore[index]
-                 f"the lattice measured")
+                 f"the lattice measured (naming the best fitted run, {ws['incumbent']}, again: "  # type: ignore[index]
+                 f"{_pct(ws['incumbent_regret_measured'])} over those, {_pct(ws['incumbent_regret'])} "  # type: ignore[index]
+                 f"over all {ws['budgets']})")  # type: ignore[index]
     return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
 
 
 def _clean(x: object) -> object:

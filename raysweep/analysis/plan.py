@@ -11,6 +11,10 @@ learning rate and the loss to expect where the fit supports one. Runs nothing.
 - The continuous optimum (N*, D*) minimising L(N, D) under the measured cost model (cost = k N^gamma
   x epochs), or the frontier's allocation power laws without a usable fit, is given for reference;
   the frontier's power law at the budget too.
+- Beside them, the best run the study measured at a cost within the budget: a result, not a
+  forecast. Where the law cannot forecast (a floor not identified, a frontier that turned over)
+  it is the one loss known to be reachable, and on a frontier that turned over it can beat the
+  law's own answer (benchmarks/validate_forecast.py measures both).
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ class Plan:
     # a measured-budget run costing less than the budget that the law predicts lower than every run
     # spending it (a law for repeated data past its turnover), else None
     cheaper: RunOption | None = None
+    # the lowest-loss cell the study measured at a cost within the budget: a result, not a forecast
+    # (where the law cannot forecast, the one run known to reach a loss at this budget); "" if none
+    measured: str = ""
+    measured_loss: float = math.nan
+    measured_cost: float = math.nan
 
     @property
     def exit_code(self) -> int:
@@ -167,12 +176,16 @@ def plan(fit: StudyFit, budget: float, law: Law | None = None) -> Plan:
         if w.top:
             notes.append(f"the frontier's top sits at the {w.edge.replace('_', ' ')}: the fits extrapolate an edge")
     bound = where.floor.lower if where.floor.identified else math.nan
+    known = min((c for c in fit.cells if c.compute <= budget * (1 + 1e-9)), key=lambda c: c.loss, default=None)
     return Plan(budget=budget, axis_short=fit.axis.short, method=method, n_opt=n_opt, epochs_opt=epochs_opt,
                 rung=head.rung, rung_params=head.params, rung_epochs=head.epochs, lr=head.lr, lr_grid=head.lr_grid,
                 lr_interval=_lr_interval(fit, head.params, head.epochs), loss_parametric=head.loss,
                 loss_parametric_ci=head.loss_ci, loss_frontier=loss_f, loss_frontier_ci=loss_f_ci,
                 extrapolation=extrapolation, notes=tuple(notes), verdict=head.verdict, reasons=head.reasons,
-                loss_bound=bound, runs=tuple(options[:SHORT_LIST]), region=where, cheaper=cheaper)
+                loss_bound=bound, runs=tuple(options[:SHORT_LIST]), region=where, cheaper=cheaper,
+                measured=known.name if known is not None else "",
+                measured_loss=known.loss if known is not None else math.nan,
+                measured_cost=known.compute if known is not None else math.nan)
 
 
 SPEND_LESS: Final = 0.005  # how much lower (relative) a cheaper run must be predicted to be named
@@ -241,6 +254,9 @@ def format_plan(p: Plan, study: str) -> str:
         c = p.cheaper
         lines.append(f"  spend less: {c.rung} for {c.epochs:g} epochs (LR {c.lr_grid:g}, {c.cost:.4g} {p.axis_short}, "
                      f"{c.cost / p.budget:.0%} of the budget) is predicted {_loss_cell(c, p.loss_bound)}, below run 1")
+    if p.measured:
+        lines.append(f"  best measured within it    {p.measured}: val loss {p.measured_loss:.4f}, measured "
+                     f"({p.measured_cost:.4g} {p.axis_short}, {p.measured_cost / p.budget:.0%} of the budget)")
     lines += [f"  note: {n}" for n in p.notes]
     return "\n".join(lines)
 

@@ -154,3 +154,25 @@ def test_past_the_turnover_the_plan_names_a_cheaper_run_the_law_predicts_lower(g
     # inside the turnover's reach (a small budget) nothing cheaper is better, and L(N, D) never says so
     assert plan(fit, surface.k * PARAMS[0] * 1, law).cheaper is None
     assert plan(good, TOP).cheaper is None and plan(fit, top).cheaper is None
+
+
+@pytest.mark.parametrize("share", [0.3, 1.0, 1000.0])
+def test_the_plan_names_the_best_run_measured_within_the_budget(good: StudyFit, no_floor: StudyFit,
+                                                               share: float) -> None:
+    for fit in (good, no_floor):
+        budget = share * TOP
+        p = plan(fit, budget)
+        within = [c for c in fit.cells if c.compute <= budget * (1 + 1e-9)]
+        best = min(within, key=lambda c: c.loss)
+        assert (p.measured, p.measured_loss, p.measured_cost) == (best.name, best.loss, best.compute)
+        assert p.measured_cost <= budget * (1 + 1e-9)
+        doc = p.to_json()
+        assert doc["measured"] == best.name and doc["measured_loss"] == pytest.approx(best.loss)
+        assert f"best measured within it    {best.name}: val loss {best.loss:.4f}, measured" in format_plan(p, "s")
+
+
+def test_a_budget_below_every_measured_run_names_none(good: StudyFit) -> None:
+    budget = 0.5 * min(c.compute for c in good.cells)
+    p = plan(good, budget)
+    assert p.measured == "" and math.isnan(p.measured_loss) and p.to_json()["measured_loss"] is None
+    assert "best measured within it" not in format_plan(p, "good")
