@@ -32,7 +32,7 @@ def test_the_within_budget_judge_compares_with_the_best_cell_that_fits(vf: Modul
     within = res["within_budget"]
     assert within and len(within) == sum(c.compute > res["cut_flops"] for c in cells)
     for w in within:
-        fits = [c for c in cells if c.compute <= w["compute"] * (1 + 1e-9)]
+        fits = [c for c in cells if c.compute <= w["compute"] * (1 + vf.SAME)]
         best = min(fits, key=lambda c: c.loss)
         assert (w["best"], w["best_loss"]) == (best.name, best.loss)
         assert w["predicted_err"] == pytest.approx(w["predicted"] / best.loss - 1)
