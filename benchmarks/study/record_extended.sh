@@ -3,7 +3,8 @@
 # edges, so that the frontier turns over inside it and NFNet and ViT cover the same compute.
 #   NFNet: rungs nfnet_t3-t5 x 2-32 epochs (1.3e14 FLOPs planned), the ladder above the old top,
 #          then nfnet_t6 x 2-16 epochs (the rung the edge warning named after them);
-#   ViT:   all 4 rungs x 0.25-16 epochs (6.2e14 FLOPs planned; the old lattice stopped at t2 and 4).
+#   ViT:   all 4 rungs x 0.25-16 epochs (6.2e14 FLOPs planned; the old lattice stopped at t2 and 4),
+#          then vit_t4 x 4-16 epochs (the rung above vit_t3 the edge warning named).
 # Both warm-started from the committed tables of the first study (benchmarks/study/{nfnet,vit}.csv),
 # monotone searcher with in-cell early stopping (search.early_stop margin auto), checkpoints kept
 # (the fine-tuning stage can start from them), one seed as in the first study.
